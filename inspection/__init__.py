@@ -1,0 +1,1 @@
+"""云端勘验: WebRTC video site inspection."""

@@ -1,0 +1,1 @@
+"""Tongban node: federation, cases, API, pages, storage, CLI."""

@@ -1,0 +1,187 @@
+"""Ed25519 keys, key ids and key sets with validity windows.
+
+A ``kid`` is ``"<region>:<key-id>"`` where key-id is the first 16 hex digits of the SHA-256 of
+the raw 32-byte public key, so anyone can check that a kid names the key it claims to.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from protocol.errors import ErrorCode, ProtocolError
+
+REGION_RE = re.compile(r"^[1-9][0-9]{5}$")
+KID_RE = re.compile(r"^([1-9][0-9]{5}):([0-9a-f]{16})$")
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url strictly (no padding, no other alphabet, canonical length)."""
+    if not _B64URL_RE.match(text) or len(text) % 4 == 1:
+        raise ProtocolError(ErrorCode.MALFORMED_JWS, "bad base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError(ErrorCode.MALFORMED_JWS, "bad base64url") from exc
+
+
+def public_raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    """The public key as partners.toml writes it: base64url of the raw 32 bytes, no padding."""
+    return b64url_encode(public_raw(key))
+
+
+def load_public_key_text(text: str) -> Ed25519PublicKey:
+    raw = b64url_decode(text)
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def key_id(region: str, key: Ed25519PublicKey) -> str:
+    return f"{region}:{hashlib.sha256(public_raw(key)).hexdigest()[:16]}"
+
+
+def region_of_kid(kid: str) -> str | None:
+    match = KID_RE.match(kid)
+    return match.group(1) if match else None
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load_private_key_pem(data: bytes) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("node.key must hold an Ed25519 private key")
+    return key
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A public key we accept signatures from, for signatures made inside its window."""
+
+    kid: str
+    region: str
+    public_key: Ed25519PublicKey = field(compare=False, repr=False)
+    not_before: datetime
+    not_after: datetime
+
+    def valid_at(self, ts: float) -> bool:
+        moment = utc(ts)
+        return self.not_before <= moment <= self.not_after
+
+    def to_claim(self) -> dict[str, str]:
+        """The form a node descriptor lists the key in."""
+        return {
+            "kid": self.kid,
+            "public_key": public_key_text(self.public_key),
+            "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(),
+        }
+
+    @classmethod
+    def from_claim(cls, region: str, claim: object) -> TrustedKey:
+        if not isinstance(claim, dict) or set(claim) != {
+            "kid",
+            "public_key",
+            "not_before",
+            "not_after",
+        }:
+            raise ValueError("a key entry has kid, public_key, not_before, not_after")
+        public = load_public_key_text(str(claim["public_key"]))
+        kid = str(claim["kid"])
+        if kid != key_id(region, public):
+            raise ValueError(f"kid {kid} does not name its key")
+        return cls(
+            kid=kid,
+            region=region,
+            public_key=public,
+            not_before=_parse_time(claim["not_before"]),
+            not_after=_parse_time(claim["not_after"]),
+        )
+
+
+def _parse_time(value: object) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+    else:
+        raise ValueError("a time is an ISO 8601 string with offset")
+    if moment.tzinfo is None:
+        raise ValueError("a key's validity times need a UTC offset")
+    return moment
+
+
+class KeySet:
+    """Keys by kid, and which regions we know at all. Holds loaded key objects (loading is
+    slow enough to matter at thousands of verifications a second)."""
+
+    def __init__(self, keys: list[TrustedKey] | None = None, regions: set[str] | None = None):
+        self._keys: dict[str, TrustedKey] = {}
+        self._regions: set[str] = set(regions or ())
+        for key in keys or ():
+            self.add(key)
+
+    def add(self, key: TrustedKey) -> None:
+        self._keys[key.kid] = key
+        self._regions.add(key.region)
+
+    def add_region(self, region: str) -> None:
+        self._regions.add(region)
+
+    def knows_region(self, region: str) -> bool:
+        return region in self._regions
+
+    def get(self, kid: str) -> TrustedKey | None:
+        return self._keys.get(kid)
+
+    def keys_of(self, region: str) -> list[TrustedKey]:
+        return [k for k in self._keys.values() if k.region == region]
+
+    def regions(self) -> set[str]:
+        return set(self._regions)
+
+    def resolve(self, kid: str, issuer: str, at: float) -> TrustedKey:
+        """The key ``kid`` if ``issuer`` may sign with it at time ``at``; else ProtocolError."""
+        if not self.knows_region(issuer):
+            raise ProtocolError(ErrorCode.UNKNOWN_ISSUER, f"region {issuer} is not a partner")
+        if region_of_kid(kid) != issuer:
+            raise ProtocolError(ErrorCode.UNKNOWN_KID, "kid does not belong to the issuer")
+        key = self._keys.get(kid)
+        if key is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_KID, f"no trusted key {kid}")
+        if not key.valid_at(at):
+            raise ProtocolError(ErrorCode.KEY_NOT_VALID, f"key {kid} not valid at that time")
+        return key
