@@ -1,0 +1,163 @@
+"""The `tongban` command (DESIGN §6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from node.config import ConfigError, NodeConfig
+from node.federation.identity import rotate_key
+from node.federation.partners import load_partners, parse_partners, render_partners
+from node.provisioning import InitError, add_partner, init_node, self_entry
+from node.storage.database import Database
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, InitError) as exc:
+        print(f"错误 / error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tongban", description="Tongban (通办) federation node")
+    sub = parser.add_subparsers()
+
+    p = sub.add_parser("init", help="create a node: config, key, partners file, database")
+    p.add_argument("--region", required=True, help="6-digit 行政区划代码")
+    p.add_argument("--name", required=True)
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--url", help="public base URL partners reach this node at")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8400)
+    p.add_argument("--database-url", help="default: SQLite in DIR")
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("run", help="serve the node")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("demo", help="three partnered regions on one machine")
+    p.add_argument("--dir", type=Path, default=Path("demo-data"))
+    p.add_argument("--base-port", type=int, default=8400)
+    p.set_defaults(func=_demo)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers()
+    p = keys.add_parser("rotate", help="make a new signing key; partners learn it")
+    p.add_argument("--dir", required=True, type=Path)
+    p.set_defaults(func=_keys_rotate)
+
+    partners = sub.add_parser("partners", help="the partners.toml trust root").add_subparsers()
+    p = partners.add_parser("list", help="list partner regions")
+    p.add_argument("--dir", required=True, type=Path)
+    p.set_defaults(func=_partners_list)
+    p = partners.add_parser("self", help="print this node's entry for partners' partners.toml")
+    p.add_argument("--dir", required=True, type=Path)
+    p.set_defaults(func=_partners_self)
+    p = partners.add_parser("add", help="add the entries of a partners.toml snippet")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("file", type=Path, help="TOML with [[partners]] entries (from `partners self`)")
+    p.set_defaults(func=_partners_add)
+    return parser
+
+
+def _init(args: argparse.Namespace) -> int:
+    config = asyncio.run(
+        init_node(
+            args.dir,
+            region=args.region,
+            name=args.name,
+            url=args.url,
+            host=args.host,
+            port=args.port,
+            database_url=args.database_url,
+        )
+    )
+    print(f"已创建节点 {config.name} ({config.region}) 于 {config.dir}")
+    print(f"  url: {config.url}")
+    print(f"  give partners the output of: tongban partners self --dir {config.dir}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from node.app import create_app
+    from node.logging_setup import configure_logging
+
+    config = NodeConfig.load(args.dir)
+    configure_logging()
+    web.run_app(
+        create_app(config),
+        host=args.host or config.host,
+        port=args.port or config.port,
+        access_log=None,
+        print=lambda *_: None,
+        shutdown_timeout=5,
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from node.demo import run_demo
+
+    return run_demo(args.dir, args.base_port)
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    config = NodeConfig.load(args.dir)
+
+    async def go() -> tuple[str, str]:
+        db = Database(config.database_url)
+        try:
+            return await rotate_key(config, db)
+        finally:
+            await db.dispose()
+
+    old, new = asyncio.run(go())
+    print(f"新签名密钥 new signing key: {new}")
+    print(f"旧密钥 {old} 在宽限期内仍有效 (still valid through its grace period)")
+    return 0
+
+
+def _partners_list(args: argparse.Namespace) -> int:
+    config = NodeConfig.load(args.dir)
+    for partner in load_partners(config.partners_file).values():
+        kids = ", ".join(k.kid for k in partner.keys)
+        print(f"{partner.region}  {partner.name}  {partner.url}  [{kids}]")
+    return 0
+
+
+def _partners_self(args: argparse.Namespace) -> int:
+    config = NodeConfig.load(args.dir)
+    print(render_partners([asyncio.run(self_entry(config))]), end="")
+    return 0
+
+
+def _partners_add(args: argparse.Namespace) -> int:
+    import tomllib
+
+    config = NodeConfig.load(args.dir)
+    entries = parse_partners(tomllib.loads(args.file.read_text(encoding="utf-8")))
+    for partner in entries.values():
+        if partner.region == config.region:
+            raise InitError("a node is not its own partner")
+        add_partner(config, partner)
+        print(f"已添加伙伴 added partner {partner.region} {partner.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Federation: keys and partners, inbound envelopes, the outbox and its delivery, blobs."""

@@ -1,0 +1,122 @@
+"""HTTP calls to partner nodes: deliver an envelope, upload a blob, fetch a descriptor."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from node.config import FederationSettings, is_loopback_url
+from node.federation.identity import NodeIdentity
+from node.storage.blobs import BlobStore
+from protocol.request_token import sign_request_token
+
+JOSE = "application/jose"
+
+
+class TransportError(Exception):
+    """The partner could not be reached, or answered 5xx: try again later."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    error: str | None = None
+    detail: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class PartnerClient:
+    def __init__(self, identity: NodeIdentity, blobs: BlobStore, settings: FederationSettings):
+        self._identity = identity
+        self._blobs = blobs
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    def set_identity(self, identity: NodeIdentity) -> None:
+        self._identity = identity
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout, connect=10)
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._settings.window + 4)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def check_url(self, url: str) -> None:
+        if url.startswith("https://"):
+            return
+        if url.startswith("http://") and (is_loopback_url(url) or self._settings.allow_plain_http):
+            return
+        raise TransportError(f"refusing plain HTTP to a non-loopback partner: {url}")
+
+    async def post_envelope(self, base_url: str, token: str) -> Answer:
+        return await self._call(
+            "POST",
+            f"{base_url}/federation/v1/envelopes",
+            data=token.encode("ascii"),
+            headers={"Content-Type": JOSE, "Accept": JOSE},
+        )
+
+    async def put_blob(self, base_url: str, partner: str, sha256: str) -> Answer:
+        token = sign_request_token(
+            iss=self._identity.region,
+            aud=partner,
+            sha256=sha256,
+            now=time.time(),
+            key=self._identity.private_key,
+            kid=self._identity.kid,
+        )
+        size = self._blobs.size(sha256)
+        if size is None:
+            return Answer(status=0, body=b"", error="blob_not_held", detail=sha256)
+        return await self._call(
+            "PUT",
+            f"{base_url}/federation/v1/blobs/{sha256}",
+            data=self._blobs.read_chunks(sha256),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(size),
+            },
+        )
+
+    async def get_descriptor(self, base_url: str) -> bytes:
+        answer = await self._call("GET", f"{base_url}/.well-known/tongban/node")
+        if answer.status != 200:
+            raise TransportError(f"descriptor: HTTP {answer.status} {answer.error or ''}")
+        return answer.body
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | AsyncIterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        assert self._session is not None, "PartnerClient.start() first"
+        self.check_url(url)
+        try:
+            async with self._session.request(method, url, data=data, headers=headers) as resp:
+                body = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        if status >= 500:
+            raise TransportError(f"HTTP {status}: {body[:200]!r}")
+        if status >= 400:
+            try:
+                payload = json.loads(body)
+                error = str(payload.pop("error"))
+                detail = str(payload.pop("detail", ""))
+                return Answer(status, body, error, detail, payload)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return Answer(status, body, "unexplained", body[:200].decode("utf-8", "replace"))
+        return Answer(status, body)

@@ -1,0 +1,307 @@
+"""Receiving envelopes: verify, check blobs, store durably, answer with a receipt.
+
+Stores go through a group-commit writer: envelopes that arrive together share one
+transaction (one fsync), and each request waits for the commit that holds its envelope
+before its receipt leaves. A resend of a stored envelope gets the stored receipt back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from node.federation.identity import NodeIdentity
+from node.federation.models import inbound_envelopes, inbound_messages, rejections
+from node.federation.trust import TrustStore
+from node.metrics import Metrics
+from node.storage.blobs import BlobStore
+from node.storage.database import Database
+from protocol.envelope import Envelope, parse_envelope, verify_parsed
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.jws import ParsedJWS
+from protocol.messages import MESSAGE_TYPES
+from protocol.receipt import sign_receipt
+
+log = logging.getLogger(__name__)
+
+#: Most envelopes committed in one transaction.
+MAX_BATCH = 256
+
+
+@dataclass
+class _Pending:
+    envelope: Envelope
+    receipt: str
+    future: asyncio.Future[str]
+
+
+class InboundService:
+    """Everything ``POST /federation/v1/envelopes`` does, without HTTP."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        identity: NodeIdentity,
+        trust: TrustStore,
+        blobs: BlobStore,
+        metrics: Metrics,
+        refresh_partner_keys: Callable[[str], Awaitable[bool]],
+        on_stored: Callable[[set[str]], None],
+    ) -> None:
+        self._db = db
+        self._identity = identity
+        self._trust = trust
+        self._blobs = blobs
+        self._metrics = metrics
+        self._refresh_partner_keys = refresh_partner_keys
+        self._on_stored = on_stored
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    def set_identity(self, identity: NodeIdentity) -> None:
+        self._identity = identity
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="inbound-writer")
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def receive(self, body: bytes, *, remote: str | None) -> str:
+        """Verify and store ``body``; returns the receipt (compact JWS)."""
+        parsed: ParsedJWS | None = None
+        try:
+            parsed = parse_envelope(body)
+            envelope = await self._verify(parsed)
+            self._check_blobs(envelope)
+            receipt = sign_receipt(
+                iss=self._identity.region,
+                aud=envelope.iss,
+                ref=envelope.jti,
+                digest=envelope.digest,
+                now=time.time(),
+                key=self._identity.private_key,
+                kid=self._identity.kid,
+            )
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            await self._queue.put(_Pending(envelope, receipt, future))
+            return await future
+        except ProtocolError as exc:
+            self._metrics.envelopes_in.labels(_typ_label(parsed), str(exc.code)).inc()
+            await self.reject("envelopes", exc, remote=remote, parsed=parsed, size=len(body))
+            raise
+
+    async def _verify(self, parsed: ParsedJWS) -> Envelope:
+        now = time.time()
+        try:
+            return verify_parsed(parsed, self._trust.keys, recipient=self._identity.region, now=now)
+        except ProtocolError as exc:
+            issuer = parsed.claims.get("iss")
+            if exc.code is not ErrorCode.UNKNOWN_KID or not isinstance(issuer, str):
+                raise
+            if self._trust.partner(issuer) is None:
+                raise
+            # A partner may have rotated its key: its descriptor, signed by a key we trust,
+            # announces the new one.
+            if not await self._refresh_partner_keys(issuer):
+                raise
+            return verify_parsed(parsed, self._trust.keys, recipient=self._identity.region, now=now)
+
+    def _check_blobs(self, envelope: Envelope) -> None:
+        missing = [
+            b["sha256"] for b in envelope.blobs if self._blobs.size(b["sha256"]) != b["size"]
+        ]
+        if missing:
+            raise ProtocolError(
+                ErrorCode.BLOBS_MISSING,
+                f"{len(missing)} blob(s) not uploaded yet",
+                missing=missing,
+            )
+
+    async def reject(
+        self,
+        endpoint: str,
+        exc: ProtocolError,
+        *,
+        remote: str | None,
+        parsed: ParsedJWS | None = None,
+        size: int | None = None,
+    ) -> None:
+        """Log a refusal: what and why, never the content."""
+        iss = jti = None
+        if parsed is not None:
+            iss = _short(parsed.claims.get("iss"), 6)
+            jti = _short(parsed.claims.get("jti"), 36)
+        log.info("refused %s: %s", endpoint, exc.code, extra={"iss": iss, "jti": jti})
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(
+                    rejections.insert().values(
+                        at=time.time(),
+                        endpoint=endpoint,
+                        code=str(exc.code),
+                        detail=exc.detail[:300],
+                        remote=(remote or "")[:64] or None,
+                        iss=iss,
+                        jti=jti,
+                        size=size,
+                    )
+                )
+        except Exception:  # the refusal stands even if its log row cannot be written
+            log.exception("could not record a rejection")
+
+    # -- group commit -----------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._commit(batch)
+            except IntegrityError:
+                # Another process stored one of these at the same moment: settle one by one.
+                results = []
+                for item in batch:
+                    try:
+                        results.extend(await self._commit([item]))
+                    except Exception as exc:  # pragma: no cover - database down
+                        results.append(exc)
+            except Exception as exc:
+                log.exception("storing inbound envelopes failed")
+                results = [exc] * len(batch)
+            issuers: set[str] = set()
+            for item, result in zip(batch, results, strict=True):
+                if item.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    item.future.set_exception(result)
+                else:
+                    item.future.set_result(result)
+                    issuers.add(item.envelope.iss)
+            if issuers:
+                self._on_stored(issuers)
+
+    async def _commit(self, batch: list[_Pending]) -> list[str | BaseException]:
+        """Store ``batch`` in one transaction; returns a receipt or an error per item."""
+        async with self._db.write() as conn:
+            jtis = list({p.envelope.jti for p in batch})
+            stored = {
+                row.jti: row
+                for row in (
+                    await conn.execute(
+                        select(
+                            inbound_envelopes.c.jti,
+                            inbound_envelopes.c.digest,
+                            inbound_envelopes.c.receipt,
+                        ).where(inbound_envelopes.c.jti.in_(jtis))
+                    )
+                ).all()
+            }
+            results: list[str | BaseException] = []
+            fresh: dict[str, _Pending] = {}
+            for item in batch:
+                env = item.envelope
+                known = stored.get(env.jti)
+                first = fresh.get(env.jti)
+                if known is not None:
+                    results.append(_same_or_reused(env, known.digest, known.receipt))
+                elif first is not None:
+                    results.append(_same_or_reused(env, first.envelope.digest, first.receipt))
+                else:
+                    fresh[env.jti] = item
+                    results.append(item.receipt)
+            if fresh:
+                await self._insert(conn, list(fresh.values()))
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, str):
+                label = "stored" if fresh.get(item.envelope.jti) is item else "resent"
+                self._metrics.envelopes_in.labels(item.envelope.typ, label).inc()
+        return results
+
+    async def _insert(self, conn: AsyncConnection, items: list[_Pending]) -> None:
+        now = time.time()
+        insert = pg_insert if not self._db.is_sqlite else sqlite_insert
+        await conn.execute(
+            insert(inbound_messages).on_conflict_do_nothing(),
+            [
+                {
+                    "iss": p.envelope.iss,
+                    "xt": p.envelope.xt,
+                    "seq": p.envelope.seq,
+                    "jti": p.envelope.jti,
+                    "typ": p.envelope.typ,
+                    "received_at": now,
+                    "attempts": 0,
+                }
+                for p in items
+            ],
+        )
+        keys = [(p.envelope.iss, p.envelope.xt, p.envelope.seq) for p in items]
+        owners = {
+            (r.iss, r.xt, r.seq): r.jti
+            for r in (
+                await conn.execute(
+                    select(
+                        inbound_messages.c.iss,
+                        inbound_messages.c.xt,
+                        inbound_messages.c.seq,
+                        inbound_messages.c.jti,
+                    ).where(
+                        tuple_(
+                            inbound_messages.c.iss, inbound_messages.c.xt, inbound_messages.c.seq
+                        ).in_(keys)
+                    )
+                )
+            ).all()
+        }
+        await conn.execute(
+            inbound_envelopes.insert(),
+            [
+                {
+                    "jti": p.envelope.jti,
+                    "iss": p.envelope.iss,
+                    "xt": p.envelope.xt,
+                    "seq": p.envelope.seq,
+                    "typ": p.envelope.typ,
+                    "kid": p.envelope.kid,
+                    "digest": p.envelope.digest,
+                    "token": p.envelope.compact.decode("ascii"),
+                    "receipt": p.receipt,
+                    "received_at": now,
+                    "duplicate": owners.get(key) != p.envelope.jti,
+                }
+                for p, key in zip(items, keys, strict=True)
+            ],
+        )
+
+
+def _same_or_reused(env: Envelope, digest: str, receipt: str) -> str | BaseException:
+    if digest == env.digest:
+        return receipt
+    return ProtocolError(ErrorCode.JTI_REUSED, "this jti was already used for other content")
+
+
+def _typ_label(parsed: ParsedJWS | None) -> str:
+    if parsed is None:
+        return "unknown"
+    typ = parsed.claims.get("typ")
+    return typ if typ in MESSAGE_TYPES else "unknown"
+
+
+def _short(value: Any, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) else None

@@ -1,0 +1,103 @@
+"""The transactional outbox: an envelope is signed and stored in the same transaction as the
+change it announces, and delivered later by the delivery worker. Signed once: every retry
+sends the same bytes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from node.federation.identity import NodeIdentity
+from node.federation.models import outbound_sequences, outbox
+from node.storage.database import after_commit
+from protocol.envelope import new_claims, parse_envelope, sign_envelope
+
+
+@dataclass(frozen=True)
+class Queued:
+    id: int
+    jti: str
+    seq: int
+    digest: str
+
+
+class Outbox:
+    def __init__(self, identity: NodeIdentity, wake: Callable[[str], None]) -> None:
+        self._identity = identity
+        self._wake = wake
+
+    def set_identity(self, identity: NodeIdentity) -> None:
+        self._identity = identity
+
+    async def enqueue(
+        self,
+        conn: AsyncConnection,
+        *,
+        partner: str,
+        typ: str,
+        xt: str,
+        body: dict[str, Any],
+        blobs: list[dict[str, Any]] | None = None,
+        now: float | None = None,
+    ) -> Queued:
+        """Sign an envelope for ``partner`` and queue it inside ``conn``'s transaction.
+
+        ``seq`` is the next for (``xt``, ``partner``). The delivery worker is woken after
+        the commit.
+        """
+        moment = time.time() if now is None else now
+        seq = await _next_seq(conn, xt, partner)
+        claims = new_claims(
+            iss=self._identity.region,
+            aud=partner,
+            typ=typ,
+            xt=xt,
+            seq=seq,
+            body=body,
+            blobs=blobs,
+            now=moment,
+        )
+        token = sign_envelope(claims, self._identity.private_key, self._identity.kid)
+        digest = parse_envelope(token).digest
+        result = await conn.execute(
+            outbox.insert()
+            .values(
+                partner=partner,
+                jti=claims["jti"],
+                xt=xt,
+                seq=seq,
+                typ=typ,
+                token=token,
+                digest=digest,
+                blobs=" ".join(b["sha256"] for b in claims["blobs"]),
+                created_at=moment,
+                expires_at=float(claims["exp"]),
+                next_attempt_at=moment,
+                attempts=0,
+            )
+            .returning(outbox.c.id)
+        )
+        row_id = result.scalar_one()
+        after_commit(conn, lambda: self._wake(partner))
+        return Queued(id=row_id, jti=claims["jti"], seq=seq, digest=digest)
+
+
+async def _next_seq(conn: AsyncConnection, xt: str, partner: str) -> int:
+    dialect = conn.dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(outbound_sequences)
+        .values(xt=xt, partner=partner, next_seq=2)
+        .on_conflict_do_update(
+            index_elements=[outbound_sequences.c.xt, outbound_sequences.c.partner],
+            set_={"next_seq": outbound_sequences.c.next_seq + 1},
+        )
+        .returning(outbound_sequences.c.next_seq)
+    )
+    return int((await conn.execute(statement)).scalar_one()) - 1

@@ -1,0 +1,162 @@
+"""The running federation of one node: wires identity, trust, inbound, applier, outbox and
+delivery together and keeps them current (key rotation, partners.toml edits)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sqlalchemy import func, select
+
+from node.config import NodeConfig
+from node.federation.applier import Applier, MessageHandler, RefusalHandler, accept_all
+from node.federation.client import PartnerClient
+from node.federation.delivery import Delivery
+from node.federation.descriptors import KeyRefresher
+from node.federation.identity import NodeIdentity, key_file_changed
+from node.federation.inbound import InboundService
+from node.federation.models import inbound_messages, outbox
+from node.federation.outbox import Outbox
+from node.federation.trust import TrustStore
+from node.metrics import Metrics
+from node.storage.blobs import BlobStore
+from node.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+#: How often key and partner files are checked for changes, seconds.
+WATCH_INTERVAL = 2.0
+#: How often every partner's descriptor is fetched to learn rotated keys, seconds.
+DESCRIPTOR_REFRESH = 600.0
+
+
+class Federation:
+    def __init__(
+        self,
+        config: NodeConfig,
+        db: Database,
+        identity: NodeIdentity,
+        *,
+        handler: MessageHandler = accept_all,
+        on_refused: RefusalHandler | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.identity = identity
+        self.metrics = Metrics()
+        self.blobs = BlobStore(config.blob_dir)
+        self.trust = TrustStore(db, config.partners_file)
+        self.client = PartnerClient(identity, self.blobs, config.federation)
+        self.refresher = KeyRefresher(self.trust, self.client)
+        self.delivery = Delivery(
+            db=db,
+            identity=identity,
+            trust=self.trust,
+            client=self.client,
+            metrics=self.metrics,
+            settings=config.federation,
+            refresh_partner_keys=self.refresher.refresh,
+        )
+        self.outbox = Outbox(identity, self.delivery.wake)
+        self.applier = Applier(db, handler, on_refused)
+        self.inbound = InboundService(
+            db=db,
+            identity=identity,
+            trust=self.trust,
+            blobs=self.blobs,
+            metrics=self.metrics,
+            refresh_partner_keys=self.refresher.refresh,
+            on_stored=self._stored,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        # Short-lived tasks (backoff resets) kept referenced until done.
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.trust.load()
+        await self.client.start()
+        self.inbound.start()
+        self.applier.start()
+        self.delivery.sync_partners()
+        self._tasks.append(asyncio.create_task(self._watch(), name="watch-files"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.delivery.stop()
+        await self.applier.stop()
+        await self.inbound.stop()
+        await self.client.close()
+
+    def _stored(self, issuers: set[str]) -> None:
+        self.applier.wake()
+        for region in issuers:
+            task = asyncio.create_task(self.heard_from(region))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def heard_from(self, region: str) -> None:
+        try:
+            await self.delivery.heard_from(region)
+        except Exception:
+            log.exception("resetting backoff failed", extra={"partner": region})
+
+    async def reload_identity(self) -> None:
+        identity = await NodeIdentity.load(self.config, self.db)
+        self.identity = identity
+        for part in (self.client, self.delivery, self.outbox, self.inbound):
+            part.set_identity(identity)
+        log.info("signing key loaded", extra={"kid": identity.kid})
+
+    async def _watch(self) -> None:
+        last_refresh = time.monotonic()
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                if key_file_changed(self.config, self.identity):
+                    await self.reload_identity()
+                if await self.trust.reload_if_changed():
+                    self.delivery.sync_partners()
+                if time.monotonic() - last_refresh > DESCRIPTOR_REFRESH:
+                    last_refresh = time.monotonic()
+                    for region in list(self.trust.partners):
+                        await self.refresher.refresh(region)
+            except Exception:
+                log.exception("reloading keys or partners failed")
+
+    async def update_gauges(self) -> None:
+        now = time.time()
+        pending = outbox.c.delivered_at.is_(None) & outbox.c.dead_at.is_(None)
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox.c.partner, func.count(), func.min(outbox.c.created_at))
+                    .where(pending)
+                    .group_by(outbox.c.partner)
+                )
+            ).all()
+            dead = (
+                await conn.execute(
+                    select(outbox.c.partner, func.count())
+                    .where(outbox.c.dead_at.is_not(None))
+                    .group_by(outbox.c.partner)
+                )
+            ).all()
+            unapplied = (
+                await conn.execute(
+                    select(func.count()).where(inbound_messages.c.applied_at.is_(None))
+                )
+            ).scalar_one()
+        seen = {r[0] for r in rows}
+        for region in set(self.trust.partners) | seen:
+            self.metrics.outbox_depth.labels(region).set(0)
+            self.metrics.outbox_oldest_age.labels(region).set(0)
+            self.metrics.outbox_dead.labels(region).set(0)
+        for region, count, oldest in rows:
+            self.metrics.outbox_depth.labels(region).set(count)
+            self.metrics.outbox_oldest_age.labels(region).set(max(0.0, now - oldest))
+        for region, count in dead:
+            self.metrics.outbox_dead.labels(region).set(count)
+        self.metrics.inbound_waiting.set(unapplied)

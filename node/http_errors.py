@@ -1,0 +1,48 @@
+"""The one HTTP error shape: ``{"error": "<stable_code>", "detail": "..."}`` with a 4xx status.
+
+Handlers raise ProtocolError (or ApiError for the staff API); the middleware turns it into the
+response. Paths with ``..`` are refused before routing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from protocol.errors import ErrorCode, ProtocolError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_DOT_SEGMENT = re.compile(r"(^|/)(\.|%2e){2}(/|$)", re.IGNORECASE)
+
+
+def error_response(status: int, code: str, detail: str = "", **extra: object) -> web.Response:
+    body: dict[str, object] = {"error": code, "detail": detail}
+    body.update(extra)
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    raw = request.raw_path.split("?", 1)[0]
+    if _DOT_SEGMENT.search(raw) or "%2f" in raw.lower() or "\\" in raw:
+        return error_response(400, ErrorCode.BAD_PATH, "path segments . and .. are not allowed")
+    try:
+        return await handler(request)
+    except ProtocolError as exc:
+        return web.json_response(exc.to_json(), status=exc.http_status)
+    except web.HTTPNotFound:
+        return error_response(404, ErrorCode.NOT_FOUND, "no such resource")
+    except web.HTTPMethodNotAllowed as exc:
+        return error_response(
+            405,
+            "method_not_allowed",
+            f"{request.method} not allowed",
+            allowed=sorted(exc.allowed_methods),
+        )
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, ErrorCode.TOO_LARGE, "request body too large")

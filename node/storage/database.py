@@ -1,0 +1,103 @@
+"""The database handle: one write path and one read path.
+
+SQLite allows one writer at a time. Its writes go through a pool of one connection that opens
+every transaction with ``BEGIN IMMEDIATE`` (so a transaction never fails half-way on a lock
+upgrade, and other processes wait on ``busy_timeout``); reads use a separate pool in WAL mode
+and never block on writers. PostgreSQL uses one pool for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def _sqlite_pragmas(immediate: bool) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver, so BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before we acknowledge anything (receipts promise that).
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def _sqlite_begin(immediate: bool) -> Any:
+    statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    def on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(statement)
+
+    return on_begin
+
+
+_AFTER_COMMIT = "tongban_after_commit"
+
+
+def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
+    """Run ``callback`` after the transaction of ``conn`` (from ``Database.write``) commits."""
+    callbacks = conn.info.get(_AFTER_COMMIT)
+    if callbacks is None:
+        raise RuntimeError("after_commit needs a connection from Database.write()")
+    if callback not in callbacks:
+        callbacks.append(callback)
+
+
+class Database:
+    """Owns the engines. ``write()`` for transactions that change data, ``read()`` for the
+    rest."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self._writer = create_async_engine(url, pool_size=1, max_overflow=0)
+            self._reader = create_async_engine(url, pool_size=4, max_overflow=4)
+            for engine, immediate in ((self._writer, True), (self._reader, False)):
+                event.listen(engine.sync_engine, "connect", _sqlite_pragmas(immediate))
+                event.listen(engine.sync_engine, "begin", _sqlite_begin(immediate))
+        else:
+            self._writer = create_async_engine(url, pool_size=10, max_overflow=10)
+            self._reader = self._writer
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._writer
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that commits on success and rolls back on any exception.
+
+        Callbacks registered with ``after_commit(conn, fn)`` run once the commit succeeded.
+        """
+        callbacks: list[Callable[[], None]] = []
+        async with self._writer.connect() as conn:
+            conn.info[_AFTER_COMMIT] = callbacks
+            try:
+                async with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop(_AFTER_COMMIT, None)
+        for callback in callbacks:
+            callback()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reader.connect() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
