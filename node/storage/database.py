@@ -41,12 +41,13 @@ def _sqlite_begin(immediate: bool) -> Any:
     return on_begin
 
 
-_AFTER_COMMIT = "tongban_after_commit"
+#: Callbacks to run after commit, per open write connection (by id; no I/O to look them up).
+_after_commit: dict[int, list[Callable[[], None]]] = {}
 
 
 def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
     """Run ``callback`` after the transaction of ``conn`` (from ``Database.write``) commits."""
-    callbacks = conn.info.get(_AFTER_COMMIT)
+    callbacks = _after_commit.get(id(conn))
     if callbacks is None:
         raise RuntimeError("after_commit needs a connection from Database.write()")
     if callback not in callbacks:
@@ -83,12 +84,12 @@ class Database:
         """
         callbacks: list[Callable[[], None]] = []
         async with self._writer.connect() as conn:
-            conn.info[_AFTER_COMMIT] = callbacks
+            _after_commit[id(conn)] = callbacks
             try:
                 async with conn.begin():
                     yield conn
             finally:
-                conn.info.pop(_AFTER_COMMIT, None)
+                _after_commit.pop(id(conn), None)
         for callback in callbacks:
             callback()
 

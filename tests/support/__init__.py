@@ -1,0 +1,1 @@
+"""Test support: databases, nodes in-process and as real processes."""

@@ -1,0 +1,54 @@
+"""A fresh database per node: a SQLite file by default, or a new PostgreSQL database when
+TONGBAN_TEST_DATABASE_URL names a server (CI sets it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+ENV = "TONGBAN_TEST_DATABASE_URL"
+
+
+def using_postgres() -> bool:
+    return bool(os.environ.get(ENV))
+
+
+class DatabaseFactory:
+    def __init__(self, tmp: Path) -> None:
+        self._tmp = tmp
+        self._created: list[str] = []
+
+    async def new_url(self, label: str) -> str:
+        """A URL of an empty database for one node."""
+        base = os.environ.get(ENV)
+        if not base:
+            return f"sqlite+aiosqlite:///{self._tmp / f'{label}-{uuid.uuid4().hex[:6]}.db'}"
+        name = f"tb_{label}_{uuid.uuid4().hex[:10]}"
+        await self._admin(f'CREATE DATABASE "{name}"')
+        self._created.append(name)
+        return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+    async def _admin(self, sql: str) -> None:
+        url = make_url(os.environ[ENV])
+        conn = await asyncpg.connect(
+            host=url.host or "127.0.0.1",
+            port=url.port or 5432,
+            user=url.username or "postgres",
+            password=url.password,
+            database=url.database or "postgres",
+        )
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def drop_all(self) -> None:
+        for name in self._created:
+            with contextlib.suppress(Exception):
+                await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._created.clear()

@@ -1,0 +1,170 @@
+"""Nodes for tests: in this process on real sockets, or as real `tongban run` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from node.app import create_app
+from node.config import NodeConfig
+from node.federation.identity import NodeIdentity
+from node.federation.outbox import Outbox, Queued
+from node.federation.runtime import Federation
+from node.federation.views import FEDERATION
+from node.provisioning import init_node, link_all
+from node.storage.database import Database
+from tests.support.databases import DatabaseFactory
+
+FAST_FEDERATION = """
+[federation]
+initial_backoff = 0.05
+max_backoff = 1.0
+poll_interval = 0.05
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def make_configs(
+    tmp: Path, databases: DatabaseFactory, regions: list[tuple[str, str]], *, link: bool = True
+) -> list[NodeConfig]:
+    configs = []
+    for region, name in regions:
+        configs.append(
+            await init_node(
+                tmp / region,
+                region=region,
+                name=name,
+                port=free_port(),
+                database_url=await databases.new_url(region),
+                extra_toml=FAST_FEDERATION,
+            )
+        )
+    if link:
+        await link_all(configs)
+    return configs
+
+
+@dataclass
+class RunningNode:
+    """A node served by this test process on a real TCP port."""
+
+    config: NodeConfig
+    runner: web.AppRunner | None = None
+    app: web.Application | None = None
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    @property
+    def fed(self) -> Federation:
+        assert self.app is not None
+        return self.app[FEDERATION]
+
+    @property
+    def db(self) -> Database:
+        return self.fed.db
+
+    async def start(self) -> RunningNode:
+        self.app = create_app(self.config)
+        self.runner = web.AppRunner(self.app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, self.config.host, self.config.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+            self.app = None
+
+    async def send(
+        self, partner: str, typ: str, xt: str, body: dict[str, Any], **kw: Any
+    ) -> Queued:
+        async with self.db.write() as conn:
+            return await self.fed.outbox.enqueue(
+                conn, partner=partner, typ=typ, xt=xt, body=body, **kw
+            )
+
+
+class NodeProcess:
+    """`python -m node.cli run` in a child process, killable with SIGKILL."""
+
+    def __init__(self, config: NodeConfig, log_dir: Path) -> None:
+        self.config = config
+        self._log_dir = log_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self.starts += 1
+        log = open(self._log_dir / f"{self.config.region}-{self.starts}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "run", "--dir", str(self.config.dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"node {self.config.region} exited: {self.proc.returncode}")
+                try:
+                    async with session.get(f"{self.config.url}/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"node {self.config.region} did not come up")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush: a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class OfflineSender:
+    """Writes a node's outbox from the test process (its own DB handle and key), as the case
+    domain of that node would; the node's process delivers."""
+
+    config: NodeConfig
+    db: Database = field(init=False)
+    outbox: Outbox = field(init=False)
+
+    async def open(self) -> OfflineSender:
+        self.db = Database(self.config.database_url)
+        identity = await NodeIdentity.load(self.config, self.db)
+        self.outbox = Outbox(identity, wake=lambda _partner: None)
+        return self
+
+    async def close(self) -> None:
+        await self.db.dispose()
