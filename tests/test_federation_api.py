@@ -1,0 +1,336 @@
+"""The node API refuses every kind of bad input with its stable code, stores nothing but a
+rejection row, and keeps serving."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from node.federation.models import inbound_envelopes, rejections
+from node.federation.partners import Partner, load_partners, render_partners
+from protocol.envelope import new_claims
+from protocol.keys import generate_private_key, key_id, public_raw
+from protocol.request_token import sign_request_token
+from tests.support.databases import DatabaseFactory
+from tests.support.forge import hs256_with_public_key, jws, jws_raw
+from tests.support.nodes import RunningNode, make_configs
+
+JOSE = {"Content-Type": "application/jose"}
+BODY = {"note": "补正"}
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
+    configs = await make_configs(tmp_path, databases, [("430523", "邵阳县"), ("430400", "衡阳市")])
+    for config in configs:
+        backdate_partner_keys(config.partners_file, days=30)
+    nodes = [await RunningNode(c).start() for c in configs]
+    yield nodes
+    for node in nodes:
+        await node.stop()
+
+
+def backdate_partner_keys(path: Path, days: int) -> None:
+    """As an admin would: trust partners' keys from an earlier date (old keys, fresh test)."""
+    partners = load_partners(path)
+    moved = [
+        Partner(
+            p.region,
+            p.name,
+            p.url,
+            tuple(
+                dataclasses.replace(k, not_before=k.not_before - timedelta(days=days))
+                for k in p.keys
+            ),
+        )
+        for p in partners.values()
+    ]
+    path.write_text(render_partners(moved), encoding="utf-8")
+
+
+async def rows(node: RunningNode, table: Any) -> int:
+    async with node.db.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    base = new_claims(
+        iss="430523",
+        aud="430400",
+        typ="case.progress",
+        xt="XT-1",
+        seq=1,
+        body=BODY,
+        now=time.time(),
+    )
+    base.update(changes)
+    return base
+
+
+def signed(node: RunningNode, header: dict[str, Any] | None = None, **changes: Any) -> str:
+    identity = node.fed.identity
+    head = {"alg": "EdDSA", "typ": "tongban-envelope+jwt", "kid": identity.kid}
+    head.update(header or {})
+    return jws(head, claims(**changes), identity.private_key)
+
+
+Case = Callable[[RunningNode], bytes | str]
+
+STRANGER = generate_private_key()
+STRANGER_KID = key_id("430523", STRANGER.public_key())
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+BAD_ENVELOPES: dict[str, tuple[Case, int, str]] = {
+    "bad signature": (
+        lambda n: signed(n)[:-6] + ("AAAAAA" if not signed(n).endswith("AAAAAA") else "BBBBBB"),
+        401,
+        "bad_signature",
+    ),
+    "payload changed after signing": (
+        lambda n: _swap_payload(signed(n), claims(xt="XT-OTHER")),
+        401,
+        "bad_signature",
+    ),
+    "alg none": (
+        lambda n: jws(
+            {"alg": "none", "typ": "tongban-envelope+jwt", "kid": n.fed.identity.kid},
+            claims(),
+            None,
+        ),
+        401,
+        "alg_not_allowed",
+    ),
+    "HS256 keyed with the public key": (
+        lambda n: hs256_with_public_key(
+            {"alg": "HS256", "typ": "tongban-envelope+jwt", "kid": n.fed.identity.kid},
+            claims(),
+            public_raw(n.fed.identity.private_key.public_key()),
+        ),
+        401,
+        "alg_not_allowed",
+    ),
+    "unknown kid": (
+        lambda n: jws(
+            {"alg": "EdDSA", "typ": "tongban-envelope+jwt", "kid": STRANGER_KID}, claims(), STRANGER
+        ),
+        401,
+        "unknown_kid",
+    ),
+    "unknown issuer": (
+        lambda n: jws(
+            {
+                "alg": "EdDSA",
+                "typ": "tongban-envelope+jwt",
+                "kid": key_id("110000", STRANGER.public_key()),
+            },
+            claims(iss="110000"),
+            STRANGER,
+        ),
+        401,
+        "unknown_issuer",
+    ),
+    "signed before the key was valid": (
+        lambda n: signed(n, iat=int(time.time()) - 86400 * 40, exp=int(time.time()) - 86400 * 39),
+        401,
+        "key_not_valid",
+    ),
+    "aud not this region": (lambda n: signed(n, aud="370500"), 403, "wrong_audience"),
+    "expired": (
+        lambda n: signed(n, iat=int(time.time()) - 1000, exp=int(time.time()) - 400),
+        401,
+        "expired",
+    ),
+    "iat in the future": (
+        lambda n: signed(n, iat=int(time.time()) + 400, exp=int(time.time()) + 4000),
+        401,
+        "not_yet_valid",
+    ),
+    "malformed JWS": (lambda n: b"not-a-jws", 400, "malformed_jws"),
+    "bad base64": (lambda n: b"eyJ*.eyJ.AAAA", 400, "malformed_jws"),
+    "invalid UTF-8": (
+        lambda n: jws_raw(
+            b'{"alg":"EdDSA","typ":"tongban-envelope+jwt","kid":"\xff"}', b"{}", None
+        ),
+        400,
+        "invalid_encoding",
+    ),
+    "non-object JSON": (
+        lambda n: jws_raw(b'["EdDSA"]', b"{}", None),
+        400,
+        "invalid_json",
+    ),
+    "deeply nested JSON": (lambda n: signed(n, body=_nested(200)), 400, "json_too_deep"),
+    "body not matching its schema": (
+        lambda n: signed(n, body={"unexpected": 1}),
+        422,
+        "schema_invalid",
+    ),
+    "unknown message type": (lambda n: signed(n, typ="case.teleport"), 400, "unknown_message_type"),
+    "over 1 MiB": (lambda n: signed(n, body={"note": "x" * (1024 * 1024)}), 413, "too_large"),
+}
+
+
+def _swap_payload(token: str, new_claims_: dict[str, Any]) -> str:
+    import base64
+    import json
+
+    head, _payload, sig = token.split(".")
+    payload = base64.urlsafe_b64encode(json.dumps(new_claims_).encode()).rstrip(b"=").decode()
+    return f"{head}.{payload}.{sig}"
+
+
+@pytest.mark.parametrize("name", list(BAD_ENVELOPES))
+async def test_bad_envelope_is_refused_with_its_code_and_nothing_is_stored(
+    pair: list[RunningNode], name: str
+) -> None:
+    shaoyang, hengyang = pair
+    make, status, code = BAD_ENVELOPES[name]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{hengyang.url}/federation/v1/envelopes", data=make(shaoyang), headers=JOSE
+        ) as resp:
+            assert resp.status == status
+            answer = await resp.json()
+    assert answer["error"] == code
+    assert isinstance(answer["detail"], str)
+    assert await rows(hengyang, inbound_envelopes) == 0
+    async with hengyang.db.read() as conn:
+        logged = (await conn.execute(select(rejections.c.code))).scalars().all()
+    assert logged == [code]
+
+
+async def test_wrong_content_type_is_refused(pair: list[RunningNode]) -> None:
+    shaoyang, hengyang = pair
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{hengyang.url}/federation/v1/envelopes",
+            data=signed(shaoyang),
+            headers={"Content-Type": "text/plain"},
+        ) as resp:
+            assert resp.status == 415
+            assert (await resp.json())["error"] == "unsupported_media_type"
+    assert await rows(hengyang, inbound_envelopes) == 0
+
+
+@pytest.mark.parametrize(
+    "path", ["/federation/v1/blobs/../../etc/passwd", "/federation/v1/%2e%2e/x", "/a/../metrics"]
+)
+async def test_path_with_dot_segments_is_refused(pair: list[RunningNode], path: str) -> None:
+    _shaoyang, hengyang = pair
+    reader, writer = await _open(hengyang)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    response = (await reader.read()).decode()
+    writer.close()
+    assert response.startswith("HTTP/1.1 400")
+    assert '"bad_path"' in response
+
+
+async def _open(node: RunningNode) -> Any:
+    import asyncio
+
+    return await asyncio.open_connection(node.config.host, node.config.port)
+
+
+# -- blobs ---------------------------------------------------------------------------------
+
+
+def token_for(node: RunningNode, sha256: str, aud: str = "430400") -> str:
+    identity = node.fed.identity
+    return sign_request_token(
+        iss=identity.region,
+        aud=aud,
+        sha256=sha256,
+        now=time.time(),
+        key=identity.private_key,
+        kid=identity.kid,
+    )
+
+
+async def put(
+    node: RunningNode, sha256: str, data: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.put(
+            f"{node.url}/federation/v1/blobs/{sha256}", data=data, headers=headers
+        ) as resp:
+            return resp.status, await resp.json()
+
+
+async def test_blob_upload_is_stored_by_digest_and_idempotent(pair: list[RunningNode]) -> None:
+    shaoyang, hengyang = pair
+    data = os.urandom(300_000)
+    sha = hashlib.sha256(data).hexdigest()
+    auth = {"Authorization": f"Bearer {token_for(shaoyang, sha)}"}
+    assert (await put(hengyang, sha, data, auth))[0] == 201
+    assert (await put(hengyang, sha, data, auth))[0] == 200
+    assert hashlib.sha256(hengyang.fed.blobs.path(sha).read_bytes()).hexdigest() == sha
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "no token",
+        "token for another blob",
+        "token for another node",
+        "token from a stranger",
+        "digest mismatch",
+        "too large",
+    ],
+)
+async def test_bad_blob_upload_is_refused_and_nothing_is_kept(
+    pair: list[RunningNode], name: str
+) -> None:
+    shaoyang, hengyang = pair
+    data = os.urandom(4096)
+    sha = hashlib.sha256(data).hexdigest()
+    other = hashlib.sha256(b"other").hexdigest()
+    headers = {"Authorization": f"Bearer {token_for(shaoyang, sha)}"}
+    body = data
+    expected = {
+        "no token": (401, "token_missing"),
+        "token for another blob": (401, "token_invalid"),
+        "token for another node": (401, "token_invalid"),
+        "token from a stranger": (401, "token_invalid"),
+        "digest mismatch": (422, "blob_digest_mismatch"),
+        "too large": (413, "blob_too_large"),
+    }[name]
+    if name == "no token":
+        headers = {}
+    elif name == "token for another blob":
+        headers = {"Authorization": f"Bearer {token_for(shaoyang, other)}"}
+    elif name == "token for another node":
+        headers = {"Authorization": f"Bearer {token_for(shaoyang, sha, aud='370500')}"}
+    elif name == "token from a stranger":
+        stranger = sign_request_token(
+            iss="430523", aud="430400", sha256=sha, now=time.time(), key=STRANGER, kid=STRANGER_KID
+        )
+        headers = {"Authorization": f"Bearer {stranger}"}
+    elif name == "digest mismatch":
+        body = data + b"!"
+    elif name == "too large":
+        limit = hengyang.config.federation.max_blob_bytes
+        body = b"\0" * (limit + 1)
+        sha = hashlib.sha256(body).hexdigest()
+        headers = {"Authorization": f"Bearer {token_for(shaoyang, sha)}"}
+    status, answer = await put(hengyang, sha, body, headers)
+    assert (status, answer["error"]) == expected
+    assert not hengyang.fed.blobs.has(sha)
+    assert list((hengyang.config.blob_dir / "tmp").iterdir()) == []
