@@ -6,6 +6,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from node.accounts.views import routes as account_routes
+from node.appkeys import CONFIG, DATABASE
+from node.cases.views import routes as case_routes
+from node.catalog.views import routes as catalog_routes
 from node.config import NodeConfig
 from node.federation.identity import NodeIdentity
 from node.federation.runtime import Federation
@@ -14,9 +18,7 @@ from node.federation.views import routes as federation_routes
 from node.http_errors import error_middleware
 from node.storage.database import Database
 from node.storage.migrate import upgrade
-
-CONFIG = web.AppKey("config", NodeConfig)
-DATABASE = web.AppKey("database", Database)
+from node.workdays.views import routes as workday_routes
 
 
 def create_app(config: NodeConfig) -> web.Application:
@@ -24,6 +26,8 @@ def create_app(config: NodeConfig) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
     app[CONFIG] = config
     app.add_routes(federation_routes())
+    for routes in (account_routes, catalog_routes, workday_routes, case_routes):
+        app.add_routes(routes())
     app.cleanup_ctx.append(_lifecycle)
     return app
 

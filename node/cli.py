@@ -10,11 +10,15 @@ from pathlib import Path
 
 from aiohttp import web
 
+from node.accounts import cli as accounts_cli
+from node.cases import cli as cases_cli
+from node.catalog import cli as catalog_cli
 from node.config import ConfigError, NodeConfig
 from node.federation.identity import rotate_key
 from node.federation.partners import load_partners, parse_partners, render_partners
 from node.provisioning import InitError, add_partner, init_node, self_entry
 from node.storage.database import Database
+from node.workdays import cli as workdays_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("file", type=Path, help="TOML with [[partners]] entries (from `partners self`)")
     p.set_defaults(func=_partners_add)
+    for area in (accounts_cli, catalog_cli, workdays_cli, cases_cli):
+        area.register(sub)
     return parser
 
 

@@ -26,6 +26,34 @@ def error_response(status: int, code: str, detail: str = "", **extra: object) ->
     return web.json_response(body, status=status)
 
 
+class ApiError(Exception):
+    """A refusal of the staff or public API: stable ``code`` for programs, Chinese ``message``
+    for people, and per-field errors (``field`` is a dotted path, e.g. applicant.id_number)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields or []
+
+    def response(self) -> web.Response:
+        body: dict[str, object] = {"error": self.code, "detail": self.message}
+        if self.fields:
+            body["fields"] = self.fields
+        return web.json_response(body, status=self.status)
+
+
+def field_error(field: str, code: str, message: str) -> dict[str, str]:
+    return {"field": field, "code": code, "message": message}
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     raw = request.raw_path.split("?", 1)[0]
@@ -33,6 +61,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(400, ErrorCode.BAD_PATH, "path segments . and .. are not allowed")
     try:
         return await handler(request)
+    except ApiError as exc:
+        return exc.response()
     except ProtocolError as exc:
         return web.json_response(exc.to_json(), status=exc.http_status)
     except web.HTTPNotFound:

@@ -2,7 +2,12 @@
 
 from alembic import context
 
-import node.federation.models  # noqa: F401  (registers the tables)
+# Every area's tables, so autogenerate sees them all.
+import node.accounts.models
+import node.cases.models
+import node.catalog.models
+import node.federation.models
+import node.workdays.models  # noqa: F401
 from node.storage.metadata import metadata
 
 connection = context.config.attributes.get("connection")

@@ -28,7 +28,7 @@ async def upgrade(db: Database) -> None:
     def run(sync_conn: Any) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
 
     async with db.write() as conn:
         if not db.is_sqlite:

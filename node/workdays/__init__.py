@@ -1,0 +1,1 @@
+"""Working days (行政许可法 art. 82): holiday calendar data and deadline arithmetic."""

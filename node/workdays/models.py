@@ -1,0 +1,3 @@
+"""Tables of this area (joined to node.storage.metadata)."""
+
+from node.storage.metadata import metadata  # noqa: F401
