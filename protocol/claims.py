@@ -14,6 +14,8 @@ CLOCK_SKEW = 300
 #: Longest lifetime ``exp - iat`` of an envelope or token, in seconds (DESIGN §4).
 MAX_LIFETIME = 7 * 24 * 3600
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+#: Largest integer claim: 2**53 - 1, the largest every JSON implementation reads exactly.
+MAX_INTEGER = 2**53 - 1
 
 
 def require_exact(claims: dict[str, Any], names: frozenset[str], what: str) -> None:
@@ -37,8 +39,15 @@ def region(claims: dict[str, Any], name: str) -> str:
 
 def integer(claims: dict[str, Any], name: str, *, minimum: int = 0) -> int:
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ProtocolError(ErrorCode.INVALID_CLAIMS, f"{name} is an integer >= {minimum}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or value > MAX_INTEGER
+    ):
+        raise ProtocolError(
+            ErrorCode.INVALID_CLAIMS, f"{name} is an integer {minimum}..{MAX_INTEGER}"
+        )
     return value
 
 

@@ -78,10 +78,17 @@ def verify_descriptor(
     types = claims["types"]
     if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
         raise ProtocolError(ErrorCode.DESCRIPTOR_INVALID, "types is a list of strings")
+    if not isinstance(claims["name"], str) or not isinstance(claims["url"], str):
+        raise ProtocolError(ErrorCode.DESCRIPTOR_INVALID, "name and url are strings")
+    if "iat" in claims:
+        try:
+            c.integer(claims, "iat")
+        except ProtocolError as exc:
+            raise ProtocolError(ErrorCode.DESCRIPTOR_INVALID, "iat is an integer") from exc
     return Descriptor(
         region=region,
-        name=str(claims["name"]),
-        url=str(claims["url"]),
+        name=claims["name"],
+        url=claims["url"],
         keys=keys,
         types=types,
         signed_by=parsed.kid,

@@ -30,13 +30,17 @@ _B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
 
 
 def b64url_decode(text: str) -> bytes:
-    """Decode unpadded base64url strictly (no padding, no other alphabet, canonical length)."""
-    if not _B64URL_RE.match(text) or len(text) % 4 == 1:
+    """Decode unpadded base64url strictly (no padding, no other alphabet, canonical length,
+    unused trailing bits zero), so that one byte string has exactly one text form."""
+    if not _B64URL_RE.fullmatch(text) or len(text) % 4 == 1:
         raise ProtocolError(ErrorCode.MALFORMED_JWS, "bad base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise ProtocolError(ErrorCode.MALFORMED_JWS, "bad base64url") from exc
+    if b64url_encode(data) != text:
+        raise ProtocolError(ErrorCode.MALFORMED_JWS, "non-canonical base64url")
+    return data
 
 
 def public_raw(key: Ed25519PublicKey) -> bytes:
@@ -49,7 +53,11 @@ def public_key_text(key: Ed25519PublicKey) -> str:
 
 
 def load_public_key_text(text: str) -> Ed25519PublicKey:
-    raw = b64url_decode(text)
+    """Load a key written by ``public_key_text``; ValueError if it is not one."""
+    try:
+        raw = b64url_decode(text)
+    except ProtocolError as exc:
+        raise ValueError("public_key is unpadded base64url") from exc
     if len(raw) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
     return Ed25519PublicKey.from_public_bytes(raw)
@@ -98,8 +106,8 @@ class TrustedKey:
     not_after: datetime
 
     def valid_at(self, ts: float) -> bool:
-        moment = utc(ts)
-        return self.not_before <= moment <= self.not_after
+        # Compared as numbers: a hostile iat far outside datetime's range must not raise.
+        return self.not_before.timestamp() <= ts <= self.not_after.timestamp()
 
     def to_claim(self) -> dict[str, str]:
         """The form a node descriptor lists the key in."""

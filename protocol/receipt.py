@@ -71,8 +71,8 @@ def verify_receipt(
     if claims["ref"] != ref or claims["digest"] != digest:
         raise ProtocolError(ErrorCode.RECEIPT_INVALID, "receipt is for another envelope")
     try:
-        uuid.UUID(str(claims["jti"]))
-    except ValueError as exc:
+        c.uuid_text(claims, "jti")
+    except ProtocolError as exc:
         raise ProtocolError(ErrorCode.RECEIPT_INVALID, "receipt jti is not a UUID") from exc
     return Receipt(
         iss=iss,

@@ -1,13 +1,17 @@
 """Strict JSON for everything that crosses the wire.
 
-Refused: invalid UTF-8, a top level that is not an object, duplicate keys, NaN/Infinity, and
-nesting deeper than ``MAX_DEPTH``. Encoding is canonical enough to be stable: UTF-8, no
-whitespace, keys in insertion order.
+Refused: invalid UTF-8, a top level that is not an object, duplicate keys, NaN/Infinity (also
+as a number too large for a double, such as ``1e400``), integers beyond +/-(2**53 - 1) (the
+range every JSON implementation reads exactly), escapes of lone UTF-16 surrogates (strings
+that are not Unicode text), and nesting deeper than ``MAX_DEPTH``. Encoding is canonical enough
+to be stable: UTF-8, no whitespace, keys in insertion order.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from protocol.errors import ErrorCode, ProtocolError
@@ -15,6 +19,9 @@ from protocol.errors import ErrorCode, ProtocolError
 #: Deepest nesting a message may have. Real bodies are 4 levels deep; 32 leaves room and keeps
 #: a hostile `[[[[...` from costing recursion.
 MAX_DEPTH = 32
+#: Largest magnitude of an integer: 2**53 - 1.
+MAX_INTEGER = 2**53 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -30,17 +37,43 @@ def _no_constants(name: str) -> Any:
     raise ProtocolError(ErrorCode.INVALID_JSON, f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError(ErrorCode.INVALID_JSON, "number out of range")
+    return value
+
+
+def _exact_int(text: str) -> int:
+    if len(text.lstrip("-")) > 16:  # cheap bound before conversion: 2**53 has 16 digits
+        raise ProtocolError(ErrorCode.INVALID_JSON, "integer out of range")
+    value = int(text)
+    if abs(value) > MAX_INTEGER:
+        raise ProtocolError(ErrorCode.INVALID_JSON, "integer out of range")
+    return value
+
+
+def _not_text(value: str) -> bool:
+    return _SURROGATE.search(value) is not None
+
+
 def _depth(value: Any) -> int:
+    """Nesting depth (the top-level object is 1); refuses strings that are not Unicode text."""
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
         if isinstance(item, dict):
             deepest = max(deepest, level)
-            stack.extend((v, level + 1) for v in item.values())
+            for key, child in item.items():
+                if _not_text(key):
+                    raise ProtocolError(ErrorCode.INVALID_JSON, "lone surrogate in a key")
+                stack.append((child, level + 1))
         elif isinstance(item, list):
             deepest = max(deepest, level)
             stack.extend((v, level + 1) for v in item)
+        elif isinstance(item, str) and _not_text(item):
+            raise ProtocolError(ErrorCode.INVALID_JSON, "lone surrogate in a string")
     return deepest
 
 
@@ -51,13 +84,20 @@ def loads_object(data: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ProtocolError(ErrorCode.INVALID_ENCODING, "not valid UTF-8") from exc
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+            parse_float=_finite,
+            parse_int=_exact_int,
+        )
     except ProtocolError:
         raise
     except RecursionError as exc:
         raise ProtocolError(ErrorCode.JSON_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}") from exc
     except ValueError as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"not JSON: {exc.msg}") from exc
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else "bad value"
+        raise ProtocolError(ErrorCode.INVALID_JSON, f"not JSON: {message}") from exc
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.INVALID_JSON, "top level is not a JSON object")
     if _depth(value) > MAX_DEPTH:
