@@ -1,28 +1,48 @@
-"""Who is calling: staff by Bearer JWT. (Interface; node/accounts implements it.)"""
+"""Who is calling: staff by Bearer JWT.
+
+``authenticate(request)`` gives the ``Staff`` of the request's ``Authorization: Bearer <token>``
+(a token this node issued: see node.accounts.service), or ApiError 401 ``unauthorized``;
+``require_role(staff, *roles)`` refuses with ApiError 403 ``forbidden``. The signing secret
+is read from the database once and cached per app (per Database handle).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aiohttp import web
 
-ROLES = ("clerk", "approver", "inspector", "supervisor", "admin")
+from node.accounts import service
+from node.accounts.staff import ROLES, Staff
+from node.appkeys import CONFIG, DATABASE
+from node.http_errors import ApiError
+
+__all__ = ["ROLES", "Staff", "authenticate", "bearer_token", "require_role"]
 
 
-@dataclass(frozen=True)
-class Staff:
-    user_id: int
-    username: str
-    display_name: str
-    role: str
-    region: str
+def _unauthorized() -> ApiError:
+    return ApiError(401, "unauthorized", "请重新登录")
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
 
 
 async def authenticate(request: web.Request) -> Staff:
     """The staff member of the request's Bearer token, or ApiError 401 (code ``unauthorized``)."""
-    raise NotImplementedError
+    token = bearer_token(request)
+    if token is None:
+        raise _unauthorized()
+    try:
+        return await service.decode_token(request.app[DATABASE], token, request.app[CONFIG].region)
+    except service.InvalidToken:
+        raise _unauthorized() from None
 
 
 def require_role(staff: Staff, *roles: str) -> None:
     """ApiError 403 (code ``forbidden``) unless ``staff.role`` is one of ``roles``."""
-    raise NotImplementedError
+    if staff.role not in roles:
+        raise ApiError(403, "forbidden", "无权执行此操作")

@@ -1,9 +1,271 @@
-"""HTTP routes of this area (thin: parse, call a service function, answer)."""
+"""HTTP routes of this area (thin: parse, call a service function, answer).
+
+- ``POST /api/v1/login`` ``{"username", "password"}`` → ``{"token", "expires_in", "user"}``
+- ``POST /api/v1/token/refresh`` (Bearer) → a fresh token
+- ``GET /api/v1/me`` → the caller
+- ``GET|POST /api/v1/users`` (admin) → list / add
+- ``GET /api/v1/users/{id}`` (admin or self)
+- ``POST /api/v1/users/{id}/password`` (admin or self; self also sends ``current_password``)
+- ``POST /api/v1/users/{id}/deactivate`` and ``.../activate`` (admin)
+
+Passwords and tokens are never logged.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import weakref
+from typing import Any
+
 from aiohttp import web
+
+from node.accounts import service
+from node.accounts.auth import authenticate, bearer_token, require_role
+from node.accounts.ratelimit import RateLimiter
+from node.accounts.staff import ROLE_LABELS, Staff
+from node.appkeys import CONFIG, DATABASE
+from node.http_errors import ApiError, field_error
+
+log = logging.getLogger(__name__)
+
+#: Failed logins allowed per client IP: a burst of 20, then 10 a minute. Only failures count,
+#: so a whole office behind one address can log in at nine o'clock.
+LOGIN_RATE_PER_MINUTE = 10
+LOGIN_BURST = 20
+#: Set this on the app before it starts to use another limiter (tests, a tuned deployment).
+LOGIN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("login_limiter", RateLimiter)
+_default_limiters: weakref.WeakKeyDictionary[web.Application, RateLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+#: Longest username or password accepted at the login form before any work is done.
+_MAX_LOGIN_FIELD = 1024
+
+_STATUS = {
+    service.InvalidInput: 400,
+    service.InvalidCredentials: 401,
+    service.InvalidToken: 401,
+    service.UserNotFound: 404,
+    service.UserExists: 409,
+    service.LastAdmin: 409,
+    service.AccountLocked: 423,
+}
+
+
+def login_limiter(app: web.Application) -> RateLimiter:
+    """The app's limiter of failed logins per client IP."""
+    limiter = app.get(LOGIN_LIMITER)
+    if limiter is None:
+        limiter = _default_limiters.get(app)
+        if limiter is None:
+            limiter = RateLimiter(rate_per_minute=LOGIN_RATE_PER_MINUTE, burst=LOGIN_BURST)
+            _default_limiters[app] = limiter
+    return limiter
+
+
+def api_error(exc: service.AccountError) -> ApiError:
+    """The API form of a service refusal."""
+    status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+    fields = []
+    if isinstance(exc, service.InvalidInput):
+        fields = [field_error(f, code, message) for f, code, message in exc.fields]
+    return ApiError(status, exc.code, exc.message, fields)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", "请求体不是有效的 JSON") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_input", "请求体应为 JSON 对象")
+    return body
+
+
+def _string_fields(body: dict[str, Any], *names: str) -> dict[str, str]:
+    """The named fields as non-empty strings, or ApiError 400 naming each bad one."""
+    errors = []
+    values: dict[str, str] = {}
+    for name in names:
+        value = body.get(name)
+        if value is None or value == "":
+            errors.append(field_error(name, "required", "此项必填"))
+        elif not isinstance(value, str):
+            errors.append(field_error(name, "type", "应为字符串"))
+        elif len(value) > _MAX_LOGIN_FIELD:
+            errors.append(field_error(name, "too_long", "内容过长"))
+        else:
+            values[name] = value
+    if errors:
+        raise ApiError(400, "invalid_input", "输入有误", errors)
+    return values
+
+
+def _user_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise api_error(service.UserNotFound()) from None
+
+
+def _me(staff: Staff) -> dict[str, Any]:
+    return {
+        "id": staff.user_id,
+        "username": staff.username,
+        "display_name": staff.display_name,
+        "role": staff.role,
+        "role_label": ROLE_LABELS.get(staff.role, staff.role),
+        "region": staff.region,
+    }
+
+
+def _token_answer(token: str, staff: Staff) -> dict[str, Any]:
+    return {"token": token, "expires_in": int(service.TOKEN_LIFETIME), "user": _me(staff)}
+
+
+def _rate_limited(limiter: RateLimiter, key: str) -> web.Response:
+    response = ApiError(429, "rate_limited", "登录尝试过于频繁，请稍后再试").response()
+    response.headers["Retry-After"] = str(max(1, math.ceil(limiter.retry_after(key))))
+    return response
 
 
 def routes() -> web.RouteTableDef:
-    return web.RouteTableDef()
+    table = web.RouteTableDef()
+
+    @table.post("/api/v1/login")
+    async def login(request: web.Request) -> web.Response:
+        limiter = login_limiter(request.app)
+        client = f"login-ip:{request.remote}"
+        if not limiter.check(client):
+            log.warning("login refused: too many failures from %s", request.remote)
+            return _rate_limited(limiter, client)
+        fields = _string_fields(await _json_object(request), "username", "password")
+        db, region = request.app[DATABASE], request.app[CONFIG].region
+        try:
+            staff = await service.verify_login(
+                db, fields["username"], fields["password"], region=region
+            )
+        except (service.InvalidCredentials, service.AccountLocked) as exc:
+            limiter.hit(client)
+            raise api_error(exc) from None
+        token = await service.issue_token(db, staff, region)
+        return web.json_response(_token_answer(token, staff))
+
+    @table.post("/api/v1/token/refresh")
+    async def refresh(request: web.Request) -> web.Response:
+        staff = await authenticate(request)
+        token = bearer_token(request) or ""
+        db, region = request.app[DATABASE], request.app[CONFIG].region
+        try:
+            fresh = await service.refresh_token(db, token, region)
+        except service.InvalidToken:
+            raise ApiError(401, "unauthorized", "请重新登录") from None
+        return web.json_response(_token_answer(fresh, staff))
+
+    @table.get("/api/v1/me")
+    async def me(request: web.Request) -> web.Response:
+        return web.json_response(_me(await authenticate(request)))
+
+    @table.get("/api/v1/users")
+    async def list_users(request: web.Request) -> web.Response:
+        require_role(await authenticate(request), "admin")
+        found = await service.list_users(request.app[DATABASE])
+        return web.json_response({"users": [user.to_json() for user in found]})
+
+    @table.post("/api/v1/users")
+    async def add_user(request: web.Request) -> web.Response:
+        staff = await authenticate(request)
+        require_role(staff, "admin")
+        body = await _json_object(request)
+        try:
+            user = await service.create_user(
+                request.app[DATABASE],
+                body.get("username"),  # the service checks every field
+                body.get("password"),
+                body.get("role"),
+                body.get("display_name"),
+            )
+        except service.AccountError as exc:
+            raise api_error(exc) from None
+        log.info("user %s added by %s", user.username, staff.username)
+        return web.json_response(user.to_json(), status=201)
+
+    @table.get("/api/v1/users/{id}")
+    async def get_user(request: web.Request) -> web.Response:
+        staff = await authenticate(request)
+        user_id = _user_id(request)
+        if user_id != staff.user_id:
+            require_role(staff, "admin")
+        try:
+            user = await service.get_user(request.app[DATABASE], user_id)
+        except service.AccountError as exc:
+            raise api_error(exc) from None
+        return web.json_response(user.to_json())
+
+    @table.post("/api/v1/users/{id}/password")
+    async def change_password(request: web.Request) -> web.Response:
+        staff = await authenticate(request)
+        user_id = _user_id(request)
+        own = user_id == staff.user_id
+        if not own:
+            require_role(staff, "admin")
+        body = await _json_object(request)
+        db, region = request.app[DATABASE], request.app[CONFIG].region
+        if own:
+            # A token alone must not be enough to take the account over for good.
+            current = _string_fields(body, "current_password")["current_password"]
+            limiter = login_limiter(request.app)
+            client = f"login-ip:{request.remote}"
+            if not limiter.check(client):
+                return _rate_limited(limiter, client)
+            try:
+                await service.verify_login(db, staff.username, current, region=region)
+            except service.InvalidCredentials:
+                limiter.hit(client)
+                raise ApiError(
+                    400,
+                    "invalid_input",
+                    "当前密码不正确",
+                    [field_error("current_password", "wrong", "当前密码不正确")],
+                ) from None
+            except service.AccountLocked as exc:
+                raise api_error(exc) from None
+        try:
+            user = await service.set_password(db, user_id, body.get("password"))
+        except service.AccountError as exc:
+            raise api_error(exc) from None
+        log.info("password of %s changed by %s", user.username, staff.username)
+        answer: dict[str, Any] = {"user": user.to_json()}
+        if own:  # the caller's old token died with the old password
+            answer["token"] = await service.issue_token(db, user.staff(region), region)
+        return web.json_response(answer)
+
+    async def set_active(request: web.Request, active: bool) -> web.Response:
+        staff = await authenticate(request)
+        require_role(staff, "admin")
+        user_id = _user_id(request)
+        if not active and user_id == staff.user_id:
+            raise ApiError(409, "cannot_deactivate_self", "不能停用自己的账号")
+        db = request.app[DATABASE]
+        try:
+            user = await (service.activate if active else service.deactivate)(db, user_id)
+        except service.AccountError as exc:
+            raise api_error(exc) from None
+        log.info(
+            "user %s %s by %s",
+            user.username,
+            "activated" if active else "deactivated",
+            staff.username,
+        )
+        return web.json_response(user.to_json())
+
+    @table.post("/api/v1/users/{id}/deactivate")
+    async def deactivate(request: web.Request) -> web.Response:
+        return await set_active(request, False)
+
+    @table.post("/api/v1/users/{id}/activate")
+    async def activate(request: web.Request) -> web.Response:
+        return await set_active(request, True)
+
+    return table

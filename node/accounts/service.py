@@ -1,0 +1,628 @@
+"""Staff accounts: passwords (argon2id), lockout, and short-lived staff tokens (HS256 JWT).
+
+No HTTP here: refusals are ``AccountError`` subclasses with a stable ``code`` and a Chinese
+``message``; node.accounts.views and node.accounts.auth turn them into API errors.
+
+Tokens are signed with a secret kept in the database (table ``node_secrets``, made at random
+on first use), so every process serving one region on one database accepts the tokens of the
+others. A token names the region of the node that issued it and is refused anywhere else. It
+also carries the user's ``password_changed_at``: setting a new password voids every older
+token at once, and a deactivated user's tokens stop working on the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import secrets
+import time
+import unicodedata
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from node.accounts.models import node_secrets, users
+from node.accounts.staff import ROLE_LABELS, ROLES, Staff
+from node.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+#: Lifetime of a staff token, seconds ("short-lived"); refresh before it ends.
+TOKEN_LIFETIME = 3600.0
+#: Longest chain of refreshes from one login, seconds: after a working day, log in again.
+MAX_SESSION = 12 * 3600.0
+#: Clock skew tolerated between the node's processes when checking exp/iat, seconds.
+TOKEN_LEEWAY = 30
+TOKEN_AUDIENCE = "tongban-staff"
+TOKEN_ALGORITHM = "HS256"
+#: Name of the token signing secret in ``node_secrets``.
+JWT_SECRET_NAME = "jwt"
+JWT_SECRET_BYTES = 64
+
+#: Consecutive failed logins that lock an account, and for how long, seconds.
+MAX_FAILURES = 5
+LOCK_SECONDS = 15 * 60.0
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 256
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+MAX_DISPLAY_NAME = 100
+
+CHINA = timezone(timedelta(hours=8))
+
+#: Well-known passwords that pass the length rule but nothing else (compared in lower case).
+_COMMON_PASSWORDS = frozenset(
+    {
+        "0123456789",
+        "1234567890",
+        "12345678910",
+        "1234567890a",
+        "a123456789",
+        "abc1234567",
+        "abcdefghij",
+        "qwertyuiop",
+        "1q2w3e4r5t",
+        "1qaz2wsx3edc",
+        "password12",
+        "password123",
+        "password1234",
+        "passw0rd123",
+        "admin12345",
+        "admin123456",
+        "iloveyou123",
+        "qwerty12345",
+        "woaini1314",
+        "5201314520",
+    }
+)
+
+#: The argon2id hasher (argon2-cffi defaults: RFC 9106 low-memory profile). Replaceable in
+#: tests; a stored hash made with other parameters is rehashed at the next successful login.
+HASHER = PasswordHasher()
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+class AccountError(Exception):
+    """A refusal: stable ``code`` for programs, Chinese ``message`` for people."""
+
+    code = "account_error"
+    message = "账号操作失败"
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(f"{self.code}: {self.message}")
+
+
+class InvalidInput(AccountError):
+    """Bad fields; ``fields`` lists ``(field, code, message)``."""
+
+    code = "invalid_input"
+    message = "输入有误"
+
+    def __init__(self, fields: list[tuple[str, str, str]]) -> None:
+        super().__init__("；".join(message for _field, _code, message in fields) or None)
+        self.fields = fields
+
+
+class InvalidCredentials(AccountError):
+    """Unknown user, wrong password, or deactivated account: one answer for all three."""
+
+    code = "invalid_credentials"
+    message = "用户名或密码错误"
+
+
+class AccountLocked(AccountError):
+    code = "account_locked"
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+        minutes = max(1, round((until - time.time()) / 60))
+        super().__init__(f"连续登录失败次数过多，账号已锁定，请约 {minutes} 分钟后再试")
+
+
+class InvalidToken(AccountError):
+    """Missing, expired, forged, voided or foreign token."""
+
+    code = "unauthorized"
+    message = "请重新登录"
+
+
+class UserExists(AccountError):
+    code = "user_exists"
+    message = "用户名已存在"
+
+
+class UserNotFound(AccountError):
+    code = "user_not_found"
+    message = "用户不存在"
+
+
+class LastAdmin(AccountError):
+    code = "last_admin"
+    message = "不能停用最后一个系统管理员"
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    """One row of ``users`` without the password hash."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    active: bool
+    created_at: float
+    failed_logins: int
+    locked_until: float | None
+    password_changed_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> User:
+        return cls(
+            id=int(row.id),
+            username=row.username,
+            display_name=row.display_name,
+            role=row.role,
+            active=bool(row.active),
+            created_at=float(row.created_at),
+            failed_logins=int(row.failed_logins),
+            locked_until=None if row.locked_until is None else float(row.locked_until),
+            password_changed_at=float(row.password_changed_at),
+        )
+
+    def staff(self, region: str) -> Staff:
+        """This user as the ``Staff`` of ``region``'s node."""
+        return Staff(
+            user_id=self.id,
+            username=self.username,
+            display_name=self.display_name,
+            role=self.role,
+            region=region,
+        )
+
+    def locked(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return self.locked_until is not None and self.locked_until > now
+
+    def to_json(self, now: float | None = None) -> dict[str, Any]:
+        """The API form (times as ISO 8601 in China time)."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "display_name": self.display_name,
+            "role": self.role,
+            "role_label": ROLE_LABELS.get(self.role, self.role),
+            "active": self.active,
+            "locked": self.locked(now),
+            "locked_until": _iso(self.locked_until) if self.locked(now) else None,
+            "failed_logins": self.failed_logins,
+            "created_at": _iso(self.created_at),
+            "password_changed_at": _iso(self.password_changed_at),
+        }
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, CHINA).isoformat(timespec="seconds")
+
+
+def normalize_username(username: str) -> str:
+    """Usernames are compared in lower case without surrounding spaces."""
+    return unicodedata.normalize("NFKC", username).strip().lower()
+
+
+def password_problem(password: object, username: str | None = None) -> str | None:
+    """Why ``password`` is refused (a Chinese sentence), or None if it is acceptable.
+
+    At least 10 characters, at most 256, at least 4 different characters, not the username and
+    not a well-known password.
+    """
+    if not isinstance(password, str):
+        return "密码应为字符串"
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"密码至少需要 {MIN_PASSWORD_LENGTH} 个字符"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"密码不能超过 {MAX_PASSWORD_LENGTH} 个字符"
+    if len(set(password)) < 4:
+        return "密码过于简单：请使用更多不同的字符"
+    folded = password.strip().lower()
+    if username and folded == normalize_username(username):
+        return "密码不能与用户名相同"
+    if folded in _COMMON_PASSWORDS:
+        return "密码过于常见，请换一个"
+    return None
+
+
+def _check_fields(
+    username: object, password: object, role: object, display_name: object
+) -> tuple[list[tuple[str, str, str]], str]:
+    """The problems of a new user's fields, and the normalized username."""
+    errors: list[tuple[str, str, str]] = []
+    name = ""
+    if not isinstance(username, str) or not username.strip():
+        errors.append(("username", "required", "请填写用户名"))
+    else:
+        name = normalize_username(username)
+        if not USERNAME_RE.match(name):
+            errors.append(
+                (
+                    "username",
+                    "invalid",
+                    "用户名应为 2–64 位小写字母、数字、点、下划线或连字符，以字母或数字开头",
+                )
+            )
+    if role not in ROLES:
+        errors.append(("role", "invalid", "角色应为 " + "、".join(ROLES) + " 之一"))
+    if display_name is not None and (
+        not isinstance(display_name, str)
+        or len(display_name.strip()) > MAX_DISPLAY_NAME
+        or any(unicodedata.category(ch) == "Cc" for ch in display_name)
+    ):
+        errors.append(("display_name", "invalid", f"姓名应为不超过 {MAX_DISPLAY_NAME} 字的文字"))
+    problem = password_problem(password, name or None)
+    if problem is not None:
+        errors.append(("password", "weak_password", problem))
+    return errors, name
+
+
+async def _hash(password: str) -> str:
+    return await asyncio.to_thread(HASHER.hash, password)
+
+
+async def _verify(password_hash: str | None, password: str) -> bool:
+    """Check ``password`` against ``password_hash`` (None: against a dummy, always False)."""
+
+    def run() -> bool:
+        try:
+            return HASHER.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(run)
+
+
+_dummy: dict[int, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A hash of nothing anyone knows, made with the current parameters: unknown usernames
+    cost the same argon2 work as known ones, so timing does not tell which exist."""
+    key = id(HASHER)
+    if key not in _dummy:
+        _dummy.clear()
+        _dummy[key] = HASHER.hash(secrets.token_urlsafe(24))
+    return _dummy[key]
+
+
+async def _user_row(conn: Any, user: int | str) -> Any:
+    if isinstance(user, int):
+        where = users.c.id == user
+    else:
+        where = users.c.username == normalize_username(user)
+    return (await conn.execute(select(users).where(where))).first()
+
+
+async def create_user(
+    db: Database,
+    username: str,
+    password: str,
+    role: str,
+    display_name: str | None = None,
+    *,
+    now: float | None = None,
+) -> User:
+    """Add an active user. Raises InvalidInput (bad username, role, display name or weak
+    password) or UserExists."""
+    errors, name = _check_fields(username, password, role, display_name)
+    if errors:
+        raise InvalidInput(errors)
+    now = time.time() if now is None else now
+    password_hash = await _hash(password)
+    shown = (display_name or "").strip() or name
+    try:
+        async with db.write() as conn:
+            if await _user_row(conn, name) is not None:
+                raise UserExists()
+            result = await conn.execute(
+                insert(users).values(
+                    username=name,
+                    display_name=shown,
+                    role=role,
+                    password_hash=password_hash,
+                    active=True,
+                    created_at=now,
+                    failed_logins=0,
+                    locked_until=None,
+                    password_changed_at=now,
+                )
+            )
+            user_id = int(result.inserted_primary_key[0])
+    except IntegrityError as exc:  # another process added the same name meanwhile
+        raise UserExists() from exc
+    log.info("user added: %s (%s)", name, role)
+    return User(user_id, name, shown, role, True, now, 0, None, now)
+
+
+async def get_user(db: Database, user: int | str) -> User:
+    """The user by id or username; UserNotFound otherwise."""
+    async with db.read() as conn:
+        row = await _user_row(conn, user)
+    if row is None:
+        raise UserNotFound()
+    return User.from_row(row)
+
+
+async def list_users(db: Database) -> list[User]:
+    """All users, by username."""
+    async with db.read() as conn:
+        rows = (await conn.execute(select(users).order_by(users.c.username))).all()
+    return [User.from_row(row) for row in rows]
+
+
+async def set_password(
+    db: Database, user: int | str, password: str, *, now: float | None = None
+) -> User:
+    """Give ``user`` (id or username) a new password: clears a lock and voids older tokens.
+    Raises UserNotFound or InvalidInput (weak password)."""
+    current = await get_user(db, user)
+    problem = password_problem(password, current.username)
+    if problem is not None:
+        raise InvalidInput([("password", "weak_password", problem)])
+    now = time.time() if now is None else now
+    if now <= current.password_changed_at:  # keep the token generation strictly increasing
+        now = current.password_changed_at + 0.001
+    password_hash = await _hash(password)
+    async with db.write() as conn:
+        await conn.execute(
+            update(users)
+            .where(users.c.id == current.id)
+            .values(
+                password_hash=password_hash,
+                password_changed_at=now,
+                failed_logins=0,
+                locked_until=None,
+            )
+        )
+    log.info("password changed: %s", current.username)
+    return await get_user(db, current.id)
+
+
+async def _set_active(db: Database, user: int | str, active: bool) -> User:
+    async with db.write() as conn:
+        row = await _user_row(conn, user)
+        if row is None:
+            raise UserNotFound()
+        if not active and row.role == "admin" and row.active:
+            admins = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(users)
+                    .where(users.c.role == "admin", users.c.active.is_(True))
+                )
+            ).scalar_one()
+            if admins <= 1:
+                raise LastAdmin()
+        await conn.execute(update(users).where(users.c.id == row.id).values(active=active))
+    log.info("user %s: %s", "activated" if active else "deactivated", row.username)
+    return await get_user(db, int(row.id))
+
+
+async def deactivate(db: Database, user: int | str) -> User:
+    """Stop ``user`` (id or username) from logging in; their tokens stop working at once.
+    The row stays (the audit log names it). Refuses to deactivate the last active admin."""
+    return await _set_active(db, user, False)
+
+
+async def activate(db: Database, user: int | str) -> User:
+    """Undo ``deactivate``."""
+    return await _set_active(db, user, True)
+
+
+# -- login ------------------------------------------------------------------------------------
+
+
+async def verify_login(
+    db: Database, username: str, password: str, *, region: str = "", now: float | None = None
+) -> Staff:
+    """The staff member whose username and password these are (``region``: this node's).
+
+    Raises InvalidCredentials for an unknown user, a wrong password and a deactivated account
+    alike (an unknown username costs the same argon2 work as a known one), and AccountLocked
+    while the account is locked: five consecutive failures lock it for 15 minutes.
+    """
+    now = time.time() if now is None else now
+    name = normalize_username(username) if isinstance(username, str) else ""
+    row = None
+    if USERNAME_RE.match(name):
+        async with db.read() as conn:
+            row = await _user_row(conn, name)
+    if row is not None and row.active and row.locked_until is not None and row.locked_until > now:
+        raise AccountLocked(float(row.locked_until))
+    stored = row.password_hash if row is not None else None
+    ok = await _verify(stored, password if isinstance(password, str) else "")
+    if row is None or not row.active:
+        log.info("failed login: unknown or inactive username")
+        raise InvalidCredentials()
+    if not ok:
+        until = await _record_failure(db, int(row.id), now)
+        if until is not None:
+            log.warning("account locked after %d failed logins: %s", MAX_FAILURES, row.username)
+            raise AccountLocked(until)
+        log.info("failed login: %s", row.username)
+        raise InvalidCredentials()
+    changes: dict[str, Any] = {}
+    if row.failed_logins or row.locked_until is not None:
+        changes.update(failed_logins=0, locked_until=None)
+    if HASHER.check_needs_rehash(row.password_hash):
+        changes["password_hash"] = await _hash(password)
+    if changes:
+        async with db.write() as conn:
+            await conn.execute(update(users).where(users.c.id == row.id).values(**changes))
+    log.info("login: %s (%s)", row.username, row.role)
+    return User.from_row(row).staff(region)
+
+
+async def _record_failure(db: Database, user_id: int, now: float) -> float | None:
+    """Count one failed login; lock the account at MAX_FAILURES. Returns the lock's end."""
+    async with db.write() as conn:
+        await conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(failed_logins=users.c.failed_logins + 1)
+        )
+        failures = (
+            await conn.execute(select(users.c.failed_logins).where(users.c.id == user_id))
+        ).scalar_one()
+        if failures < MAX_FAILURES:
+            return None
+        until = now + LOCK_SECONDS
+        await conn.execute(
+            update(users).where(users.c.id == user_id).values(failed_logins=0, locked_until=until)
+        )
+        return until
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+_secrets: weakref.WeakKeyDictionary[Database, bytes] = weakref.WeakKeyDictionary()
+
+
+async def jwt_secret(db: Database) -> bytes:
+    """The token signing secret of this node's database, made at random on first use and
+    cached per Database (so per app / per process)."""
+    cached = _secrets.get(db)
+    if cached is not None:
+        return cached
+    value = await _read_secret(db)
+    if value is None:
+        fresh = base64.urlsafe_b64encode(secrets.token_bytes(JWT_SECRET_BYTES)).decode().rstrip("=")
+        try:
+            async with db.write() as conn:
+                found = (
+                    await conn.execute(
+                        select(node_secrets.c.value).where(node_secrets.c.name == JWT_SECRET_NAME)
+                    )
+                ).scalar_one_or_none()
+                if found is None:
+                    await conn.execute(
+                        insert(node_secrets).values(
+                            name=JWT_SECRET_NAME, value=fresh, created_at=time.time()
+                        )
+                    )
+        except IntegrityError:  # another process made it first: use theirs
+            pass
+        value = await _read_secret(db)
+        if value is None:  # pragma: no cover - we just wrote it
+            raise RuntimeError("could not store the token secret")
+    secret = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    _secrets[db] = secret
+    return secret
+
+
+async def _read_secret(db: Database) -> str | None:
+    async with db.read() as conn:
+        return (
+            await conn.execute(
+                select(node_secrets.c.value).where(node_secrets.c.name == JWT_SECRET_NAME)
+            )
+        ).scalar_one_or_none()
+
+
+async def issue_token(
+    db: Database,
+    staff: Staff,
+    region: str,
+    *,
+    now: float | None = None,
+    auth_time: float | None = None,
+) -> str:
+    """A staff token for ``staff`` from the node of ``region``, valid for TOKEN_LIFETIME.
+
+    Claims: sub (user id as a string), username, role, region, iat, exp, jti, plus aud
+    ``tongban-staff``, pwc (the user's password_changed_at) and auth_time (when the user last
+    typed a password; refreshes keep it). ``now`` in the past gives an already expired token.
+    Raises InvalidToken if the user is gone or deactivated.
+    """
+    now = time.time() if now is None else now
+    async with db.read() as conn:
+        row = await _user_row(conn, staff.user_id)
+    if row is None or not row.active:
+        raise InvalidToken()
+    claims = {
+        "sub": str(row.id),
+        "username": row.username,
+        "role": row.role,
+        "region": region,
+        "aud": TOKEN_AUDIENCE,
+        "iat": int(now),
+        "exp": int(now + TOKEN_LIFETIME),
+        "auth_time": int(now if auth_time is None else auth_time),
+        "jti": uuid.uuid4().hex,
+        "pwc": float(row.password_changed_at),
+    }
+    return jwt.encode(claims, await jwt_secret(db), algorithm=TOKEN_ALGORITHM)
+
+
+def verify_token(secret: bytes, token: str, region: str) -> dict[str, Any]:
+    """The claims of a token signed with ``secret`` for ``region``'s node (signature,
+    algorithm, audience, expiry and region checked); InvalidToken otherwise. No database."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[TOKEN_ALGORITHM],
+            audience=TOKEN_AUDIENCE,
+            leeway=TOKEN_LEEWAY,
+            options={"require": ["sub", "exp", "iat", "jti", "region", "pwc", "aud"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken() from exc
+    if claims.get("region") != region or not str(claims.get("sub", "")).isdigit():
+        raise InvalidToken()
+    return claims
+
+
+async def _decode(db: Database, token: str, region: str) -> tuple[Staff, dict[str, Any]]:
+    claims = verify_token(await jwt_secret(db), token, region)
+    async with db.read() as conn:
+        row = await _user_row(conn, int(claims["sub"]))
+    if row is None or not row.active or claims["pwc"] != float(row.password_changed_at):
+        raise InvalidToken()
+    # Role and name as they are now: a role taken away is gone before the token expires.
+    return User.from_row(row).staff(region), claims
+
+
+async def decode_token(db: Database, token: str, region: str) -> Staff:
+    """The staff member of a token issued by this node (``region``); InvalidToken if it is
+    malformed, forged, expired, of another region, of a deactivated user, or older than the
+    user's last password change."""
+    staff, _claims = await _decode(db, token, region)
+    return staff
+
+
+async def refresh_token(db: Database, token: str, region: str, *, now: float | None = None) -> str:
+    """A fresh token for the holder of a valid ``token``; InvalidToken if it is not valid or
+    its login is older than MAX_SESSION."""
+    now = time.time() if now is None else now
+    staff, claims = await _decode(db, token, region)
+    auth_time = float(claims.get("auth_time", claims["iat"]))
+    if now - auth_time > MAX_SESSION:
+        raise InvalidToken()
+    return await issue_token(db, staff, region, now=now, auth_time=auth_time)
