@@ -77,7 +77,7 @@ class Date(Schema):
     """``YYYY-MM-DD``."""
 
     def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
             raise fail(path, "must be a date YYYY-MM-DD")
         try:
             date.fromisoformat(value)
@@ -85,12 +85,22 @@ class Date(Schema):
             raise fail(path, "is not a calendar date") from exc
 
 
+#: RFC 3339 profile of ISO 8601: date, ``T``, time to the second, optional fraction, offset.
+_DATETIME_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
 @dataclass(frozen=True)
 class DateTime(Schema):
-    """ISO 8601 date-time with an offset, e.g. ``2026-11-22T09:30:00+08:00``."""
+    """ISO 8601 date-time with an offset, e.g. ``2026-11-22T09:30:00+08:00``.
+
+    Only the RFC 3339 form: seconds present, at most 6 fraction digits, offset ``Z`` or
+    ``+hh:mm`` (no basic format, week dates or offset-less times).
+    """
 
     def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, str) or len(value) > 40 or "T" not in value:
+        if not isinstance(value, str) or not _DATETIME_RE.fullmatch(value):
             raise fail(path, "must be an ISO 8601 date-time with offset")
         try:
             moment = datetime.fromisoformat(value)
@@ -157,3 +167,19 @@ class FreeObject(Schema):
             raise fail(path, "must be an object")
         if len(value) > self.max_keys:
             raise fail(path, f"at most {self.max_keys} fields")
+
+
+@dataclass(frozen=True)
+class Checked(Schema):
+    """``inner``, then a rule across its fields: ``rule(value, path)`` raises :func:`fail`.
+
+    For constraints one field's schema cannot say alone, e.g. "``address`` is required when
+    ``method`` is ``mail``". The rule runs only on a value ``inner`` accepted.
+    """
+
+    inner: Schema
+    rule: Callable[[Any, str], None]
+
+    def check(self, value: Any, path: str) -> None:
+        self.inner.check(value, path)
+        self.rule(value, path)
