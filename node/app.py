@@ -6,9 +6,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from node.accounts.ratelimit import RateLimiter
 from node.accounts.views import routes as account_routes
 from node.appkeys import CONFIG, DATABASE
+from node.cases import recompute
+from node.cases.service import CaseService
+from node.cases.views import CASES, CITIZEN_LIMITER
 from node.cases.views import routes as case_routes
+from node.catalog.service import catalog_refresher_ctx, get_item
 from node.catalog.views import routes as catalog_routes
 from node.config import NodeConfig
 from node.federation.identity import NodeIdentity
@@ -16,19 +21,23 @@ from node.federation.runtime import Federation
 from node.federation.views import FEDERATION
 from node.federation.views import routes as federation_routes
 from node.http_errors import error_middleware
+from node.openapi import routes as openapi_routes
 from node.storage.database import Database
 from node.storage.migrate import upgrade
+from node.workdays.cache import CalendarCache
 from node.workdays.views import routes as workday_routes
 
 
 def create_app(config: NodeConfig) -> web.Application:
     """The whole node: federation API now; cases, staff API and pages join here."""
+    recompute.register()
     app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
     app[CONFIG] = config
     app.add_routes(federation_routes())
-    for routes in (account_routes, catalog_routes, workday_routes, case_routes):
+    for routes in (account_routes, catalog_routes, workday_routes, case_routes, openapi_routes):
         app.add_routes(routes())
     app.cleanup_ctx.append(_lifecycle)
+    app.cleanup_ctx.append(catalog_refresher_ctx)
     return app
 
 
@@ -37,9 +46,29 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     db = Database(config.database_url)
     await upgrade(db)
     identity = await NodeIdentity.load(config, db)
-    federation = Federation(config, db, identity)
+    holder: list[CaseService] = []
+    federation = Federation(
+        config,
+        db,
+        identity,
+        handler=lambda conn, env: holder[0].apply_envelope(conn, env),
+        on_refused=lambda conn, env, refusal: holder[0].refuse_envelope(conn, env, refusal),
+    )
+    calendar = CalendarCache(db)
+    service = CaseService(
+        db=db,
+        region=config.region,
+        base_url=config.url,
+        outbox=federation.outbox,
+        blobs=federation.blobs,
+        items=lambda code: get_item(db, code),
+        calendar=calendar.get,
+    )
+    holder.append(service)
     app[DATABASE] = db
     app[FEDERATION] = federation
+    app[CASES] = service
+    app[CITIZEN_LIMITER] = RateLimiter(rate_per_minute=10, burst=10)
     await federation.start()
     try:
         yield

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from node.accounts import cli as accounts_cli
 from node.cases import cli as cases_cli
+from node.cases import recompute
 from node.catalog import cli as catalog_cli
 from node.config import ConfigError, NodeConfig
 from node.federation.identity import rotate_key
@@ -22,6 +23,7 @@ from node.workdays import cli as workdays_cli
 
 
 def main(argv: list[str] | None = None) -> int:
+    recompute.register()
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -58,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=Path("demo-data"))
     p.add_argument("--base-port", type=int, default=8400)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("doctor", help="check config, keys, database, partners, calendar")
+    p.add_argument("--dir", required=True, type=Path)
+    p.set_defaults(func=_doctor)
 
     keys = sub.add_parser("keys", help="signing keys").add_subparsers()
     p = keys.add_parser("rotate", help="make a new signing key; partners learn it")
@@ -119,6 +125,12 @@ def _demo(args: argparse.Namespace) -> int:
     from node.demo import run_demo
 
     return run_demo(args.dir, args.base_port)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from node.doctor import main as doctor
+
+    return doctor(NodeConfig.load(args.dir))
 
 
 def _keys_rotate(args: argparse.Namespace) -> int:

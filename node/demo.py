@@ -37,7 +37,24 @@ async def prepare(base: Path, base_port: int) -> list[NodeConfig]:
         created = True
     if created:
         await link_all(configs)
+        for config in configs:
+            await _provision(config)
     return configs
+
+
+async def _provision(config: NodeConfig) -> None:
+    """The sample catalogue and the demo users of one region."""
+    from node.accounts.service import create_user
+    from node.catalog.service import SAMPLES_DIR, load_catalog_file
+    from node.storage.database import Database
+
+    db = Database(config.database_url)
+    try:
+        await load_catalog_file(db, config.region, SAMPLES_DIR / f"{config.region}.toml")
+        for username in DEMO_USERS:
+            await create_user(db, username, DEMO_PASSWORD, username, None)
+    finally:
+        await db.dispose()
 
 
 async def serve(configs: list[NodeConfig]) -> None:
@@ -50,6 +67,11 @@ async def serve(configs: list[NodeConfig]) -> None:
             await runner.setup()
             await web.TCPSite(runner, config.host, config.port).start()
             runners.append(runner)
+        # All three are up now: fetch each other's catalogues without waiting for the retry.
+        from node.catalog.service import CATALOG_REFRESHER
+
+        for runner in runners:
+            await runner.app[CATALOG_REFRESHER].refresh_now()
         _print_banner(configs)
         await asyncio.Event().wait()
     finally:
@@ -64,7 +86,9 @@ def _print_banner(configs: list[NodeConfig]) -> None:
         print(f"      节点描述 descriptor: {config.url}/.well-known/tongban/node", flush=True)
         print(f"      指标 metrics: {config.url}/metrics", flush=True)
     print(f"登录 logins: {', '.join(DEMO_USERS)} / 密码 {DEMO_PASSWORD}", flush=True)
-    print("(staff pages and sample cases arrive with the case domain)", flush=True)
+    print("员工接口 staff API: POST /api/v1/login", flush=True)
+    print("事项目录 catalogue: GET /api/v1/catalog", flush=True)
+    print("(web pages and sample cases arrive with the pages issue)", flush=True)
     print("Ctrl-C 退出 to stop.", flush=True)
 
 

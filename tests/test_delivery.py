@@ -17,11 +17,12 @@ from node.federation.identity import rotate_key
 from node.federation.models import inbound_envelopes, outbox, partner_keys
 from node.federation.partners import load_partners, render_partners
 from protocol.envelope import verify_envelope
+from protocol.messages import example_body
 from tests.support.databases import DatabaseFactory
 from tests.support.nodes import RunningNode, make_configs
 from tests.support.waiting import wait_until
 
-BODY = {"note": "进度"}
+BODY = example_body("case.progress")[0]
 
 
 @pytest.fixture
@@ -90,8 +91,8 @@ async def test_final_refusal_becomes_a_dead_letter_and_is_not_retried(
 async def test_partner_down_then_back_gets_everything_in_order(pair: list[RunningNode]) -> None:
     shaoyang, hengyang = pair
     await shaoyang.start()
-    for seq in range(5):
-        await shaoyang.send("430400", "case.progress", "XT-O", {"note": f"{seq}"})
+    for _ in range(5):
+        await shaoyang.send("430400", "case.progress", "XT-O", BODY)
 
     async def retried() -> bool:
         rows = await outbox_rows(shaoyang)

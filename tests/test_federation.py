@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from node.federation.models import inbound_cursors, inbound_envelopes, inbound_messages, outbox
 from protocol.envelope import new_claims, sign_envelope
+from protocol.messages import example_body
 from protocol.receipt import verify_receipt
 from tests.support.databases import DatabaseFactory
 from tests.support.nodes import RunningNode, make_configs
@@ -20,7 +21,7 @@ from tests.support.waiting import wait_until
 
 SHAOYANG = ("430523", "邵阳县")
 HENGYANG = ("430400", "衡阳市")
-PROGRESS = {"note": "补正"}
+PROGRESS = example_body("case.progress")[0]
 
 
 @pytest.fixture

@@ -20,13 +20,14 @@ from node.federation.models import inbound_envelopes, rejections
 from node.federation.partners import Partner, load_partners, render_partners
 from protocol.envelope import new_claims
 from protocol.keys import generate_private_key, key_id, public_raw
+from protocol.messages import example_body
 from protocol.request_token import sign_request_token
 from tests.support.databases import DatabaseFactory
 from tests.support.forge import hs256_with_public_key, jws, jws_raw
 from tests.support.nodes import RunningNode, make_configs
 
 JOSE = {"Content-Type": "application/jose"}
-BODY = {"note": "补正"}
+BODY = example_body("case.progress")[0]
 
 
 @pytest.fixture
@@ -183,7 +184,11 @@ BAD_ENVELOPES: dict[str, tuple[Case, int, str]] = {
         "schema_invalid",
     ),
     "unknown message type": (lambda n: signed(n, typ="case.teleport"), 400, "unknown_message_type"),
-    "over 1 MiB": (lambda n: signed(n, body={"note": "x" * (1024 * 1024)}), 413, "too_large"),
+    "over 1 MiB": (
+        lambda n: signed(n, body={**BODY, "note": "x" * (1024 * 1024)}),
+        413,
+        "too_large",
+    ),
 }
 
 
@@ -202,12 +207,14 @@ async def test_bad_envelope_is_refused_with_its_code_and_nothing_is_stored(
 ) -> None:
     shaoyang, hengyang = pair
     make, status, code = BAD_ENVELOPES[name]
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             f"{hengyang.url}/federation/v1/envelopes", data=make(shaoyang), headers=JOSE
-        ) as resp:
-            assert resp.status == status
-            answer = await resp.json()
+        ) as resp,
+    ):
+        assert resp.status == status
+        answer = await resp.json()
     assert answer["error"] == code
     assert isinstance(answer["detail"], str)
     assert await rows(hengyang, inbound_envelopes) == 0
@@ -218,14 +225,16 @@ async def test_bad_envelope_is_refused_with_its_code_and_nothing_is_stored(
 
 async def test_wrong_content_type_is_refused(pair: list[RunningNode]) -> None:
     shaoyang, hengyang = pair
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             f"{hengyang.url}/federation/v1/envelopes",
             data=signed(shaoyang),
             headers={"Content-Type": "text/plain"},
-        ) as resp:
-            assert resp.status == 415
-            assert (await resp.json())["error"] == "unsupported_media_type"
+        ) as resp,
+    ):
+        assert resp.status == 415
+        assert (await resp.json())["error"] == "unsupported_media_type"
     assert await rows(hengyang, inbound_envelopes) == 0
 
 
@@ -267,11 +276,11 @@ def token_for(node: RunningNode, sha256: str, aud: str = "430400") -> str:
 async def put(
     node: RunningNode, sha256: str, data: bytes, headers: dict[str, str]
 ) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as http:
-        async with http.put(
-            f"{node.url}/federation/v1/blobs/{sha256}", data=data, headers=headers
-        ) as resp:
-            return resp.status, await resp.json()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(f"{node.url}/federation/v1/blobs/{sha256}", data=data, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json()
 
 
 async def test_blob_upload_is_stored_by_digest_and_idempotent(pair: list[RunningNode]) -> None:

@@ -1,3 +1,145 @@
-"""Tables of this area (joined to node.storage.metadata)."""
+"""Case tables. Times are UNIX seconds (float); calendar dates are ISO strings (YYYY-MM-DD),
+which sort and compare correctly as text on both databases."""
 
-from node.storage.metadata import metadata  # noqa: F401
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from node.storage.metadata import metadata
+
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("case_no", String(40), nullable=False, unique=True),
+    Column("xt_id", String(64), nullable=False, unique=True),
+    Column("mode", String(10), nullable=False),
+    Column("item_code", String(40), nullable=False),
+    Column("item_name", String(200), nullable=False),
+    Column("receiving_region", String(6), nullable=False),
+    Column("handling_region", String(6), nullable=False),
+    # The other region of this case, for partner-level views (same as ours for 全程网办).
+    Column("partner_region", String(6), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    # 多地联办: the bundle this case is a part of.
+    Column("bundle_id", _ID, ForeignKey("bundles.id"), nullable=True),
+    Column("applicant_kind", String(8), nullable=False),
+    Column("applicant_name", String(200), nullable=False),
+    Column("applicant_id_type", String(40), nullable=False),
+    Column("applicant_id_number", String(40), nullable=False),
+    Column("applicant_phone", String(20), nullable=False),
+    # sha256 of (case_no, query code): the citizen's key to the case, never stored plain.
+    Column("query_hash", String(64)),
+    # The application as received (case.submit body less personal fields above), JSON.
+    Column("application", Text, nullable=False),
+    # Working state that is not worth a column each: supplement notice, decision, dispatch,
+    # inspection schedule, pending withdrawal, ratings. JSON.
+    Column("details", Text, nullable=False, default="{}"),
+    Column("received_at", Float, nullable=False),
+    Column("accepted_on", String(10)),
+    Column("time_limit_days", Integer),
+    # Pauses (补正, art. 45 procedures) as JSON [[from, to|null, reason], ...].
+    Column("pauses", Text, nullable=False, default="[]"),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("promised_date", String(10)),
+    Column("deadline", String(10)),
+    Column("warning_from", String(10)),
+    Column("deadline_provisional", Boolean, nullable=False, default=False),
+    # Open 差评 rectification deadline (date), if any.
+    Column("rectification_due", String(10)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # Audit chain head: the hash of the newest event and the number of events.
+    Column("event_count", Integer, nullable=False, default=0),
+    Column("head_hash", String(64), nullable=False, default=""),
+)
+Index("ix_cases_status_deadline", cases.c.status, cases.c.deadline)
+Index("ix_cases_deadline", cases.c.deadline)
+Index("ix_cases_warning_from", cases.c.warning_from)
+Index("ix_cases_applicant_name", cases.c.applicant_name)
+Index("ix_cases_partner_status", cases.c.partner_region, cases.c.status)
+Index("ix_cases_received_at", cases.c.received_at)
+Index("ix_cases_bundle", cases.c.bundle_id)
+
+#: The case's event log: hash-chained, append-only.
+case_events = Table(
+    "case_events",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("case_id", _ID, ForeignKey("cases.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String(80), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("from_status", String(24)),
+    Column("to_status", String(24)),
+    # What changed and why, JSON (the envelope jti that carried it, for the audit link).
+    Column("data", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("case_id", "seq"),
+)
+
+#: 多地联办: one application, one window, several handling regions.
+bundles = Table(
+    "bundles",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("bundle_no", String(40), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Daily case number counters: case numbers are <region>-<yyyymmdd>-<n>.
+case_counters = Table(
+    "case_counters",
+    metadata,
+    Column("day", String(8), primary_key=True),
+    Column("next_no", Integer, nullable=False),
+)
+
+#: 好差评: one row per rating; a 1-2 rating opens a rectification (整改) at the handling region.
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("rating_id", String(36), nullable=False, unique=True),
+    Column("case_id", _ID, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("level", Integer, nullable=False),
+    Column("stage", String(10), nullable=False),
+    Column("channel", Integer, nullable=False),
+    Column("comment", Text),
+    Column("real_name", Boolean, nullable=False),
+    Column("rated_at", Float, nullable=False),
+    Column("rectification_due", String(10)),
+    Column("rectified_at", Float),
+    Column("rectification", Text),
+    # 回访 follow-up record, JSON.
+    Column("follow_up", Text),
+)
+Index("ix_ratings_open", ratings.c.level, ratings.c.rectified_at)
+
+#: Files staff uploaded (scans of materials, result documents), by content digest.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("media_type", String(100), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("uploaded_at", Float, nullable=False),
+    Column("uploaded_by", String(80), nullable=False),
+)

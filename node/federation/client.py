@@ -93,6 +93,13 @@ class PartnerClient:
             raise TransportError(f"descriptor: HTTP {answer.status} {answer.error or ''}")
         return answer.body
 
+    async def get_catalog(self, base_url: str) -> bytes:
+        """The partner's signed catalogue (``GET /federation/v1/catalog``), unverified."""
+        answer = await self._call("GET", f"{base_url}/federation/v1/catalog")
+        if answer.status != 200:
+            raise TransportError(f"catalogue: HTTP {answer.status} {answer.error or ''}")
+        return answer.body
+
     async def _call(
         self,
         method: str,

@@ -1,0 +1,299 @@
+"""The case state machine (DESIGN §3): pure data and functions, no I/O.
+
+Every action says which side of the case performs it (the receiving region 收件地 or the
+handling region 办理地), which roles may, from which states, to which state, and which message
+tells the other side. The service functions in node.cases.service are the only code that
+applies these transitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    RECEIVED = "received"  # 已接件
+    FORWARDED = "forwarded"  # 已转交
+    ACCEPTED = "accepted"  # 已受理
+    NOT_ACCEPTED = "not_accepted"  # 不予受理
+    SUPPLEMENT_PENDING = "supplement_pending"  # 补正中
+    INSPECTION = "inspection"  # 勘验中
+    APPROVED = "approved"  # 办结(准予)
+    DENIED = "denied"  # 办结(不予)
+    DISPATCHED = "dispatched"  # 已出件/寄递
+    DELIVERED = "delivered"  # 已送达
+    WITHDRAWN = "withdrawn"  # 已撤件
+
+
+#: Chinese labels shown to people.
+STATUS_LABELS: dict[Status, str] = {
+    Status.RECEIVED: "已接件",
+    Status.FORWARDED: "已转交",
+    Status.ACCEPTED: "已受理",
+    Status.NOT_ACCEPTED: "不予受理",
+    Status.SUPPLEMENT_PENDING: "补正中",
+    Status.INSPECTION: "勘验中",
+    Status.APPROVED: "办结(准予)",
+    Status.DENIED: "办结(不予)",
+    Status.DISPATCHED: "已出件",
+    Status.DELIVERED: "已送达",
+    Status.WITHDRAWN: "已撤件",
+}
+
+#: Status codes common in provincial systems (FINDINGS "Domain"), kept for upward reporting.
+PROVINCIAL_CODES: dict[Status, int] = {
+    Status.RECEIVED: 1,
+    Status.FORWARDED: 1,
+    Status.ACCEPTED: 3,
+    Status.NOT_ACCEPTED: 5,
+    Status.SUPPLEMENT_PENDING: 6,
+    Status.INSPECTION: 8,
+    Status.APPROVED: 11,
+    Status.DENIED: 13,
+    Status.DISPATCHED: 11,
+    Status.DELIVERED: 11,
+    Status.WITHDRAWN: 14,
+}
+
+#: States from which a case can still be withdrawn, and whose clock may run.
+OPEN: frozenset[Status] = frozenset(
+    {
+        Status.RECEIVED,
+        Status.FORWARDED,
+        Status.ACCEPTED,
+        Status.SUPPLEMENT_PENDING,
+        Status.INSPECTION,
+    }
+)
+DECIDED: frozenset[Status] = frozenset({Status.APPROVED, Status.DENIED})
+#: States after which nothing but rating and rectification happens.
+CLOSED: frozenset[Status] = frozenset({Status.NOT_ACCEPTED, Status.DELIVERED, Status.WITHDRAWN})
+
+
+class Side(StrEnum):
+    RECEIVING = "receiving"  # 收件地: takes the application, hands over the result
+    HANDLING = "handling"  # 办理地: accepts, inspects, decides
+
+
+class Mode(StrEnum):
+    PROXY = "proxy"  # 异地代收代办
+    ONLINE = "online"  # 全程网办
+    JOINT = "joint"  # 多地联办
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    side: Side
+    roles: frozenset[str]
+    sources: frozenset[Status]
+    #: The state after the action; None keeps the state (rate, rectify, progress, withdraw
+    #: request); several targets are told apart by the action's input (decide).
+    targets: frozenset[Status]
+    #: The message that tells the other side, when the case spans two nodes.
+    message: str | None
+
+
+def _a(
+    name: str,
+    label: str,
+    side: Side,
+    roles: set[str],
+    sources: set[Status],
+    targets: set[Status],
+    message: str | None,
+) -> Action:
+    return Action(
+        name, label, side, frozenset(roles), frozenset(sources), frozenset(targets), message
+    )
+
+
+_AFTER_DECISION = {Status.APPROVED, Status.DENIED, Status.DISPATCHED, Status.DELIVERED}
+
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in (
+        _a(
+            "submit",
+            "收件转交",
+            Side.RECEIVING,
+            {"clerk"},
+            set(),
+            {Status.FORWARDED},
+            "case.submit",
+        ),
+        _a(
+            "accept",
+            "受理",
+            Side.HANDLING,
+            {"approver"},
+            {Status.RECEIVED, Status.FORWARDED},
+            {Status.ACCEPTED},
+            "case.accepted",
+        ),
+        _a(
+            "not_accept",
+            "不予受理",
+            Side.HANDLING,
+            {"approver"},
+            {Status.RECEIVED, Status.FORWARDED, Status.SUPPLEMENT_PENDING},
+            {Status.NOT_ACCEPTED},
+            "case.not_accepted",
+        ),
+        _a(
+            "request_supplement",
+            "补正通知",
+            Side.HANDLING,
+            {"approver"},
+            {Status.RECEIVED, Status.FORWARDED, Status.ACCEPTED},
+            {Status.SUPPLEMENT_PENDING},
+            "case.supplement_requested",
+        ),
+        _a(
+            "supplement",
+            "补正材料",
+            Side.RECEIVING,
+            {"clerk"},
+            {Status.SUPPLEMENT_PENDING},
+            {Status.RECEIVED, Status.FORWARDED, Status.ACCEPTED},
+            "case.supplemented",
+        ),
+        _a(
+            "schedule_inspection",
+            "安排勘验",
+            Side.HANDLING,
+            {"approver", "inspector"},
+            {Status.ACCEPTED, Status.INSPECTION},
+            {Status.INSPECTION},
+            "case.inspection_scheduled",
+        ),
+        _a(
+            "complete_inspection",
+            "完成勘验",
+            Side.HANDLING,
+            {"inspector"},
+            {Status.INSPECTION},
+            {Status.INSPECTION},
+            "case.inspection_completed",
+        ),
+        _a(
+            "decide",
+            "办结决定",
+            Side.HANDLING,
+            {"approver"},
+            {Status.ACCEPTED, Status.INSPECTION},
+            {Status.APPROVED, Status.DENIED},
+            "case.decided",
+        ),
+        _a(
+            "dispatch",
+            "出件",
+            Side.RECEIVING,
+            {"clerk"},
+            {Status.APPROVED, Status.DENIED},
+            {Status.DISPATCHED},
+            "case.dispatched",
+        ),
+        _a(
+            "deliver",
+            "送达",
+            Side.RECEIVING,
+            {"clerk"},
+            {Status.DISPATCHED},
+            {Status.DELIVERED},
+            "case.delivered",
+        ),
+        _a(
+            "withdraw",
+            "撤件",
+            Side.RECEIVING,
+            {"clerk"},
+            set(OPEN),
+            set(),
+            "case.withdraw_requested",
+        ),
+        _a(
+            "confirm_withdrawal",
+            "确认撤件",
+            Side.HANDLING,
+            {"approver"},
+            set(OPEN),
+            {Status.WITHDRAWN},
+            "case.withdrawn",
+        ),
+        _a(
+            "rate",
+            "好差评",
+            Side.RECEIVING,
+            {"clerk"},
+            {Status.ACCEPTED, Status.SUPPLEMENT_PENDING, Status.INSPECTION, Status.NOT_ACCEPTED}
+            | _AFTER_DECISION,
+            set(),
+            "case.rated",
+        ),
+        _a(
+            "rectify",
+            "差评整改",
+            Side.HANDLING,
+            {"supervisor", "approver"},
+            set(Status),
+            set(),
+            "case.rectified",
+        ),
+        _a(
+            "progress",
+            "办理进度",
+            Side.HANDLING,
+            {"approver"},
+            {Status.ACCEPTED, Status.INSPECTION},
+            set(),
+            "case.progress",
+        ),
+    )
+}
+
+#: The actions of the staff API (DESIGN §7), plus our additions.
+API_ACTIONS = frozenset(ACTIONS) - {"submit"}
+
+
+class TransitionError(Exception):
+    """An action not allowed here; ``code`` is stable, ``message`` is for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def check(action: Action, *, state: Status, role: str | None, sides: frozenset[Side]) -> None:
+    """Raise TransitionError unless ``role`` may perform ``action`` on a case in ``state``
+    held by this node as ``sides``. ``role`` None is the partner node or the system."""
+    if action.side not in sides:
+        raise TransitionError(
+            409 if role is None else 403,
+            "wrong_side",
+            f"「{action.label}」由{'收件地' if action.side is Side.RECEIVING else '办理地'}办理",
+        )
+    if role is not None and role not in action.roles:
+        raise TransitionError(403, "forbidden", f"当前角色无权执行「{action.label}」")
+    if action.sources and state not in action.sources:
+        raise TransitionError(
+            409,
+            "transition_not_allowed",
+            f"案件处于「{STATUS_LABELS[state]}」状态，不能执行「{action.label}」",
+        )
+
+
+def sides_of(
+    mode: Mode, receiving_region: str, handling_region: str, region: str
+) -> frozenset[Side]:
+    """Which sides of a case this node (``region``) holds."""
+    held = set()
+    if mode is Mode.ONLINE or receiving_region == region:
+        held.add(Side.RECEIVING)
+    if handling_region == region:
+        held.add(Side.HANDLING)
+    return frozenset(held)

@@ -1,0 +1,89 @@
+"""Talking to a node's staff and public API like a browser would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+PASSWORD = "tongban-test-pw"
+
+
+class ApiClient:
+    """One logged-in staff member (or an anonymous citizen) of one node."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.base_url = base_url
+        self._session = session
+        self.token: str | None = None
+
+    async def login(self, username: str, password: str = PASSWORD) -> ApiClient:
+        status, body = await self.call(
+            "POST", "/api/v1/login", {"username": username, "password": password}
+        )
+        assert status == 200, body
+        self.token = body["token"]
+        return self
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        async with self._session.request(
+            method, self.base_url + path, json=json, headers=self._headers()
+        ) as resp:
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, await resp.read()
+
+    async def ok(self, method: str, path: str, json: Any = None, status: int = 200) -> Any:
+        got, body = await self.call(method, path, json)
+        assert got == status, f"{method} {path}: {got} {body}"
+        return body
+
+    async def upload(self, data: bytes, name: str, *, public: bool = False) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        headers = {
+            **self._headers(),
+            "X-File-Name": quote(name),
+            "Content-Type": "application/octet-stream",
+        }
+        path = "/api/v1/public/uploads" if public else "/api/v1/uploads"
+        async with self._session.post(self.base_url + path, data=data, headers=headers) as resp:
+            body = await resp.json()
+            assert resp.status == 201, body
+            return body
+
+    async def act(
+        self, case_id: int, action: str, payload: dict[str, Any] | None = None, status: int = 200
+    ) -> Any:
+        return await self.ok(
+            "POST", f"/api/v1/cases/{case_id}/actions/{action}", payload or {}, status
+        )
+
+
+def pdf(text: str) -> bytes:
+    """A small valid PDF whose content differs per ``text`` (distinct digests)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1", "replace")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for offset in offsets:
+        out += f"{offset:010d} 00000 n \n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return bytes(out)

@@ -1,0 +1,212 @@
+"""异地代收代办 end to end through two real nodes: a clerk in 邵阳县 takes an application for an
+item 衡阳市 decides; 补正, 受理, 决定 with a result PDF, 出件, 送达, the citizen's rating, a
+差评 rectification with follow-up — each step seen on both nodes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from node.cases.cli import verify_cases
+from tests.support.api import ApiClient, pdf
+from tests.support.databases import DatabaseFactory
+from tests.support.nodes import RunningNode
+from tests.support.regions import start_regions
+from tests.support.waiting import wait_until
+
+ITEM = "430400-XK-0001"  # 建筑工程施工许可（分阶段办理）, decided by 衡阳市
+APPLICANT = {
+    "kind": "org",
+    "name": "邵阳县宏达建设有限公司",
+    "id_type": "unified_social_credit_code",
+    "id_number": "91430523MA4L0X1T2N",
+    "phone": "13807390001",
+}
+
+
+@pytest.fixture
+async def regions(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
+    nodes = await start_regions(tmp_path, databases, [("430523", "邵阳县"), ("430400", "衡阳市")])
+    yield nodes
+    for node in nodes:
+        await node.stop()
+
+
+async def find(client: ApiClient, case_no: str) -> dict[str, Any] | None:
+    listing = await client.ok("GET", f"/api/v1/cases?q={case_no}")
+    matches = [c for c in listing["cases"] if c["case_no"] == case_no]
+    return await client.ok("GET", f"/api/v1/cases/{matches[0]['id']}") if matches else None
+
+
+async def until_status(client: ApiClient, case_no: str, status: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        case = await find(client, case_no)
+        seen["case"] = case
+        return case is not None and case["status"] == status
+
+    await wait_until(reached)
+    return seen["case"]
+
+
+async def test_proxy_case_walks_from_window_to_rating_across_two_nodes(
+    regions: list[RunningNode],
+) -> None:
+    shaoyang, hengyang = regions
+    async with aiohttp.ClientSession() as http:
+        clerk = await ApiClient(shaoyang.url, http).login("clerk")
+        approver = await ApiClient(hengyang.url, http).login("approver")
+        supervisor = await ApiClient(hengyang.url, http).login("supervisor")
+        citizen = ApiClient(shaoyang.url, http)
+
+        # The window tells the applicant everything at once: the partner's item is known here.
+        item = await clerk.ok("GET", f"/api/v1/catalog/{ITEM}")
+        assert item["handling_region"] == "430400"
+        materials = []
+        for material in item["materials"]:
+            if material.get("deferrable"):
+                materials.append({"code": material["code"], "status": "deferred", "blob": None})
+            elif material.get("pledgeable"):
+                materials.append({"code": material["code"], "status": "pledged", "blob": None})
+            elif material["required"]:
+                upload = await clerk.upload(pdf(material["name"]), f"{material['code']}.pdf")
+                materials.append(
+                    {"code": material["code"], "status": "provided", "blob": upload["sha256"]}
+                )
+        created = await clerk.ok(
+            "POST",
+            "/api/v1/cases",
+            {
+                "item_code": ITEM,
+                "mode": "proxy",
+                "applicant": APPLICANT,
+                "form": {
+                    "project_name": "宏达商业广场",
+                    "construction_stage": "土方开挖与基坑支护",
+                },
+                "materials": materials,
+                "identity_verified": True,
+                "delivery": {"method": "mail", "address": "湖南省邵阳县塘渡口镇建设路1号"},
+            },
+            status=201,
+        )
+        case_no, code = created["case"]["case_no"], created["query_code"]
+        assert created["case"]["status"] == "forwarded"
+        assert created["case"]["applicant_id_number"] != APPLICANT["id_number"]  # masked in lists
+
+        # 衡阳市 finds it in its inbox with the materials, and asks for a supplement.
+        incoming = await until_status(approver, case_no, "forwarded")
+        provided = [m for m in incoming["application"]["materials"] if m["status"] == "provided"]
+        first = await approver.ok("GET", f"/api/v1/files/{provided[0]['blob']}")
+        assert hashlib.sha256(first).hexdigest() == provided[0]["blob"]
+        await approver.act(
+            incoming["id"],
+            "request_supplement",
+            {
+                "items": [
+                    {
+                        "material_code": "M06",
+                        "name": "危险性较大的分部分项工程清单",
+                        "requirement": "请补充基坑支护专项方案及专家论证意见",
+                    }
+                ],
+            },
+        )
+        relayed = await until_status(clerk, case_no, "supplement_pending")
+        assert relayed["details"]["supplement"]["items"][0]["requirement"].startswith(
+            "请补充基坑支护"
+        )
+        looked_up = await citizen.ok("GET", f"/api/v1/public/cases/{case_no}?code={code}")
+        assert looked_up["supplement"]["items"][0]["name"] == "危险性较大的分部分项工程清单"
+
+        # The clerk relays the supplement; the approver accepts; the promised date travels back.
+        extra = await clerk.upload(pdf("基坑支护专项方案"), "基坑支护专项方案.pdf")
+        await clerk.act(
+            relayed["id"],
+            "supplement",
+            {"materials": [{"code": "M06", "name": "基坑支护专项方案", "blob": extra["sha256"]}]},
+        )
+        back = await until_status(approver, case_no, "forwarded")
+        accepted = await approver.act(back["id"], "accept", {"note": "材料齐全，予以受理"})
+        assert accepted["status"] == "accepted" and accepted["promised_date"]
+        mirrored = await until_status(clerk, case_no, "accepted")
+        assert mirrored["promised_date"] == accepted["promised_date"]
+        assert mirrored["deadline"] == accepted["deadline"]
+        assert mirrored["time_status"] == accepted["time_status"]
+
+        # Decision with the licence PDF; the receiving region gets the document itself.
+        licence = await approver.upload(pdf("施工许可证 430400202611220001"), "施工许可证.pdf")
+        decided = await approver.act(
+            accepted["id"],
+            "decide",
+            {
+                "outcome": "approved",
+                "certificate_no": "430400202611220001",
+                "documents": [{"blob": licence["sha256"], "name": "建筑工程施工许可证"}],
+            },
+        )
+        assert decided["status"] == "approved"
+        result = await until_status(clerk, case_no, "approved")
+        document = result["details"]["decision"]["documents"][0]
+        assert await clerk.ok("GET", f"/api/v1/files/{document['blob']}") == pdf(
+            "施工许可证 430400202611220001"
+        )
+
+        # Dispatch by mail and delivery, both reported back to the handling region.
+        await clerk.act(
+            result["id"],
+            "dispatch",
+            {"method": "mail", "courier": "中国邮政EMS", "tracking_no": "EA123456789CN"},
+        )
+        delivered = await clerk.act(result["id"], "deliver", {"recipient": "张伟"})
+        assert delivered["status"] == "delivered"
+        await until_status(approver, case_no, "delivered")
+
+        # The citizen looks the case up and rates it 2: a rectification opens in 衡阳市.
+        assert (await citizen.call("GET", f"/api/v1/public/cases/{case_no}?code=000000"))[0] == 404
+        view = await citizen.ok("GET", f"/api/v1/public/cases/{case_no}?code={code}")
+        assert view["status"] == "delivered" and view["can_rate"]
+        assert any("已受理" in step["text"] for step in view["timeline"])
+        await citizen.ok(
+            "POST",
+            f"/api/v1/public/cases/{case_no}/rating",
+            {"code": code, "level": 2, "stage": "decide", "comment": "邮寄慢了两天"},
+            status=201,
+        )
+
+        async def rectification_open() -> bool:
+            board = await supervisor.ok("GET", "/api/v1/supervision")
+            return any(r["case_no"] == case_no for r in board["open_rectifications"])
+
+        await wait_until(rectification_open)
+        board = await supervisor.ok("GET", "/api/v1/supervision")
+        [open_rating] = [r for r in board["open_rectifications"] if r["case_no"] == case_no]
+        assert open_rating["level"] == 2 and open_rating["rectification_due"]
+        await supervisor.act(
+            open_rating["case_id"],
+            "rectify",
+            {
+                "rating_id": open_rating["rating_id"],
+                "rectification": "已与邮政约定加急寄递",
+                "follow_up": {"result": "申请人表示认可", "satisfied": True},
+            },
+        )
+        board = await supervisor.ok("GET", "/api/v1/supervision")
+        assert not [r for r in board["open_rectifications"] if r["case_no"] == case_no]
+
+        async def rectified_at_window() -> bool:
+            case = await find(clerk, case_no)
+            return case is not None and case["events"][-1]["action"] == "rectify"
+
+        await wait_until(rectified_at_window)
+
+    # Both nodes' audit chains are intact.
+    for node in regions:
+        checked, faults = await verify_cases(node.db)
+        assert checked == 1 and faults == []

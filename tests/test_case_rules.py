@@ -1,0 +1,212 @@
+"""Rules of the case domain on real nodes: who may do what (every role × every action),
+tamper detection in the audit chain, and provisional deadlines made final by a calendar load."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import delete, select, update
+
+from node.accounts.auth import ROLES
+from node.cases.cli import verify_cases
+from node.cases.lifecycle import ACTIONS, Side
+from node.cases.models import case_events, cases
+from node.cases.service import CHINA
+from node.cases.views import CASES
+from node.workdays.service import load_calendar_file
+from tests.support.api import ApiClient
+from tests.support.databases import DatabaseFactory
+from tests.support.nodes import RunningNode
+from tests.support.regions import materials_for, start_regions
+from tests.support.waiting import wait_until
+
+PERSON = {
+    "kind": "person",
+    "name": "周敏",
+    "id_type": "resident_id",
+    "id_number": "11010519491231002X",
+    "phone": "13973900003",
+}
+#: Values of the wrong type for every optional field: an allowed action fails validation (400)
+#: instead of changing the case.
+INVALID = {"note": 1, "recipient": 1, "reason": 1}
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
+    nodes = await start_regions(tmp_path, databases, [("430523", "邵阳县"), ("430400", "衡阳市")])
+    yield nodes
+    for node in nodes:
+        await node.stop()
+
+
+async def proxy_case(
+    http: aiohttp.ClientSession, shaoyang: RunningNode, hengyang: RunningNode
+) -> tuple[int, int]:
+    clerk = await ApiClient(shaoyang.url, http).login("clerk")
+    item = await clerk.ok("GET", "/api/v1/catalog/430400-XK-0001")
+    created = await clerk.ok(
+        "POST",
+        "/api/v1/cases",
+        {
+            "item_code": "430400-XK-0001",
+            "mode": "proxy",
+            "applicant": PERSON,
+            "form": {},
+            "materials": await materials_for(clerk, item),
+            "identity_verified": True,
+            "delivery": {"method": "window", "address": None},
+        },
+        status=201,
+    )
+    approver = await ApiClient(hengyang.url, http).login("approver")
+    case_no = created["case"]["case_no"]
+
+    async def arrived() -> bool:
+        return bool((await approver.ok("GET", f"/api/v1/cases?q={case_no}"))["cases"])
+
+    await wait_until(arrived)
+    [remote] = (await approver.ok("GET", f"/api/v1/cases?q={case_no}"))["cases"]
+    return created["case"]["id"], remote["id"]
+
+
+async def event_count(node: RunningNode, case_id: int) -> int:
+    async with node.db.read() as conn:
+        return int(
+            (
+                await conn.execute(select(cases.c.event_count).where(cases.c.id == case_id))
+            ).scalar_one()
+        )
+
+
+async def test_every_role_and_action_is_checked_and_refusals_change_nothing(
+    pair: list[RunningNode],
+) -> None:
+    shaoyang, hengyang = pair
+    async with aiohttp.ClientSession() as http:
+        receiving_id, handling_id = await proxy_case(http, shaoyang, hengyang)
+        for node, case_id, side in (
+            (shaoyang, receiving_id, Side.RECEIVING),
+            (hengyang, handling_id, Side.HANDLING),
+        ):
+            for role in ROLES:
+                client = await ApiClient(node.url, http).login(role)
+                for name, action in ACTIONS.items():
+                    if name == "submit":
+                        continue
+                    before = await event_count(node, case_id)
+                    status, body = await client.call(
+                        "POST", f"/api/v1/cases/{case_id}/actions/{name}", INVALID
+                    )
+                    allowed = action.side is side and role in action.roles
+                    if allowed:
+                        assert status in (400, 409), (node.config.name, role, name, status, body)
+                    else:
+                        assert status == 403, (node.config.name, role, name, status, body)
+                        assert body["error"] in ("forbidden", "wrong_side")
+                    assert await event_count(node, case_id) == before, (role, name)
+        anonymous = ApiClient(hengyang.url, http)
+        status, body = await anonymous.call(
+            "POST", f"/api/v1/cases/{handling_id}/actions/accept", {}
+        )
+        assert (status, body["error"]) == (401, "unauthorized")
+
+
+async def test_audit_verify_detects_edited_removed_and_reordered_events(
+    pair: list[RunningNode],
+) -> None:
+    shaoyang, hengyang = pair
+    async with aiohttp.ClientSession() as http:
+        _receiving_id, handling_id = await proxy_case(http, shaoyang, hengyang)
+        approver = await ApiClient(hengyang.url, http).login("approver")
+        await approver.act(handling_id, "accept", {"note": "予以受理"})
+        await approver.act(
+            handling_id,
+            "progress",
+            {"kind": "pause", "reason": "专家评审", "procedure": "expert_review"},
+        )
+    db = hengyang.db
+    assert (await verify_cases(db))[1] == []
+    async with db.read() as conn:
+        events = (
+            await conn.execute(
+                select(case_events)
+                .where(case_events.c.case_id == handling_id)
+                .order_by(case_events.c.seq)
+            )
+        ).all()
+    assert len(events) == 3
+
+    async def tampered(change: Any) -> list[Any]:
+        async with db.write() as conn:
+            await conn.execute(change)
+        faults = (await verify_cases(db))[1]
+        return faults
+
+    # Edited: the promised date recorded by event 2.
+    faults = await tampered(
+        update(case_events)
+        .where(case_events.c.id == events[1].id)
+        .values(data='{"promised_date":"2099-01-01"}')
+    )
+    assert any(f.seq == 2 and "hash" in f.problem for f in faults)
+    await tampered(
+        update(case_events).where(case_events.c.id == events[1].id).values(data=events[1].data)
+    )
+    assert (await verify_cases(db))[1] == []
+    # Reordered: swap the seq of events 2 and 3.
+    async with db.write() as conn:
+        await conn.execute(
+            update(case_events).where(case_events.c.id == events[1].id).values(seq=-1)
+        )
+        await conn.execute(
+            update(case_events).where(case_events.c.id == events[2].id).values(seq=2)
+        )
+        await conn.execute(
+            update(case_events).where(case_events.c.id == events[1].id).values(seq=3)
+        )
+    assert (await verify_cases(db))[1]
+    async with db.write() as conn:
+        await conn.execute(
+            update(case_events).where(case_events.c.id == events[1].id).values(seq=-1)
+        )
+        await conn.execute(
+            update(case_events).where(case_events.c.id == events[2].id).values(seq=3)
+        )
+        await conn.execute(
+            update(case_events).where(case_events.c.id == events[1].id).values(seq=2)
+        )
+    assert (await verify_cases(db))[1] == []
+    # Removed: the newest event (no link after it to break; the case head catches it).
+    faults = await tampered(delete(case_events).where(case_events.c.id == events[2].id))
+    assert any("head" in f.problem or "events" in f.problem for f in faults)
+
+
+async def test_provisional_deadline_becomes_final_when_next_year_is_loaded(
+    pair: list[RunningNode], tmp_path: Path
+) -> None:
+    shaoyang, hengyang = pair
+    async with aiohttp.ClientSession() as http:
+        _receiving_id, handling_id = await proxy_case(http, shaoyang, hengyang)
+        service = hengyang.app[CASES]  # type: ignore[index]
+        # 受理 on Wednesday 2026-12-30: two working days run into 2027, which no calendar covers yet.
+        service.clock = lambda: datetime(2026, 12, 30, 10, 0, tzinfo=CHINA).timestamp()
+        approver = await ApiClient(hengyang.url, http).login("approver")
+        accepted = await approver.act(handling_id, "accept")
+    # Weekends only: Thu 12-31 is day 1, Fri 2027-01-01 day 2.
+    assert accepted["deadline"] == "2027-01-01" and accepted["deadline_provisional"] is True
+    calendar = tmp_path / "2027.toml"
+    calendar.write_text(
+        '[[years]]\nyear = 2027\nholidays = [\n  { name = "元旦", from = 2027-01-01, to = 2027-01-03 },\n]\n',
+        encoding="utf-8",
+    )
+    assert await load_calendar_file(hengyang.db, calendar) == [2027]
+    async with hengyang.db.read() as conn:
+        row = (await conn.execute(select(cases).where(cases.c.id == handling_id))).one()
+    # 元旦 1-3 January: day 2 is Monday 2027-01-04, and the deadline is final.
+    assert (row.deadline, row.deadline_provisional) == ("2027-01-04", False)
