@@ -19,6 +19,7 @@ from node.cases.models import case_events, cases
 from node.cases.service import CHINA
 from node.cases.views import CASES
 from node.workdays.service import load_calendar_file
+from protocol.messages import example_body
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory
 from tests.support.nodes import RunningNode
@@ -210,3 +211,83 @@ async def test_provisional_deadline_becomes_final_when_next_year_is_loaded(
         row = (await conn.execute(select(cases).where(cases.c.id == handling_id))).one()
     # 元旦 1-3 January: day 2 is Monday 2027-01-04, and the deadline is final.
     assert (row.deadline, row.deadline_provisional) == ("2027-01-04", False)
+
+
+async def test_withdrawal_requested_at_the_window_is_confirmed_by_the_handling_region(
+    pair: list[RunningNode],
+) -> None:
+    shaoyang, hengyang = pair
+    async with aiohttp.ClientSession() as http:
+        receiving_id, handling_id = await proxy_case(http, shaoyang, hengyang)
+        clerk = await ApiClient(shaoyang.url, http).login("clerk")
+        requested = await clerk.act(receiving_id, "withdraw", {"reason": "申请人另行办理"})
+        assert requested["status"] == "forwarded"
+        await clerk.act(receiving_id, "withdraw", {"reason": "再次申请"}, status=409)
+
+        async def withdrawn_on_both() -> bool:
+            here = await clerk.ok("GET", f"/api/v1/cases/{receiving_id}")
+            async with hengyang.db.read() as conn:
+                there = (
+                    await conn.execute(select(cases.c.status).where(cases.c.id == handling_id))
+                ).scalar_one()
+            return here["status"] == there == "withdrawn"
+
+        await wait_until(withdrawn_on_both)
+        approver = await ApiClient(hengyang.url, http).login("approver")
+        status, body = await approver.call(
+            "POST", f"/api/v1/cases/{handling_id}/actions/accept", {}
+        )
+        assert (status, body["error"]) == (409, "transition_not_allowed")
+
+
+async def test_a_message_the_sender_may_not_send_is_answered_with_case_error(
+    pair: list[RunningNode],
+) -> None:
+    shaoyang, hengyang = pair
+    async with aiohttp.ClientSession() as http:
+        receiving_id, handling_id = await proxy_case(http, shaoyang, hengyang)
+    async with shaoyang.db.read() as conn:
+        xt = (
+            await conn.execute(select(cases.c.xt_id).where(cases.c.id == receiving_id))
+        ).scalar_one()
+    # 邵阳县 (the receiving side) claims to have accepted: only 衡阳市 may.
+    async with shaoyang.db.write() as conn:
+        forged = await shaoyang.fed.outbox.enqueue(
+            conn,
+            partner="430400",
+            typ="case.accepted",
+            xt=xt,
+            body=example_body("case.accepted")[0],
+        )
+
+    async def answered() -> bool:
+        async with shaoyang.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(case_events.c.action, case_events.c.data).where(
+                        case_events.c.case_id == receiving_id
+                    )
+                )
+            ).all()
+        return any(r.action == "partner_error" for r in rows)
+
+    await wait_until(answered)
+    async with shaoyang.db.read() as conn:
+        [error] = (
+            (
+                await conn.execute(
+                    select(case_events.c.data).where(
+                        case_events.c.case_id == receiving_id,
+                        case_events.c.action == "partner_error",
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert '"code":"wrong_side"' in error and forged.jti in error
+    async with hengyang.db.read() as conn:
+        status = (
+            await conn.execute(select(cases.c.status).where(cases.c.id == handling_id))
+        ).scalar_one()
+    assert status == "forwarded"
