@@ -120,8 +120,13 @@ class PartnerQueue:
                 log.exception("recording delivery results failed", extra={"partner": self.region})
             transient = [r for r in results if r.kind == "retry"]
             if any(r.kind == "delivered" for r in results):
+                recovering = self.failures > 0
                 self.failures = 0
                 self.last_delivered_at = time.time()
+                if recovering:
+                    # The partner answers again: what waits for it is due now, not when each
+                    # row's own backoff runs out.
+                    await self._delivery.make_due(self.region)
             if transient:
                 self.failures += 1
                 self.last_failure_at = time.time()
@@ -179,6 +184,10 @@ class Delivery:
         queue = self.queues.get(region)
         if queue is None or not queue.heard_from():
             return
+        await self.make_due(region)
+
+    async def make_due(self, region: str) -> None:
+        """Every waiting row for ``region`` becomes due at once."""
         now = time.time()
         async with self._db.write() as conn:
             await conn.execute(

@@ -74,6 +74,7 @@ class Federation:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        self.blobs.remove_stale_parts()
         await self.trust.load()
         await self.client.start()
         self.inbound.start()

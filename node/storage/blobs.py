@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
@@ -25,6 +26,20 @@ class BlobStore:
         self.root = root
         self._tmp = root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def remove_stale_parts(self, older_than: float = 3600.0) -> int:
+        """Delete upload leftovers of a crashed process (a finally block does not run on
+        SIGKILL). Only old ones: another replica may be writing a fresh one right now."""
+        removed = 0
+        cutoff = time.time() - older_than
+        for part in self._tmp.glob("*.part"):
+            try:
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def path(self, sha256: str) -> Path:
         if not SHA256_RE.match(sha256):
