@@ -66,11 +66,43 @@ cases = Table(
     Column("event_count", Integer, nullable=False, default=0),
     Column("head_hash", String(64), nullable=False, default=""),
 )
-Index("ix_cases_status_deadline", cases.c.status, cases.c.deadline)
-Index("ix_cases_deadline", cases.c.deadline)
-Index("ix_cases_warning_from", cases.c.warning_from)
-Index("ix_cases_applicant_name", cases.c.applicant_name)
-Index("ix_cases_partner_status", cases.c.partner_region, cases.c.status)
+#: The inbox order (overdue first: earliest deadline first, cases without one last, newest
+#: first within a day). No bound parameters, so both databases match it to these indexes.
+DUE_ORDER = (cases.c.deadline.is_(None), cases.c.deadline, cases.c.received_at.desc())
+Index("ix_cases_due", *DUE_ORDER)
+# warning_from and partner_region at the end make it covering for the time-status filters
+# and for supervision's time-status counts.
+Index(
+    "ix_cases_status_due", cases.c.status, *DUE_ORDER, cases.c.warning_from, cases.c.partner_region
+)
+Index("ix_cases_partner_status_due", cases.c.partner_region, cases.c.status, *DUE_ORDER)
+# Prefix search (LIKE 'x%'). SQLite's LIKE is case-insensitive, so only a NOCASE index serves
+# it; PostgreSQL needs the pattern operator class unless the collation is "C". deadline and
+# received_at let the search sort its matches from the index alone.
+Index(
+    "ix_cases_case_no_nocase",
+    cases.c.case_no.collate("NOCASE"),
+    cases.c.deadline,
+    cases.c.received_at,
+).ddl_if(dialect="sqlite")
+Index(
+    "ix_cases_applicant_name_nocase",
+    cases.c.applicant_name.collate("NOCASE"),
+    cases.c.deadline,
+    cases.c.received_at,
+).ddl_if(dialect="sqlite")
+Index(
+    "ix_cases_case_no_pattern",
+    cases.c.case_no,
+    postgresql_ops={"case_no": "varchar_pattern_ops"},
+    postgresql_include=["deadline", "received_at"],
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_cases_applicant_name_pattern",
+    cases.c.applicant_name,
+    postgresql_ops={"applicant_name": "varchar_pattern_ops"},
+    postgresql_include=["deadline", "received_at"],
+).ddl_if(dialect="postgresql")
 Index("ix_cases_received_at", cases.c.received_at)
 Index("ix_cases_bundle", cases.c.bundle_id)
 
