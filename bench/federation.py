@@ -284,9 +284,32 @@ class Proc:
         bad = [
             line
             for line in lines
-            if re.search(r'"level": ?"(ERROR|WARNING|CRITICAL)"|Traceback|\bERROR\b', line)
+            if re.search(r'"level": ?"(error|warning|critical)"|Traceback|\bERROR\b', line, re.I)
         ]
-        return {"lines": len(lines), "problems": len(bad), "first": [b[:400] for b in bad[:limit]]}
+        return {
+            "lines": len(lines),
+            "problems": len(bad),
+            "first": [_log_gist(b) for b in bad[:limit]],
+        }
+
+
+def _log_gist(line: str) -> str:
+    """A JSON log line as "level logger: msg (fields) -- last line of the exception"."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line[:400]
+    if not isinstance(record, dict):
+        return line[:400]
+    exc = [
+        line
+        for line in str(record.pop("exc", "") or "").strip().splitlines()
+        if re.match(r"^[\w.]+(Error|Exception|Violation)\b", line)
+    ] or str(record.get("exc", "")).strip().splitlines()
+    head = f"{record.pop('level', '?')} {record.pop('logger', '?')}: {record.pop('msg', '')}"
+    record.pop("ts", None)
+    extra = ", ".join(f"{k}={v}" for k, v in record.items())
+    return (head + (f" ({extra})" if extra else "") + (f" -- {exc[-1]}" if exc else ""))[:600]
 
 
 def node_proc(config: NodeConfig, log_dir: Path, *, port: int | None = None, tag: str = "") -> Proc:
@@ -543,6 +566,7 @@ async def run_once(params: Params, index: int) -> dict[str, Any]:
             cpu0 = {p.name: p.cpu() for p in procs}
             bench_cpu0 = time.process_time()
             machine0 = procstat.machine_cpu()
+            server0 = procstat.cpu_by_name("postgres") if params.database == "postgres" else {}
             loadavg = os.getloadavg()
             # Release the held rows: from now on they are due.
             async with sender_db.write() as conn:
@@ -569,6 +593,11 @@ async def run_once(params: Params, index: int) -> dict[str, Any]:
             cpu1 = {p.name: p.cpu() for p in procs}
             bench_cpu = time.process_time() - bench_cpu0
             machine_used = procstat.machine_cpu() - machine0
+            server_cpu = (
+                procstat.cpu_used_since(server0, procstat.cpu_by_name("postgres"))
+                if params.database == "postgres"
+                else None
+            )
             rss_at_end = {p.name: p.peak_rss() for p in procs}
             stop_profilers(spies)
 
@@ -668,8 +697,13 @@ async def run_once(params: Params, index: int) -> dict[str, Any]:
                     "other_cpu_s": round(
                         machine_used.busy
                         - sum((cpu1[p.name] - cpu0[p.name]).total for p in procs)
-                        - bench_cpu,
+                        - bench_cpu
+                        - (server_cpu or 0.0),
                         3,
+                    ),
+                    # All PostgreSQL server processes (both nodes' backends, WAL writer, ...).
+                    "postgres_server_cpu_s": (
+                        round(server_cpu, 3) if server_cpu is not None else None
                     ),
                 },
                 "peak_rss_mib": rss_at_end,
@@ -871,7 +905,7 @@ def summarize(run: dict[str, Any]) -> str:
         f"p99 {_fmt(d['receipt_back_lag'].get('p99_ms'), '.1f')} ms",
     ]
     w = d.get("window_cycle", {})
-    if w.get("period_ms_median") is not None:
+    if w.get("period_ms_median") is not None and run.get("replicas", 1) == 1:
         lines.append(
             f"  delivery rounds: {w['rounds']} of {w['envelopes_per_round_mean']:.1f}; median "
             f"{w['period_ms_median']:.1f} ms each = {w['to_first_store_ms_median']:.1f} ms to "
@@ -887,6 +921,12 @@ def summarize(run: dict[str, Any]) -> str:
             f"  machine during delivery: {m['busy_cores']:.2f} cores busy, steal "
             f"{m['steal_cores']:.2f}, other processes {m['other_cpu_s']:.2f} cpu-s, load before "
             f"{m['loadavg_1m_before']:.2f}, calibration {m['calibration_ms']:.0f} ms"
+        )
+    if m.get("postgres_server_cpu_s") is not None:
+        pg = m["postgres_server_cpu_s"]
+        lines.append(
+            f"  postgres server: cpu {pg:.2f} s ({pg / d['measured_window_s']:.2f} cores; "
+            f"{1000 * pg / run['params_n']:.3f} ms/envelope)"
         )
     for name, c in d["cpu"].items():
         lines.append(
@@ -947,6 +987,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "echo_requests_per_s": series(lambda r: r["echo"]["requests_per_s"]),
         "node_over_echo": series(lambda r: r["node_over_echo"]),
         "calibration_ms": series(lambda r: r["delivery"]["machine"]["calibration_ms"]),
+        "postgres_server_cpu_ms_per_envelope": series(
+            lambda r: 1000 * r["delivery"]["machine"]["postgres_server_cpu_s"] / r["params_n"]
+        ),
         "receiver_applied_per_s": series(lambda r: r["aftermath"]["applied_per_s"]),
         "receiver_cpu_ms_per_envelope": series(
             lambda r: next(
@@ -1007,7 +1050,14 @@ def main(argv: list[str] | None = None) -> int:
         help="a [federation] setting for both nodes (default: the node's defaults)",
     )
     parser.add_argument("--pg-url", default=os.environ.get("TONGBAN_BENCH_PG_URL", DEFAULT_PG))
-    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up delivery after S")
+    parser.add_argument(
+        "--aftermath-timeout",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="after delivery, wait up to S seconds for the receiver to apply everything",
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -1047,6 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
         pg_url=args.pg_url,
         overrides=dict(args.overrides),
         timeout=args.timeout,
+        aftermath_timeout=args.aftermath_timeout,
         keep=args.keep,
         profile=args.profile,
         quiet_wait=args.quiet_wait,
@@ -1082,6 +1133,7 @@ async def _main(params: Params, repeats: int, out: Path) -> int:
         run = await run_once(params, index)
         index += 1
         run["params_n"] = params.n
+        run["replicas"] = params.replicas
         print(summarize(run), flush=True)
         if disturbed(run) and len(discarded) < params.retry_disturbed:
             print("  discarded (other processes used the CPUs); running again")

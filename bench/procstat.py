@@ -50,6 +50,34 @@ class MachineSample:
         )
 
 
+def cpu_by_name(prefix: str) -> dict[int, CpuSample]:
+    """CPU of every process whose command name starts with ``prefix`` (e.g. the PostgreSQL
+    server's processes, ``postgres``), by pid."""
+    found: dict[int, CpuSample] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        if name.startswith(prefix):
+            fields = text[text.rindex(")") + 2 :].split()
+            found[int(entry.name)] = CpuSample(int(fields[11]) / _TICKS, int(fields[12]) / _TICKS)
+    return found
+
+
+def cpu_used_since(before: dict[int, CpuSample], after: dict[int, CpuSample]) -> float:
+    """Seconds used between two ``cpu_by_name`` samples (processes started in between count
+    whole; those that ended in between are lost)."""
+    total = 0.0
+    for pid, sample in after.items():
+        start = before.get(pid)
+        total += (sample - start).total if start is not None else sample.total
+    return total
+
+
 def machine_cpu() -> MachineSample:
     fields = [int(x) / _TICKS for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
     user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0.0] * 8)[:8]
