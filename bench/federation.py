@@ -374,15 +374,16 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def _window_cycle(rows: list[Any], arrivals: dict[str, float], t0: float) -> dict[str, Any]:
-    """Where one delivery round's time goes, from the timestamps alone.
+    """Where the time of one record batch goes, from the timestamps alone.
 
-    ``Delivery.record`` stamps every row of a round with one ``delivered_at``, so distinct
-    values are rounds (with one sender process and one queue). For round k: ``to_first_store``
-    is the time from round k-1's ``delivered_at`` (its record() began) to the receiver's first
-    durable store of round k (record commit, claim, 32 requests built and sent, the receiver's
-    parse/verify/sign of the first ones, one group commit); ``receiver_spread`` from the
-    receiver's first to last store of the round; ``back`` from the last store to round k's
-    ``delivered_at`` (receipts sent, received and verified by the sender).
+    The sender's queue keeps a sliding window on the wire and records finished sends in
+    batches (``Delivery.settle``), stamping every row of a batch with one ``delivered_at``, so
+    distinct values are batches (with one sender process and one queue). Batches overlap on
+    the wire (there is no round barrier any more), so the phases below are indicative: for
+    batch k, ``to_first_store`` is the time from batch k-1's ``delivered_at`` to the receiver's
+    first durable store of batch k's rows (negative when they were already stored);
+    ``receiver_spread`` from the receiver's first to last store of the batch; ``back`` from
+    the last store to batch k's ``delivered_at`` (receipts sent, received and verified).
     """
     rounds: dict[float, list[float]] = {}
     for r in rows:
@@ -411,7 +412,8 @@ def _window_cycle(rows: list[Any], arrivals: dict[str, float], t0: float) -> dic
         "receiver_spread_ms_median": statistics.median(spread) * ms,
         "back_ms_median": statistics.median(back) * ms,
         "receiver_commits_per_round_median": statistics.median(stores),
-        "note": "meaningful with one sender process (rounds do not overlap)",
+        "note": "record batches of a sliding window (they overlap on the wire); one sender "
+        "process only",
     }
 
 
@@ -907,7 +909,7 @@ def summarize(run: dict[str, Any]) -> str:
     w = d.get("window_cycle", {})
     if w.get("period_ms_median") is not None and run.get("replicas", 1) == 1:
         lines.append(
-            f"  delivery rounds: {w['rounds']} of {w['envelopes_per_round_mean']:.1f}; median "
+            f"  record batches: {w['rounds']} of {w['envelopes_per_round_mean']:.1f}; median "
             f"{w['period_ms_median']:.1f} ms each = {w['to_first_store_ms_median']:.1f} ms to "
             f"the receiver's first store + {w['receiver_spread_ms_median']:.1f} ms first to last"
             f" store ({w['receiver_commits_per_round_median']:.0f} commits) + "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -77,18 +78,17 @@ MESSAGE_TYPES: tuple[str, ...] = (
 Rule = Callable[[Any, str], None]
 
 
+#: C0 and C1 control characters; in free text, tab and line breaks are allowed.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _is_line(value: str) -> bool:
-    return (
-        value.strip() == value
-        and value != ""
-        and not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value)
-    )
+    return value != "" and value.strip() == value and _CONTROL.search(value) is None
 
 
 def _is_text(value: str) -> bool:
-    return value.strip() != "" and not any(
-        (ord(ch) < 0x20 and ch not in "\n\r\t") or 0x7F <= ord(ch) <= 0x9F for ch in value
-    )
+    return value.strip() != "" and _TEXT_CONTROL.search(value) is None
 
 
 def line(max_len: int) -> Str:
@@ -362,15 +362,32 @@ SUPPLEMENT_REQUESTED = Checked(
     _not_before("deadline", "requested_on"),
 )
 
-SUPPLEMENTED = Obj(
-    required={
-        "materials": List(
-            Obj(required={"name": line(200), "blob": SHA256}, optional={"code": CODE}),
-            min_items=1,
-            max_items=50,
-        )
-    },
-    optional={"supplemented_at": DateTime(), "note": NOTE},
+
+def _supplemented_rule(value: dict[str, Any], path: str) -> None:
+    if value.get("deferred"):
+        for index, material in enumerate(value["materials"]):
+            if "code" not in material:
+                raise fail(f"{path}.materials[{index}].code", "is required for a deferred material")
+
+
+SUPPLEMENTED = Checked(
+    Obj(
+        required={
+            "materials": List(
+                Obj(required={"name": line(200), "blob": SHA256}, optional={"code": CODE}),
+                min_items=1,
+                max_items=50,
+            )
+        },
+        optional={
+            "supplemented_at": DateTime(),
+            "note": NOTE,
+            # True: 容缺 materials caught up (each names its catalogue code), not a 补正 answer.
+            "deferred": Bool(),
+            "clerk": DISPLAY_NAME,
+        },
+    ),
+    _supplemented_rule,
 )
 
 

@@ -303,7 +303,9 @@ async def all_applied(fed: Pair, total: int, timeout: float) -> None:
     fed.receiver.note(f"all {total} applied")
 
 
-async def check_exactly_once(fed: Pair, expected: Counter[str]) -> None:
+async def check_exactly_once(
+    fed: Pair, expected: Counter[str], *, apply_timeout: float = 120
+) -> None:
     """Every outbox row delivered with a receipt that verifies; the receiver holds each jti
     once with that same receipt, no duplicate slot, each (iss, xt, seq) once, all applied,
     and each case's cursor just past its last message."""
@@ -346,7 +348,7 @@ async def check_exactly_once(fed: Pair, expected: Counter[str]) -> None:
         # The receipt the sender holds is the one the receiver gave (and gives again).
         assert s.receipt == sent[s.jti].receipt
 
-    await all_applied(fed, total, timeout=120)
+    await all_applied(fed, total, timeout=apply_timeout)
     applied = await receiver.rows(
         inbound_messages.c.xt,
         inbound_messages.c.seq,
@@ -400,9 +402,10 @@ async def test_partner_down_for_a_while_then_back_gets_everything_at_once(federa
     await fed.enqueue(fed.receiver, fed.sender.region, burst(cases=1, per_case=1, prefix="XT-HI"))
     await fed.sender.start()
 
-    # Wait out the outage until the sender has failed at least FAILED rounds. A round tries
-    # at most a window of rows, so sum(attempts) >= window * FAILED means FAILED rounds or
-    # more; the sender's own backoff is then at least initial * 2**(FAILED-1) * 0.5 (the
+    # Wait out the outage until the sender has failed at least FAILED rounds. A round (what
+    # was on the wire when a send failed; nothing more is claimed until the backoff ends)
+    # tries at most a window of rows, so sum(attempts) >= window * FAILED means FAILED rounds
+    # or more; the sender's own backoff is then at least initial * 2**(FAILED-1) * 0.5 (the
     # jitter's low end) from the last of them.
     failed = 5
     window = fed.sender.config.federation.window
@@ -491,8 +494,9 @@ async def test_receiver_killed_mid_burst_keeps_every_envelope_it_gave_a_receipt_
 async def test_sender_killed_mid_burst_delivers_everything_once_after_restart(
     federation,
 ) -> None:
-    # Rows the killed process had claimed stay its own for claim_seconds (120 s by default,
-    # so that replicas never send one envelope at once); shortened here to keep the test quick.
+    # Rows the killed process had claimed stay its own until their lease runs out (a running
+    # worker renews it; at most 10 s, or claim_seconds if shorter): shortened here to keep the
+    # test quick.
     fed = await federation(sender_settings={"claim_seconds": 3.0})
     plan = burst(cases=40, per_case=30, prefix="XT-SK")
     await fed.enqueue(fed.sender, fed.receiver.region, plan)

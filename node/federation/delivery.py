@@ -1,7 +1,8 @@
 """Delivering the outbox: one queue per partner.
 
-Each partner's queue claims a window of due rows, sends them concurrently, verifies each
-receipt and records the results in one transaction. Failures back off per partner
+Each partner's queue keeps up to a window of envelopes on the wire (a sliding window: as
+sends finish, their results are recorded and more due rows claimed, in one transaction) and
+verifies each receipt. Failures back off per partner
 (exponential, jittered, capped at minutes), and the backoff resets as soon as anything
 arrives from that partner. One dead partner never slows the others: each has its own task.
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.config import FederationSettings
 from node.federation.client import PartnerClient, TransportError
@@ -34,7 +38,11 @@ from protocol.receipt import verify_receipt
 
 log = logging.getLogger(__name__)
 
-WORKER_ID = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+#: Who claimed an outbox row: host, process id and a random part (replicas on one database
+#: tell their claims apart; an admin sees which process holds a row).
+WORKER_ID = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+#: Longest claim lease, seconds (``claim_seconds`` may shorten it).
+LEASE_SECONDS = 10.0
 
 
 @dataclass
@@ -61,22 +69,34 @@ class _Result:
 
 
 class PartnerQueue:
-    """Delivery to one partner region."""
+    """Delivery to one partner region: a sliding window of sends.
+
+    Up to ``window`` envelopes are on the wire at once. As sends finish, their results are
+    recorded and more rows claimed in one transaction, so the window stays full without a
+    barrier between rounds. Claimed rows carry a short lease (``claimed_until``) that the
+    worker renews while they are in flight: another replica never takes a row this process
+    is sending, and a crashed process's rows are free again within one lease.
+    """
 
     def __init__(self, region: str, delivery: Delivery) -> None:
         self.region = region
         self._delivery = delivery
         # Set when there may be new work: a commit in this process, or the partner spoke.
         self._wake = asyncio.Event()
-        # Consecutive failed rounds; drives the backoff delay. Zero means healthy.
+        # Set when a send finishes.
+        self._done = asyncio.Event()
+        # Consecutive failed episodes; drives the backoff delay. Zero means healthy.
         self.failures = 0
         # When the current backoff ends (monotonic clock); 0 when not backing off.
         self.backoff_until = 0.0
+        # A send failed: claim nothing more, and back off once what is on the wire is back.
+        self._pausing = False
         # For the supervisor page and /metrics: last success and last failure.
         self.last_delivered_at: float | None = None
         self.last_failure_at: float | None = None
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: dict[int, asyncio.Task[_Result]] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"deliver-{self.region}")
@@ -85,6 +105,10 @@ class PartnerQueue:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._in_flight.values():
+            task.cancel()
+        await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        self._in_flight.clear()
 
     def wake(self) -> None:
         self._wake.set()
@@ -94,44 +118,95 @@ class PartnerQueue:
         was_backing_off = self.failures > 0
         self.failures = 0
         self.backoff_until = 0.0
+        self._pausing = False
         self._wake.set()
         return was_backing_off
 
     async def _run(self) -> None:
-        settings = self._delivery.settings
+        delivery = self._delivery
+        settings = delivery.settings
+        window = max(1, settings.window)
+        # Claim when at least this many slots are free (fewer, larger claims), or when idle.
+        min_claim = max(1, window // 4)
+        lease = delivery.lease
+        renewed = time.monotonic()
+        # Results of finished sends not recorded yet.
+        unrecorded: list[_Result] = []
         while True:
-            delay = self.backoff_until - time.monotonic()
-            if delay > 0:
+            for row_id in [i for i, t in self._in_flight.items() if t.done()]:
+                unrecorded.append(self._in_flight.pop(row_id).result())
+            results = unrecorded
+            now = time.monotonic()
+            if self._pausing and not self._in_flight and not results:
+                # Everything on the wire came back: back off from now.
+                self._pausing = False
+                self.backoff_until = time.monotonic() + delivery.backoff(self.failures)
+            delay = self.backoff_until - now
+            free = window - len(self._in_flight)
+            want = 0
+            if delay <= 0 and not self._pausing and (free >= min_claim or not self._in_flight):
+                want = free
+            renew = [] if now - renewed < lease / 3 else list(self._in_flight)
+            rows: list[_Row] = []
+            if results or want or renew:
+                try:
+                    rows = await delivery.settle(self.region, results, want, renew)
+                except Exception:
+                    # The results stay unrecorded and are recorded on the next pass.
+                    log.exception(
+                        "recording or claiming outbox rows failed", extra={"partner": self.region}
+                    )
+                    await self._sleep(settings.poll_interval * 4)
+                    continue
+                unrecorded = []
+                if renew:
+                    renewed = now
+                self._after(results)
+            for row in rows:
+                task = asyncio.create_task(delivery.send(self.region, row))
+                task.add_done_callback(lambda _t: self._done.set())
+                self._in_flight[row.id] = task
+            if rows or (self._pausing and not self._in_flight):
+                continue
+            if self._in_flight:
+                if any(t.done() for t in self._in_flight.values()):
+                    continue
+                # Wait for a send to finish (or for the time to renew the lease).
+                self._done.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._done.wait(), timeout=lease / 3)
+            elif delay > 0:
                 await self._sleep(delay)
-                continue
-            try:
-                rows = await self._delivery.claim(self.region)
-            except Exception:
-                log.exception("claiming outbox rows failed", extra={"partner": self.region})
-                await self._sleep(settings.poll_interval * 4)
-                continue
-            if not rows:
+            else:
+                # Nothing due: poll (rows written by other processes are seen this way).
                 await self._sleep(settings.poll_interval)
-                continue
-            results = await asyncio.gather(*(self._delivery.deliver(self.region, r) for r in rows))
-            try:
-                await self._delivery.record(self.region, results)
-            except Exception:
-                log.exception("recording delivery results failed", extra={"partner": self.region})
-            transient = [r for r in results if r.kind == "retry"]
-            if any(r.kind == "delivered" for r in results):
-                recovering = self.failures > 0
+
+    def _after(self, results: list[_Result]) -> None:
+        """Health bookkeeping once ``results`` are recorded."""
+        if not results:
+            return
+        if any(r.kind == "delivered" for r in results):
+            self.last_delivered_at = time.time()
+            if self.failures > 0 and not self._pausing:
+                # The partner answers again: what waits for it is due now, not when each
+                # row's own backoff runs out.
                 self.failures = 0
-                self.last_delivered_at = time.time()
-                if recovering:
-                    # The partner answers again: what waits for it is due now, not when each
-                    # row's own backoff runs out.
-                    await self._delivery.make_due(self.region)
-            if transient:
+                self._delivery.keep(asyncio.create_task(self._make_due()))
+        transient = [r for r in results if r.kind == "retry"]
+        if transient:
+            self.last_failure_at = time.time()
+            self.last_error = transient[0].error
+            if not self._pausing:
+                # One failure episode: stop claiming, count it once, back off when what is
+                # on the wire has come back.
+                self._pausing = True
                 self.failures += 1
-                self.last_failure_at = time.time()
-                self.last_error = transient[0].error
-                self.backoff_until = time.monotonic() + self._delivery.backoff(self.failures)
+
+    async def _make_due(self) -> None:
+        try:
+            await self._delivery.make_due(self.region)
+        except Exception:
+            log.exception("making waiting rows due failed", extra={"partner": self.region})
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -159,6 +234,15 @@ class Delivery:
         self._metrics = metrics
         self.settings = settings
         self.queues: dict[str, PartnerQueue] = {}
+        #: How long a claim lasts without renewal, seconds: the worker renews the rows it is
+        #: sending every third of it, so a crashed process's rows are free again that soon.
+        self.lease = max(1.0, min(settings.claim_seconds, LEASE_SECONDS))
+        # Short-lived tasks (make_due after a recovery) kept referenced until done.
+        self._background: set[asyncio.Task[None]] = set()
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def set_identity(self, identity: NodeIdentity) -> None:
         self._identity = identity
@@ -209,43 +293,146 @@ class Delivery:
         )
         return base * random.uniform(0.5, 1.0)
 
-    async def claim(self, region: str) -> list[_Row]:
-        """Take up to a window of due rows for ``region``; other replicas skip them."""
+    async def settle(
+        self, region: str, results: list[_Result], claim: int, renew: list[int]
+    ) -> list[_Row]:
+        """One transaction: record ``results``, renew the lease of the rows still on the wire
+        (``renew``, ids) and claim up to ``claim`` due rows for ``region``."""
         now = time.time()
+        if self._db.is_sqlite:
+            rows = await self._db.run_write(
+                lambda c: self._settle_sqlite(c, region, results, claim, renew, now)
+            )
+        else:
+            rows = await self._settle_async(region, results, claim, renew, now)
+        for result in results:
+            if result.kind == "delivered":
+                self._metrics.delivery_latency.labels(region).observe(now - result.row.created_at)
+        return rows
+
+    async def _settle_async(
+        self, region: str, results: list[_Result], claim: int, renew: list[int], now: float
+    ) -> list[_Row]:
+        rows: list[_Row] = []
         async with self._db.write() as conn:
-            due = (
-                select(outbox.c.id)
-                .where(
-                    outbox.c.partner == region,
-                    outbox.c.delivered_at.is_(None),
-                    outbox.c.dead_at.is_(None),
-                    outbox.c.next_attempt_at <= now,
-                    or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+            if results:
+                await self._record(conn, results, now)
+            if renew:
+                await conn.execute(
+                    update(outbox)
+                    .where(
+                        outbox.c.id.in_(renew),
+                        outbox.c.claimed_by == WORKER_ID,
+                        outbox.c.delivered_at.is_(None),
+                    )
+                    .values(claimed_until=now + self.lease)
                 )
-                .order_by(outbox.c.id)
-                .limit(self.settings.window)
-                .with_for_update(skip_locked=True)
+            if claim > 0:
+                rows = await self._claim(conn, region, claim, now)
+        return rows
+
+    def _settle_sqlite(
+        self,
+        c: sqlite3.Connection,
+        region: str,
+        results: list[_Result],
+        claim: int,
+        renew: list[int],
+        now: float,
+    ) -> list[_Row]:
+        """``settle`` on SQLite, in the writer's thread (the same statements as on
+        PostgreSQL, less FOR UPDATE: the SQLite writer lock serializes writers)."""
+        delivered = [
+            (now, r.receipt, r.row.id, WORKER_ID) for r in results if r.kind == "delivered"
+        ]
+        if delivered:
+            c.executemany(
+                "UPDATE outbox SET delivered_at = ?, receipt = ?, last_status = 200,"
+                " claimed_until = NULL WHERE id = ? AND claimed_by = ?",
+                delivered,
             )
-            result = await conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(due.scalar_subquery()))
-                .values(claimed_by=WORKER_ID, claimed_until=now + self.settings.claim_seconds)
-                .returning(
-                    outbox.c.id,
-                    outbox.c.jti,
-                    outbox.c.xt,
-                    outbox.c.seq,
-                    outbox.c.typ,
-                    outbox.c.token,
-                    outbox.c.digest,
-                    outbox.c.created_at,
-                    outbox.c.expires_at,
-                    outbox.c.attempts,
+        for result in results:
+            row = result.row
+            if result.kind == "dead":
+                c.execute(
+                    "UPDATE outbox SET dead_at = ?, last_status = ?, last_error = ?,"
+                    " claimed_until = NULL, attempts = ? WHERE id = ? AND claimed_by = ?",
+                    (now, result.status, result.error, row.attempts + 1, row.id, WORKER_ID),
                 )
+            elif result.kind == "retry":
+                c.execute(
+                    "UPDATE outbox SET next_attempt_at = ?, last_status = ?, last_error = ?,"
+                    " claimed_until = NULL, attempts = ? WHERE id = ? AND claimed_by = ?",
+                    (
+                        now + self.backoff(row.attempts + 1),
+                        result.status,
+                        result.error,
+                        row.attempts + 1,
+                        row.id,
+                        WORKER_ID,
+                    ),
+                )
+        if renew:
+            marks = ",".join("?" * len(renew))
+            c.execute(
+                "UPDATE outbox SET claimed_until = ? WHERE claimed_by = ?"
+                f" AND delivered_at IS NULL AND id IN ({marks})",
+                (now + self.lease, WORKER_ID, *renew),
             )
-            rows = [_Row(**r._mapping) for r in result.all()]
+        if claim <= 0:
+            return []
+        found = c.execute(
+            "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ("
+            " SELECT id FROM outbox WHERE partner = ? AND delivered_at IS NULL"
+            " AND dead_at IS NULL AND next_attempt_at <= ?"
+            " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?)"
+            " RETURNING id, jti, xt, seq, typ, token, digest, created_at, expires_at, attempts",
+            (WORKER_ID, now + self.lease, region, now, now, claim),
+        ).fetchall()
+        rows = [_Row(*r) for r in found]
         rows.sort(key=lambda r: r.id)
         return rows
+
+    async def claim(self, region: str, limit: int | None = None) -> list[_Row]:
+        """Take up to ``limit`` (a window) of due rows for ``region``; other replicas skip
+        them."""
+        return await self.settle(region, [], limit or self.settings.window, [])
+
+    async def _claim(
+        self, conn: AsyncConnection, region: str, limit: int, now: float
+    ) -> list[_Row]:
+        due = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.partner == region,
+                outbox.c.delivered_at.is_(None),
+                outbox.c.dead_at.is_(None),
+                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        result = await conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(due.scalar_subquery()))
+            .values(claimed_by=WORKER_ID, claimed_until=now + self.lease)
+            .returning(*_ROW_COLUMNS)
+        )
+        rows = [_Row(*r) for r in result.all()]
+        rows.sort(key=lambda r: r.id)
+        return rows
+
+    async def send(self, region: str, row: _Row) -> _Result:
+        """``deliver``, with any unexpected error turned into a retry (logged)."""
+        try:
+            return await self.deliver(region, row)
+        except Exception as exc:
+            log.exception(
+                "delivering an envelope failed", extra={"partner": region, "jti": row.jti}
+            )
+            return _Result(row, "retry", error=f"{type(exc).__name__}: {exc}"[:500])
 
     async def deliver(self, region: str, row: _Row) -> _Result:
         partner = self._trust.partner(region)
@@ -356,42 +543,68 @@ class Delivery:
         )
 
     async def record(self, region: str, results: list[_Result]) -> None:
-        now = time.time()
-        async with self._db.write() as conn:
-            for result in results:
-                row = result.row
-                if result.kind == "delivered":
-                    values: dict[str, Any] = {
-                        "delivered_at": now,
-                        "receipt": result.receipt,
-                        "last_status": 200,
-                        "claimed_until": None,
-                    }
-                elif result.kind == "dead":
-                    values = {
-                        "dead_at": now,
-                        "last_status": result.status,
-                        "last_error": result.error,
-                        "claimed_until": None,
-                        "attempts": row.attempts + 1,
-                    }
-                else:
-                    delay = self.backoff(row.attempts + 1)
-                    values = {
-                        "next_attempt_at": now + delay,
-                        "last_status": result.status,
-                        "last_error": result.error,
-                        "claimed_until": None,
-                        "attempts": row.attempts + 1,
-                    }
-                await conn.execute(
-                    update(outbox)
-                    .where(and_(outbox.c.id == row.id, outbox.c.claimed_by == WORKER_ID))
-                    .values(**values)
-                )
+        """Record ``results`` of this worker's sends in one transaction."""
+        await self.settle(region, results, 0, [])
+
+    async def _record(self, conn: AsyncConnection, results: list[_Result], now: float) -> None:
+        # Delivered rows (nearly all of them): one executemany.
+        delivered = [
+            {"b_id": r.row.id, "b_receipt": r.receipt} for r in results if r.kind == "delivered"
+        ]
+        if delivered:
+            await conn.execute(_RECORD_DELIVERED, [{**d, "b_now": now} for d in delivered])
         for result in results:
+            row = result.row
             if result.kind == "delivered":
-                self._metrics.delivery_latency.labels(region).observe(now - result.row.created_at)
+                continue
+            if result.kind == "dead":
+                values: dict[str, Any] = {
+                    "dead_at": now,
+                    "last_status": result.status,
+                    "last_error": result.error,
+                    "claimed_until": None,
+                    "attempts": row.attempts + 1,
+                }
+            else:
+                values = {
+                    "next_attempt_at": now + self.backoff(row.attempts + 1),
+                    "last_status": result.status,
+                    "last_error": result.error,
+                    "claimed_until": None,
+                    "attempts": row.attempts + 1,
+                }
+            await conn.execute(
+                update(outbox)
+                .where(and_(outbox.c.id == row.id, outbox.c.claimed_by == WORKER_ID))
+                .values(**values)
+            )
+
+
+_ROW_COLUMNS = (
+    outbox.c.id,
+    outbox.c.jti,
+    outbox.c.xt,
+    outbox.c.seq,
+    outbox.c.typ,
+    outbox.c.token,
+    outbox.c.digest,
+    outbox.c.created_at,
+    outbox.c.expires_at,
+    outbox.c.attempts,
+)
+
+#: Marks one delivered row (executemany: b_id, b_receipt, b_now). Only the claiming worker's
+#: result counts: if its lease ran out and another took the row, that one records it.
+_RECORD_DELIVERED = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("b_id"), outbox.c.claimed_by == WORKER_ID)
+    .values(
+        delivered_at=bindparam("b_now"),
+        receipt=bindparam("b_receipt"),
+        last_status=200,
+        claimed_until=None,
+    )
+)
 
 
 def _missing(extra: dict[str, object]) -> list[str]:

@@ -43,6 +43,8 @@ class KeyRefresher:
         self._trust = trust
         self._client = client
         self._last: dict[str, float] = {}
+        # Whether the last fetch per partner taught us at least one key.
+        self._learned: dict[str, bool] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def refresh(self, region: str) -> bool:
@@ -53,8 +55,12 @@ class KeyRefresher:
         lock = self._locks.setdefault(region, asyncio.Lock())
         async with lock:
             if time.monotonic() - self._last.get(region, -REFRESH_INTERVAL) < REFRESH_INTERVAL:
-                return False
+                # Too soon to fetch again. If that recent fetch taught us keys (perhaps while
+                # this caller waited for the lock, or just before it asked), the caller's
+                # unknown kid may be one of them: tell it to look again.
+                return self._learned.get(region, False)
             self._last[region] = time.monotonic()
+            self._learned[region] = False
             try:
                 token = await self._client.get_descriptor(partner.url)
                 descriptor = verify_descriptor(
@@ -65,4 +71,6 @@ class KeyRefresher:
                     "partner descriptor refused", extra={"partner": region, "why": str(exc)}
                 )
                 return False
-            return bool(await self._trust.learn(descriptor))
+            learned = bool(await self._trust.learn(descriptor))
+            self._learned[region] = learned
+            return learned

@@ -8,9 +8,10 @@ and never block on writers. PostgreSQL uses one pool for both.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -40,6 +41,8 @@ def _sqlite_begin(immediate: bool) -> Any:
 
     return on_begin
 
+
+T = TypeVar("T")
 
 #: Callbacks to run after commit, per open write connection (by id; no I/O to look them up).
 _after_commit: dict[int, list[Callable[[], None]]] = {}
@@ -92,6 +95,37 @@ class Database:
                 _after_commit.pop(id(conn), None)
         for callback in callbacks:
             callback()
+
+    async def run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """SQLite only: run ``fn(connection)`` as one write transaction (``BEGIN IMMEDIATE``
+        ... ``COMMIT``, rolled back if it raises) in the writer connection's own thread.
+
+        The whole transaction costs one hand-over to that thread instead of several per
+        statement: the hot paths (inbound group commit, outbox claim and record) use it.
+        ``fn`` gets the plain ``sqlite3`` connection and must not touch the event loop.
+        """
+        if not self.is_sqlite:
+            raise RuntimeError("run_write is for SQLite; use write() on PostgreSQL")
+        async with self._writer.connect() as conn:
+            fairy = await conn.get_raw_connection()
+            driver = fairy.driver_connection  # the aiosqlite connection
+            assert driver is not None
+            raw: sqlite3.Connection = driver._conn
+
+            def transaction() -> T:
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(raw)
+                    raw.execute("COMMIT")
+                except BaseException:
+                    if raw.in_transaction:
+                        raw.execute("ROLLBACK")
+                    raise
+                return result
+
+            # aiosqlite runs every call of this connection on its thread, in order; its
+            # _execute hands one function over (the same path its own execute() takes).
+            return await driver._execute(transaction)  # type: ignore[no-any-return]
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
