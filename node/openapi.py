@@ -14,7 +14,7 @@ ERROR = {
     "type": "object",
     "required": ["error", "detail"],
     "properties": {
-        "error": {"type": "string", "description": "stable code (docs/protocol.md, docs/api.md)"},
+        "error": {"type": "string", "description": "stable code (docs/protocol.md, docs/cases.md)"},
         "detail": {"type": "string", "description": "Chinese message for people"},
         "fields": {
             "type": "array",
@@ -100,6 +100,7 @@ def spec() -> dict[str, Any]:
         },
         "/metrics": {"get": _op("Prometheus metrics", auth=False, tag="operations")},
         "/healthz": {"get": _op("liveness", auth=False, tag="operations")},
+        "/readyz": {"get": _op("readiness: 200 or 503 with reasons", auth=False, tag="operations")},
         "/api/v1/login": {
             "post": _op(
                 "log in: {username, password} -> {token}",
@@ -154,7 +155,10 @@ def spec() -> dict[str, Any]:
         },
         "/api/v1/files/{sha256}": {"get": _op("download a stored file", params=[_p("sha256")])},
         "/api/v1/supervision": {
-            "get": _op("counts per partner, overdue and warning lists, open 差评")
+            "get": _op(
+                "counts per partner (by status, by time status), overdue and warning lists, "
+                "容缺 catch-ups in warning or overdue, open 差评 rectifications"
+            )
         },
         "/api/v1/public/cases/{case_no}": {
             "get": _op(

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.api import ApiClient, pdf
 from tests.support.databases import DatabaseFactory
+from tests.support.forms import form_for
 from tests.support.nodes import RunningNode
 from tests.support.regions import materials_for, start_regions
 from tests.support.waiting import wait_until
@@ -46,7 +47,7 @@ async def test_online_application_is_handled_on_one_node_without_envelopes(
             {
                 "item_code": "430400-XK-0002",
                 "applicant": PERSON,
-                "form": {"business_name": "刘洋足浴店"},
+                "form": form_for(item, business_name="刘洋足浴店"),
                 "materials": await materials_for(citizen, item, public=True),
                 "delivery": {"method": "window", "address": None},
             },
@@ -67,6 +68,18 @@ async def test_online_application_is_handled_on_one_node_without_envelopes(
                 "documents": [{"blob": licence["sha256"], "name": "公共场所卫生许可证"}],
             },
         )
+        # 容缺 (M04, M06) must be caught up before the licence is handed out.
+        refused = await clerk.act(case["id"], "dispatch", {"method": "window"}, status=409)
+        assert refused["error"] == "deferred_outstanding"
+        caught = []
+        detail = await clerk.ok("GET", f"/api/v1/cases/{case['id']}")
+        assert detail["deferred_until"] and detail["deferred_status"] == "normal"
+        for material in detail["deferred"]:
+            upload = await clerk.upload(pdf(material["name"]), f"{material['code']}.pdf")
+            caught.append({"code": material["code"], "blob": upload["sha256"]})
+        assert [c["code"] for c in caught] == ["M04", "M06"]
+        after = await clerk.act(case["id"], "catch_up", {"materials": caught})
+        assert after["deferred_until"] is None and all(m["caught_up"] for m in after["deferred"])
         await clerk.act(case["id"], "dispatch", {"method": "window"})
         done = await clerk.act(case["id"], "deliver", {"recipient": "刘洋"})
         assert done["status"] == "delivered"
@@ -106,7 +119,11 @@ async def test_joint_application_fans_out_and_completes_when_every_part_is_done(
         for code in ("430400-DJ-0001", "370500-DJ-0001"):
             item = await clerk.ok("GET", f"/api/v1/catalog/{code}")
             parts.append(
-                {"item_code": code, "form": {}, "materials": await materials_for(clerk, item)}
+                {
+                    "item_code": code,
+                    "form": form_for(item),
+                    "materials": await materials_for(clerk, item),
+                }
             )
         created = await clerk.ok(
             "POST",

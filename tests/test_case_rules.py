@@ -16,12 +16,14 @@ from node.accounts.auth import ROLES
 from node.cases.cli import verify_cases
 from node.cases.lifecycle import ACTIONS, Side
 from node.cases.models import case_events, cases
+from node.cases.queries import status_count_faults
 from node.cases.service import CHINA
 from node.cases.views import CASES
 from node.workdays.service import load_calendar_file
 from protocol.messages import example_body
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory
+from tests.support.forms import form_for
 from tests.support.nodes import RunningNode
 from tests.support.regions import materials_for, start_regions
 from tests.support.waiting import wait_until
@@ -58,7 +60,7 @@ async def proxy_case(
             "item_code": "430400-XK-0001",
             "mode": "proxy",
             "applicant": PERSON,
-            "form": {},
+            "form": form_for(item),
             "materials": await materials_for(clerk, item),
             "identity_verified": True,
             "delivery": {"method": "window", "address": None},
@@ -116,6 +118,63 @@ async def test_every_role_and_action_is_checked_and_refusals_change_nothing(
             "POST", f"/api/v1/cases/{handling_id}/actions/accept", {}
         )
         assert (status, body["error"]) == (401, "unauthorized")
+
+
+#: Who may call the staff routes beside the case actions (docs/cases.md): written out here, not
+#: derived from the code, so a change in either is caught.
+ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
+    ("POST", "/api/v1/cases"): {"clerk"},
+    ("POST", "/api/v1/bundles"): {"clerk"},
+    ("POST", "/api/v1/uploads"): {"clerk", "approver", "inspector"},
+    ("GET", "/api/v1/supervision"): {"supervisor", "admin"},
+    ("GET", "/api/v1/cases"): set(ROLES),
+    ("GET", "/api/v1/cases/{id}"): set(ROLES),
+    ("GET", "/api/v1/files/{sha256}"): set(ROLES),
+}
+
+
+async def test_every_role_on_every_staff_route_and_a_foreign_token(
+    pair: list[RunningNode],
+) -> None:
+    shaoyang, hengyang = pair
+    async with aiohttp.ClientSession() as http:
+        receiving_id, _handling_id = await proxy_case(http, shaoyang, hengyang)
+        clerk = await ApiClient(shaoyang.url, http).login("clerk")
+        scan = await clerk.upload(b"%PDF-1.4 matrix", "matrix.pdf")
+
+        async def case_total() -> int:
+            async with shaoyang.db.read() as conn:
+                return len((await conn.execute(select(cases.c.id))).all())
+
+        for role in ROLES:
+            client = await ApiClient(shaoyang.url, http).login(role)
+            for (method, route), allowed in ROUTE_ROLES.items():
+                path = route.format(id=receiving_id, sha256=scan["sha256"])
+                before = await case_total()
+                if route == "/api/v1/uploads":
+                    async with http.post(
+                        shaoyang.url + path,
+                        data=b"%PDF-1.4 " + role.encode(),
+                        headers={"Authorization": f"Bearer {client.token}"},
+                    ) as resp:
+                        status = resp.status
+                else:
+                    status, _body = await client.call(
+                        method, path, {} if method == "POST" else None
+                    )
+                if role in allowed:
+                    # Allowed: answered (an empty application is refused on its fields).
+                    assert status in (200, 201, 400), (role, method, route, status)
+                else:
+                    assert status == 403, (role, method, route, status)
+                assert await case_total() == before
+        # A token of another region is not a login here.
+        foreign = await ApiClient(hengyang.url, http).login("clerk")
+        async with http.get(
+            f"{shaoyang.url}/api/v1/cases/{receiving_id}",
+            headers={"Authorization": f"Bearer {foreign.token}"},
+        ) as resp:
+            assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
 
 
 async def test_audit_verify_detects_edited_removed_and_reordered_events(
@@ -211,6 +270,10 @@ async def test_provisional_deadline_becomes_final_when_next_year_is_loaded(
         row = (await conn.execute(select(cases).where(cases.c.id == handling_id))).one()
     # 元旦 1-3 January: day 2 is Monday 2027-01-04, and the deadline is final.
     assert (row.deadline, row.deadline_provisional) == ("2027-01-04", False)
+    # The item's 1-day warning lead, as stored at 受理; the time-status counts moved along.
+    assert (row.warning_days, row.warning_from) == (1, "2026-12-31")
+    async with hengyang.db.read() as conn:
+        assert await status_count_faults(conn) == []
 
 
 async def test_withdrawal_requested_at_the_window_is_confirmed_by_the_handling_region(

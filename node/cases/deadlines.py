@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 #: Days before the deadline at which a case turns "warning", unless its item says otherwise.
 DEFAULT_WARNING_DAYS = 3
+#: 容缺: working days the applicant has to hand in a deferred material (provinces set 5 to
+#: 30; the node's CaseService.deferred_days overrides it).
+DEFAULT_DEFERRED_DAYS = 10
 
 
 class TimeStatus(StrEnum):
@@ -102,6 +105,20 @@ def time_status(
     if as_of > date.fromisoformat(deadline):
         return TimeStatus.OVERDUE
     if warning_from and as_of >= date.fromisoformat(warning_from):
+        return TimeStatus.WARNING
+    return TimeStatus.NORMAL
+
+
+def catch_up_status(
+    *, deferred_until: str | None, deferred_warning_from: str | None, today: date
+) -> TimeStatus | None:
+    """容缺: the time status of the catch-up of deferred materials (None when none is
+    outstanding): overdue after ``deferred_until``, warning from ``deferred_warning_from``."""
+    if deferred_until is None:
+        return None
+    if today > date.fromisoformat(deferred_until):
+        return TimeStatus.OVERDUE
+    if deferred_warning_from and today >= date.fromisoformat(deferred_warning_from):
         return TimeStatus.WARNING
     return TimeStatus.NORMAL
 

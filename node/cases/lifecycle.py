@@ -161,6 +161,15 @@ ACTIONS: dict[str, Action] = {
             "case.supplemented",
         ),
         _a(
+            "catch_up",
+            "容缺补齐",
+            Side.RECEIVING,
+            {"clerk"},
+            set(OPEN) | {Status.APPROVED},
+            set(),
+            "case.supplemented",
+        ),
+        _a(
             "schedule_inspection",
             "安排勘验",
             Side.HANDLING,

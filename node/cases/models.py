@@ -57,7 +57,14 @@ cases = Table(
     Column("promised_date", String(10)),
     Column("deadline", String(10)),
     Column("warning_from", String(10)),
+    # The warning lead in working days, fixed at 受理 (from the item, sent in case.accepted):
+    # both nodes derive warning_from from it, and a later catalogue change moves nothing.
+    Column("warning_days", Integer),
     Column("deadline_provisional", Boolean, nullable=False, default=False),
+    # 容缺: the catch-up deadline of the deferred materials and the day its warning starts,
+    # while any is outstanding (NULL once every deferred material is in).
+    Column("deferred_until", String(10)),
+    Column("deferred_warning_from", String(10)),
     # Open 差评 rectification deadline (date), if any.
     Column("rectification_due", String(10)),
     Column("created_at", Float, nullable=False),
@@ -104,7 +111,34 @@ Index(
     postgresql_include=["deadline", "received_at"],
 ).ddl_if(dialect="postgresql")
 Index("ix_cases_received_at", cases.c.received_at)
+# Supervision's 容缺 list, earliest catch-up deadline first: walked in order, it stops after
+# the page; warning date and status in the index spare a table read per skipped entry.
+Index("ix_cases_deferred", cases.c.deferred_until, cases.c.deferred_warning_from, cases.c.status)
 Index("ix_cases_bundle", cases.c.bundle_id)
+
+#: Cases per (partner region, status), changed in the same transaction as every status change
+#: (``records.record``), so supervision reads a few hundred rows instead of counting the whole
+#: table. ``rebuild_status_counts`` recounts it from ``cases``.
+case_status_counts = Table(
+    "case_status_counts",
+    metadata,
+    Column("partner_region", String(6), primary_key=True),
+    Column("status", String(24), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+#: Cases whose clock runs (accepted, supplement_pending, inspection, with a deadline) per
+#: (partner region, deadline, warning date), kept like ``case_status_counts``: supervision's
+#: time-status counts sum a few thousand rows instead of reading every clocked case.
+case_due_counts = Table(
+    "case_due_counts",
+    metadata,
+    Column("partner_region", String(6), primary_key=True),
+    Column("deadline", String(10), primary_key=True),
+    # "" when a case has no warning date.
+    Column("warning_from", String(10), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
 
 #: The case's event log: hash-chained, append-only.
 case_events = Table(

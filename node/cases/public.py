@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.engine import Row
 
+from node.cases import records
 from node.cases.lifecycle import STATUS_LABELS, Status
 from node.cases.service import CHINA
 
@@ -18,6 +19,7 @@ _PLAIN = {
     "not_accept": "办理地决定不予受理",
     "request_supplement": "需要补正材料，请在 {deadline} 前到收件窗口补交",
     "supplement": "补正材料已提交",
+    "catch_up": "容缺材料已补交",
     "schedule_inspection": "已安排云端勘验，时间 {scheduled_at}",
     "complete_inspection": "云端勘验已完成",
     "decide": "已办结",
@@ -31,8 +33,9 @@ _PLAIN = {
 }
 
 
-def timeline(row: Row[Any], events: list[Row[Any]]) -> dict[str, Any]:
+def timeline(row: Row[Any], events: list[Row[Any]], today: date) -> dict[str, Any]:
     details = json.loads(row.details)
+    application = json.loads(row.application)
     steps = []
     seen_submit = False
     for event in events:
@@ -85,6 +88,26 @@ def timeline(row: Row[Any], events: list[Row[Any]]) -> dict[str, Any]:
                 for i in notice.get("items", [])
             ],
         }
+    deferred = records.deferred_detail(application, details)
+    if deferred:
+        # 容缺: what the applicant promised to hand in, by when, and whether it is late.
+        result["deferred"] = {
+            "materials": [
+                {
+                    "name": m["name"],
+                    "caught_up": m["caught_up"],
+                    "deferred_until": m["deferred_until"],
+                }
+                for m in deferred
+            ],
+            **records.deferred_summary(row, today),
+        }
+    pledged = [
+        m.get("name") for m in application.get("materials", []) if m.get("status") == "pledged"
+    ]
+    if pledged:
+        # 告知承诺: replaced by the applicant's signed commitment (may be verified later).
+        result["pledged"] = pledged
     if "decision" in details:
         result["decision"] = {
             "outcome": details["decision"].get("outcome"),

@@ -5,14 +5,22 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, union_all
+from sqlalchemy import case, delete, func, insert, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.cases import records
+from node.cases.deadlines import TIME_STATUS_LABELS
 from node.cases.lifecycle import STATUS_LABELS, Status
-from node.cases.models import cases, ratings
+from node.cases.models import case_due_counts, case_status_counts, cases, ratings
 
 CLOCKED = (Status.ACCEPTED, Status.SUPPLEMENT_PENDING, Status.INSPECTION)
+#: Cases per supervision list (overdue, warning, 容缺): one inbox page, most urgent first.
+LIST_LIMIT = 50
+#: A 容缺 catch-up no longer matters once the case is refused, withdrawn or handed over.
+FINISHED = [str(s) for s in (Status.NOT_ACCEPTED, Status.WITHDRAWN, Status.DENIED)] + [
+    str(Status.DISPATCHED),
+    str(Status.DELIVERED),
+]
 
 
 def _due(table: Any) -> tuple[Any, ...]:  # DUE_ORDER, on the table or a subquery
@@ -109,33 +117,39 @@ async def inbox(
 async def supervision(conn: AsyncConnection, *, today: date) -> dict[str, Any]:
     t = today.isoformat()
     per_partner: dict[str, dict[str, Any]] = {}
-    # Counts by status: an index-only scan of ix_cases_partner_status_due.
+    # Counts by status: the maintained counter table (partners × statuses rows), not a count
+    # of the whole cases table (docs/cases.md, "Supervision counts").
     for partner, status, count in (
         await conn.execute(
-            select(cases.c.partner_region, cases.c.status, func.count()).group_by(
-                cases.c.partner_region, cases.c.status
-            )
+            select(
+                case_status_counts.c.partner_region,
+                case_status_counts.c.status,
+                case_status_counts.c.count,
+            ).where(case_status_counts.c.count != 0)
         )
     ).all():
         entry = per_partner.setdefault(partner, {"by_status": {}, "by_time_status": {}})
-        entry["by_status"][status] = count
-    # Time status: only the clocked cases (a few per cent), index-only on ix_cases_status_due.
+        entry["by_status"][status] = int(count)
+    # Time status: the maintained counts of clocked cases per (partner, deadline, warning
+    # date) — a few thousand rows — summed with the same rule as the inbox filter.
+    due = case_due_counts.c
     ts = case(
-        (cases.c.deadline < t, "overdue"), (cases.c.warning_from <= t, "warning"), else_="normal"
+        (due.deadline < t, "overdue"),
+        (func.coalesce(func.nullif(due.warning_from, ""), "9999-12-31") <= t, "warning"),
+        else_="normal",
     )
     for partner, time_status, count in (
         await conn.execute(
-            select(cases.c.partner_region, ts.label("ts"), func.count())
-            .where(cases.c.status.in_([str(s) for s in CLOCKED]))
-            # ts first: SQLite then reads the covering ix_cases_status_due (status range)
-            # rather than skip-scanning ix_cases_partner_status_due and the table.
-            .group_by(ts, cases.c.partner_region)
+            select(due.partner_region, ts.label("ts"), func.sum(due.count))
+            .where(due.count != 0)
+            .group_by(due.partner_region, ts)
         )
     ).all():
         entry = per_partner.setdefault(partner, {"by_status": {}, "by_time_status": {}})
-        entry["by_time_status"][time_status] = count
-    overdue = await inbox(conn, today=today, time_status="overdue", region="", limit=100)
-    warning = await inbox(conn, today=today, time_status="warning", region="", limit=100)
+        entry["by_time_status"][time_status] = int(count)
+    # The most urgent first, one inbox page each; the inbox (?time_status=) pages further.
+    overdue = await inbox(conn, today=today, time_status="overdue", region="", limit=LIST_LIMIT)
+    warning = await inbox(conn, today=today, time_status="warning", region="", limit=LIST_LIMIT)
     open_ratings = (
         await conn.execute(
             select(ratings, cases.c.case_no, cases.c.item_name)
@@ -145,11 +159,32 @@ async def supervision(conn: AsyncConnection, *, today: date) -> dict[str, Any]:
             .limit(200)
         )
     ).all()
+    # 容缺 catch-up in warning or overdue, earliest deadline first: ix_cases_deferred walked in
+    # order (no sort), stopping after LIST_LIMIT entries; then only those rows are read.
+    deferred_ids = (
+        select(cases.c.id)
+        .where(
+            cases.c.deferred_until.is_not(None),
+            cases.c.deferred_warning_from <= t,
+            cases.c.status.not_in(FINISHED),
+        )
+        .order_by(cases.c.deferred_until)
+        .limit(LIST_LIMIT)
+    )
+    deferred_rows = (
+        await conn.execute(
+            select(cases).where(cases.c.id.in_(deferred_ids)).order_by(cases.c.deferred_until)
+        )
+    ).all()
+    deferred = [records.summary(r, today) for r in deferred_rows]
     return {
         "partners": per_partner,
         "status_labels": {str(k): v for k, v in STATUS_LABELS.items()},
+        "time_status_labels": {str(k): v for k, v in TIME_STATUS_LABELS.items()},
         "overdue": overdue["cases"],
         "warning": warning["cases"],
+        "deferred_overdue": [c for c in deferred if c["deferred_status"] == "overdue"],
+        "deferred_warning": [c for c in deferred if c["deferred_status"] == "warning"],
         "open_rectifications": [
             {
                 "rating_id": r.rating_id,
@@ -164,3 +199,62 @@ async def supervision(conn: AsyncConnection, *, today: date) -> dict[str, Any]:
             for r in open_ratings
         ],
     }
+
+
+def _due_select() -> Any:
+    """Clocked cases counted per (partner, deadline, warning date), from ``cases``."""
+    warning = func.coalesce(cases.c.warning_from, "")
+    return (
+        select(cases.c.partner_region, cases.c.deadline, warning, func.count())
+        .where(cases.c.status.in_([str(s) for s in CLOCKED]), cases.c.deadline.is_not(None))
+        .group_by(cases.c.partner_region, cases.c.deadline, warning)
+    )
+
+
+async def rebuild_status_counts(conn: AsyncConnection) -> int:
+    """Recount ``case_status_counts`` and ``case_due_counts`` from ``cases`` (after a bulk
+    load, or to repair them); returns the number of cases counted."""
+    await conn.execute(delete(case_status_counts))
+    await conn.execute(
+        insert(case_status_counts).from_select(
+            ["partner_region", "status", "count"],
+            select(cases.c.partner_region, cases.c.status, func.count()).group_by(
+                cases.c.partner_region, cases.c.status
+            ),
+        )
+    )
+    await conn.execute(delete(case_due_counts))
+    await conn.execute(
+        insert(case_due_counts).from_select(
+            ["partner_region", "deadline", "warning_from", "count"], _due_select()
+        )
+    )
+    total = (await conn.execute(select(func.sum(case_status_counts.c.count)))).scalar()
+    return int(total or 0)
+
+
+async def status_count_faults(conn: AsyncConnection) -> list[tuple[str, str, int, int]]:
+    """(partner, key, counted, maintained) wherever the maintained counts differ from a fresh
+    count of ``cases`` (empty when they agree). ``key`` is a status, or ``deadline/warning``
+    for the time-status counts."""
+    counted: dict[tuple[str, str], int] = {}
+    kept: dict[tuple[str, str], int] = {}
+    for p, st, n in (
+        await conn.execute(
+            select(cases.c.partner_region, cases.c.status, func.count()).group_by(
+                cases.c.partner_region, cases.c.status
+            )
+        )
+    ).all():
+        counted[(p, st)] = int(n)
+    for p, st, n in (await conn.execute(select(case_status_counts))).all():
+        kept[(p, st)] = int(n)
+    for p, dl, wf, n in (await conn.execute(_due_select())).all():
+        counted[(p, f"{dl}/{wf}")] = int(n)
+    for p, dl, wf, n in (await conn.execute(select(case_due_counts))).all():
+        kept[(p, f"{dl}/{wf}")] = int(n)
+    return [
+        (p, key, counted.get((p, key), 0), kept.get((p, key), 0))
+        for p, key in sorted(set(counted) | set(kept))
+        if counted.get((p, key), 0) != kept.get((p, key), 0)
+    ]

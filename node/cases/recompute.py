@@ -9,6 +9,7 @@ from datetime import date
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from node.cases import records
 from node.cases.deadlines import Calendar, compute
 from node.cases.models import cases
 
@@ -20,18 +21,25 @@ async def recompute_provisional(conn: AsyncConnection, calendar: Calendar) -> in
         await conn.execute(
             select(
                 cases.c.id,
+                cases.c.partner_region,
+                cases.c.status,
                 cases.c.accepted_on,
                 cases.c.time_limit_days,
                 cases.c.pauses,
                 cases.c.deadline,
                 cases.c.warning_from,
+                cases.c.warning_days,
             ).where(cases.c.deadline_provisional.is_(True), cases.c.accepted_on.is_not(None))
         )
     ).all()
     for row in rows:
-        # Keep the item's warning lead (working days between warning date and deadline).
-        lead = calendar.working_days_between(
-            date.fromisoformat(row.warning_from), date.fromisoformat(row.deadline)
+        # The warning lead fixed at 受理 (older rows: the working days it left before).
+        lead = (
+            int(row.warning_days)
+            if row.warning_days is not None
+            else calendar.working_days_between(
+                date.fromisoformat(row.warning_from), date.fromisoformat(row.deadline)
+            )
         )
         fields = compute(
             calendar,
@@ -43,6 +51,12 @@ async def recompute_provisional(conn: AsyncConnection, calendar: Calendar) -> in
         # The promised date stays as fixed at 受理 only if it was final; a provisional one was
         # computed on weekends alone and is corrected with the real holidays.
         await conn.execute(update(cases).where(cases.c.id == row.id).values(**fields.as_columns()))
+        await records.count_due(
+            conn,
+            row.partner_region,
+            records.due_key(row.status, row.deadline, row.warning_from),
+            records.due_key(row.status, fields.deadline, fields.warning_from),
+        )
     return len(rows)
 
 

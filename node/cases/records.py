@@ -11,13 +11,15 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.cases.audit import GENESIS, event_hash, hashed_fields
-from node.cases.deadlines import TIME_STATUS_LABELS, open_pause, time_status
+from node.cases.deadlines import TIME_STATUS_LABELS, catch_up_status, open_pause, time_status
 from node.cases.lifecycle import PROVINCIAL_CODES, STATUS_LABELS, Mode, Side, Status, sides_of
-from node.cases.models import case_events, cases
+from node.cases.models import case_due_counts, case_events, case_status_counts, cases
 from node.federation.outbox import Outbox
 from node.http_errors import ApiError
 from protocol.errors import ProtocolError
@@ -66,11 +68,15 @@ async def record(
     event: dict[str, Any] | None = None,
     envelope: Envelope | None = None,
     now: float | None = None,
+    actor_name: str | None = None,
 ) -> dict[str, Any]:
-    """Apply one change to case ``row``: columns, event, chain head, outgoing envelope.
+    """Apply one change to case ``row``: columns, event, chain head, outgoing envelope, and
+    the maintained status counts.
 
     Returns the columns written. The envelope goes to the other region of a case that spans
-    two nodes; the event records its jti (the audit link).
+    two nodes; the event records its jti (the audit link). ``actor_name`` is the display name
+    of the staff member (``actor`` is the login name, kept for accountability); it is stored
+    in the event as ``by`` for people to read.
     """
     moment = time.time() if now is None else now
     values: dict[str, Any] = dict(changes or {})
@@ -78,6 +84,8 @@ async def record(
         values["status"] = str(to_status)
         values["status_code"] = PROVINCIAL_CODES[to_status]
     data = dict(event or {})
+    if actor_name and "by" not in data:
+        data["by"] = actor_name
     if envelope is not None and spans_two_nodes(row):
         other = row.handling_region if row.receiving_region == region else row.receiving_region
         try:
@@ -88,7 +96,9 @@ async def record(
                 xt=row.xt_id,
                 body=envelope.body,
                 blobs=envelope.blobs,
-                now=moment,
+                # Signed at the wall-clock time: the case's clock (``now``, which tests and
+                # replays set) dates the event, never the envelope's iat/exp.
+                now=None,
             )
         except ProtocolError as exc:
             # Input checks should have caught this; never sign what a partner would refuse.
@@ -130,7 +140,76 @@ async def record(
     )
     if result.rowcount != 1:  # pragma: no cover - guarded by the row lock
         raise RuntimeError("case changed concurrently")
+    new_status = values.get("status", row.status)
+    if row.event_count == 0:  # the case's first event: it was inserted just now
+        await count_status(conn, row.partner_region, {new_status: 1})
+    elif new_status != row.status:
+        await count_status(conn, row.partner_region, {row.status: -1, new_status: 1})
+    await count_due(
+        conn,
+        row.partner_region,
+        None if row.event_count == 0 else due_key(row.status, row.deadline, row.warning_from),
+        due_key(
+            new_status,
+            values.get("deadline", row.deadline),
+            values.get("warning_from", row.warning_from),
+        ),
+    )
     return values
+
+
+#: The states whose clock runs (time status normal / warning / overdue).
+CLOCKED = frozenset({Status.ACCEPTED, Status.SUPPLEMENT_PENDING, Status.INSPECTION})
+
+
+def due_key(status: str, deadline: str | None, warning_from: str | None) -> tuple[str, str] | None:
+    """The ``case_due_counts`` key of a case, None when its clock does not run."""
+    if Status(status) not in CLOCKED or deadline is None:
+        return None
+    return (deadline, warning_from or "")
+
+
+async def count_due(
+    conn: AsyncConnection,
+    partner: str,
+    old: tuple[str, str] | None,
+    new: tuple[str, str] | None,
+) -> None:
+    """Move one case from ``old`` to ``new`` in ``case_due_counts`` (keys in sorted order)."""
+    if old == new:
+        return
+    deltas = {k: d for k, d in ((old, -1), (new, 1)) if k is not None}
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    for (deadline, warning_from), delta in sorted(deltas.items()):
+        statement = insert(case_due_counts).values(
+            partner_region=partner, deadline=deadline, warning_from=warning_from, count=delta
+        )
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[
+                    case_due_counts.c.partner_region,
+                    case_due_counts.c.deadline,
+                    case_due_counts.c.warning_from,
+                ],
+                set_={"count": case_due_counts.c.count + statement.excluded.count},
+            )
+        )
+
+
+async def count_status(conn: AsyncConnection, partner: str, deltas: dict[str, int]) -> None:
+    """Add ``deltas`` to the maintained counts of ``partner``'s cases by status, in status
+    order (two transactions lock the same counter rows in the same order: no deadlock)."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    for status in sorted(deltas):
+        statement = insert(case_status_counts).values(
+            partner_region=partner, status=status, count=deltas[status]
+        )
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[case_status_counts.c.partner_region, case_status_counts.c.status],
+                set_={"count": case_status_counts.c.count + statement.excluded.count},
+            )
+        )
 
 
 def mask_id_number(value: str) -> str:
@@ -185,6 +264,21 @@ def summary(row: Row[Any], today: date) -> dict[str, Any]:
         "time_status_label": TIME_STATUS_LABELS[ts] if ts else None,
         "paused": bool(row.paused),
         "bundle_id": row.bundle_id,
+        **deferred_summary(row, today),
+    }
+
+
+def deferred_summary(row: Row[Any], today: date) -> dict[str, Any]:
+    """容缺 catch-up: its deadline and time status while deferred materials are outstanding."""
+    status = catch_up_status(
+        deferred_until=row.deferred_until,
+        deferred_warning_from=row.deferred_warning_from,
+        today=today,
+    )
+    return {
+        "deferred_until": row.deferred_until,
+        "deferred_status": str(status) if status else None,
+        "deferred_status_label": TIME_STATUS_LABELS[status] if status else None,
     }
 
 
@@ -204,17 +298,49 @@ def detail(row: Row[Any], events: list[Row[Any]], today: date) -> dict[str, Any]
     out["accepted_on"] = row.accepted_on
     out["time_limit_days"] = row.time_limit_days
     out["warning_from"] = row.warning_from
+    out["warning_days"] = row.warning_days
     out["rectification_due"] = row.rectification_due
-    out["events"] = [
-        {
-            "seq": e.seq,
-            "at": e.at,
-            "actor": e.actor,
-            "action": e.action,
-            "from_status": e.from_status,
-            "to_status": e.to_status,
-            "data": json.loads(e.data),
-        }
-        for e in events
+    out["deferred"] = deferred_detail(out["application"], out["details"])
+    out["pledged"] = [
+        {"code": m.get("code"), "name": m.get("name")}
+        for m in out["application"].get("materials", [])
+        if m.get("status") == "pledged"
     ]
+    out["events"] = [event_json(e) for e in events]
+    return out
+
+
+def event_json(e: Row[Any]) -> dict[str, Any]:
+    data = json.loads(e.data)
+    return {
+        "seq": e.seq,
+        "at": e.at,
+        "actor": e.actor,
+        # The person's display name where one was recorded (staff of either node).
+        "actor_name": data.get("by") if isinstance(data.get("by"), str) else None,
+        "action": e.action,
+        "from_status": e.from_status,
+        "to_status": e.to_status,
+        "data": data,
+    }
+
+
+def deferred_detail(application: dict[str, Any], details: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every 容缺 material of the case: whether it is in, and when it must be or was."""
+    caught = details.get("deferred", {}).get("materials", {})
+    out = []
+    for material in application.get("materials", []):
+        if material.get("status") != "deferred":
+            continue
+        got = caught.get(material.get("code"))
+        out.append(
+            {
+                "code": material.get("code"),
+                "name": material.get("name"),
+                "deferred_until": material.get("deferred_until"),
+                "caught_up": got is not None,
+                "blob": got.get("blob") if got else None,
+                "caught_up_on": got.get("on") if got else None,
+            }
+        )
     return out

@@ -192,3 +192,83 @@ def delivery(data: Any, errors: Errors) -> dict[str, Any] | None:
     if method is None:
         return None
     return {"method": method, "address": address if method == "mail" else None}
+
+
+#: Longest value of a text field of an application form.
+FORM_TEXT_MAX = 500
+_NUMBER_RE = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")
+
+
+def form(fields: Any, data: Any, errors: Errors, *, prefix: str = "") -> dict[str, Any]:
+    """Check an application form against the item's ``form_fields`` (一表申请): required
+    fields present, values of the field's type (text, number, date, select option), no
+    fields the item does not have. Returns the form with values normalised (text stripped,
+    numbers as JSON numbers); every fault is added to ``errors`` at ``{prefix}form.{name}``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errors.add(f"{prefix}form", "invalid_type", "申请表应为对象")
+        return {}
+    out: dict[str, Any] = {}
+    known = set()
+    for spec in fields:
+        known.add(spec.name)
+        path = f"{prefix}form.{spec.name}"
+        value = data.get(spec.name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if spec.required:
+                errors.add(path, "required", f"请填写「{spec.label}」")
+            continue
+        if spec.type == "number":
+            number = _form_number(value)
+            if number is None:
+                errors.add(path, "invalid_number", f"「{spec.label}」应为数字")
+            else:
+                out[spec.name] = number
+            continue
+        if not isinstance(value, str):
+            errors.add(path, "invalid_type", f"「{spec.label}」应为文字")
+            continue
+        value = value.strip()
+        if spec.type == "date":
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                day = None
+            if day is None or len(value) != 10:
+                errors.add(path, "invalid_date", f"「{spec.label}」应为日期（YYYY-MM-DD）")
+                continue
+        elif spec.type == "select":
+            if value not in spec.options:
+                errors.add(
+                    path,
+                    "invalid_choice",
+                    f"「{spec.label}」应为以下之一：{'、'.join(spec.options)}",
+                )
+                continue
+        elif len(value) > FORM_TEXT_MAX or any(ord(c) < 32 and c not in "\n\t" for c in value):
+            errors.add(
+                path,
+                "invalid_text",
+                f"「{spec.label}」不能超过{FORM_TEXT_MAX}个字，且不能含控制字符",
+            )
+            continue
+        out[spec.name] = value
+    for key in data:
+        if key not in known:
+            errors.add(f"{prefix}form.{key}", "unknown_field", "该事项的申请表没有此栏目")
+    return out
+
+
+def _form_number(value: Any) -> int | float | None:
+    """A JSON number, or a decimal number written as text ("1200", "86.5"); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if abs(value) < 10**15 else None
+    if isinstance(value, float):
+        return value if value == value and abs(value) < 1e15 else None
+    if isinstance(value, str) and _NUMBER_RE.match(value.strip()):
+        text_ = value.strip()
+        return float(text_) if "." in text_ else int(text_)
+    return None

@@ -18,6 +18,7 @@ from node.cases.models import bundles, case_events, cases, uploads
 from node.cases.service import CaseService, query_hash, today_in_china
 from node.http_errors import ApiError
 from node.storage.blobs import SHA256_RE
+from node.workdays.cache import cache_for
 
 CASES: web.AppKey[CaseService] = web.AppKey("cases", CaseService)
 CITIZEN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("citizen_limiter", RateLimiter)
@@ -155,15 +156,26 @@ def routes() -> web.RouteTableDef:
     async def supervision(request: web.Request) -> web.Response:
         staff = await authenticate(request)
         require_role(staff, "supervisor", "admin")
+        today = today_in_china()
         async with request.app[DATABASE].read() as conn:
-            return web.json_response(await queries.supervision(conn, today=today_in_china()))
+            board = await queries.supervision(conn, today=today)
+        # Deadlines reaching into a year without the State Council's notice are provisional.
+        calendar = await cache_for(request.app[DATABASE]).get()
+        missing = calendar.missing_next_year(today)
+        board["calendar"] = {
+            "next_year_missing": missing,
+            "message": f"尚未载入 {today.year + 1} 年节假日安排，跨年期限为临时计算"
+            if missing
+            else None,
+        }
+        return web.json_response(board)
 
     # -- citizens (no login: case number + query code, rate-limited) -----------------------
 
     @table.get("/api/v1/public/cases/{case_no}")
     async def citizen_case(request: web.Request) -> web.Response:
         row, events = await _citizen_case(request, request.query.get("code", ""))
-        return web.json_response(public.timeline(row, events))
+        return web.json_response(public.timeline(row, events, today_in_china()))
 
     @table.post("/api/v1/public/applications")
     async def citizen_application(request: web.Request) -> web.Response:
@@ -186,7 +198,7 @@ def routes() -> web.RouteTableDef:
         payload.setdefault("channel", 2)
         await service.rate_as_citizen(row.id, payload)
         row, events = await _citizen_case(request, None, row_id=row.id)
-        return web.json_response(public.timeline(row, events), status=201)
+        return web.json_response(public.timeline(row, events, today_in_china()), status=201)
 
     return table
 
