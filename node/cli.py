@@ -14,7 +14,7 @@ from node.accounts import cli as accounts_cli
 from node.cases import cli as cases_cli
 from node.cases import recompute
 from node.catalog import cli as catalog_cli
-from node.config import ConfigError, NodeConfig
+from node.config import ConfigError, NodeConfig, plain_http_refused
 from node.federation.identity import rotate_key
 from node.federation.partners import load_partners, parse_partners, render_partners
 from node.provisioning import InitError, add_partner, init_node, self_entry
@@ -81,6 +81,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("file", type=Path, help="TOML with [[partners]] entries (from `partners self`)")
     p.set_defaults(func=_partners_add)
+    p = sub.add_parser("backup", help="archive database, blobs and config (docs/operations.md)")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="archive file to write (.tar.gz)")
+    p.add_argument(
+        "--include-keys", action="store_true", help="also the private keys: the archive is secret"
+    )
+    p.set_defaults(func=_backup)
+    p = sub.add_parser("restore", help="restore an archive into an empty database and blob store")
+    p.add_argument("file", type=Path, help="archive written by `tongban backup`")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--database-url", help="when DIR has no tongban.toml yet: the database to fill")
+    p.add_argument("--verify-only", action="store_true", help="check the archive, change nothing")
+    p.set_defaults(func=_restore)
     for area in (accounts_cli, catalog_cli, workdays_cli, cases_cli):
         area.register(sub)
     return parser
@@ -106,7 +119,8 @@ def _init(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from node.app import create_app
-    from node.logging_setup import configure_logging
+    from node.logging_setup import JsonAccessLogger, configure_logging
+    from node.ops.tls import server_ssl_context
 
     config = NodeConfig.load(args.dir)
     configure_logging()
@@ -114,10 +128,54 @@ def _run(args: argparse.Namespace) -> int:
         create_app(config),
         host=args.host or config.host,
         port=args.port or config.port,
-        access_log=None,
+        ssl_context=server_ssl_context(config),
+        access_log=logging.getLogger("tongban.access"),
+        access_log_class=JsonAccessLogger,
         print=lambda *_: None,
         shutdown_timeout=5,
     )
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from node.ops.backup import BackupError, backup
+
+    config = NodeConfig.load(args.dir)
+    try:
+        summary = asyncio.run(backup(config, args.out, include_keys=args.include_keys))
+    except BackupError as exc:
+        print(f"错误 / error: {exc}", file=sys.stderr)
+        return 1
+    rows = sum(summary.tables.values())
+    print(f"备份完成 backup written: {args.out}")
+    print(f"  {len(summary.tables)} 张表 tables, {rows} 行 rows")
+    print(f"  {summary.blobs} 个文件 blobs, {summary.blob_bytes} bytes")
+    if summary.includes_keys:
+        print(
+            "  含私钥 includes private keys: 请按密钥同等级别保管 (keep it as secret as the keys)"
+        )
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from node.ops.backup import BackupError, restore, verify_archive
+
+    try:
+        if args.verify_only:
+            manifest = verify_archive(args.file).manifest
+            rows = sum(t["rows"] for t in manifest["tables"])
+            print(f"备份完整 archive intact: {manifest['region']} {manifest['name']}")
+            print(f"  {rows} 行 rows, {len(manifest['blobs'])} 个文件 blobs")
+            return 0
+        config, summary = asyncio.run(restore(args.dir, args.file, database_url=args.database_url))
+    except BackupError as exc:
+        print(f"错误 / error: {exc}", file=sys.stderr)
+        return 1
+    print(f"恢复完成 restored {config.name} ({config.region}) into {config.dir}")
+    print(f"  {sum(summary.tables.values())} 行 rows, {summary.blobs} 个文件 blobs")
+    for note in summary.notes:
+        print(f"  {note}")
+    print(f"  next: tongban audit verify --dir {config.dir}; tongban doctor --dir {config.dir}")
     return 0
 
 
@@ -154,6 +212,9 @@ def _partners_list(args: argparse.Namespace) -> int:
     for partner in load_partners(config.partners_file).values():
         kids = ", ".join(k.kid for k in partner.keys)
         print(f"{partner.region}  {partner.name}  {partner.url}  [{kids}]")
+        refused = plain_http_refused(partner.url, config.federation)
+        if refused is not None:
+            print(f"  ! {refused}")
     return 0
 
 
@@ -171,6 +232,10 @@ def _partners_add(args: argparse.Namespace) -> int:
     for partner in entries.values():
         if partner.region == config.region:
             raise InitError("a node is not its own partner")
+        refused = plain_http_refused(partner.url, config.federation)
+        if refused is not None:
+            raise InitError(f"partner {partner.region}: {refused}")
+    for partner in entries.values():
         add_partner(config, partner)
         print(f"已添加伙伴 added partner {partner.region} {partner.name}")
     return 0

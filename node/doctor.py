@@ -8,22 +8,27 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import os
+import ssl
 import stat
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import aiohttp
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from node.config import NodeConfig, is_loopback_url
+from node.config import NodeConfig, is_loopback_url, plain_http_refused
+from node.federation.client import client_ssl_context
 from node.federation.identity import NodeIdentity
 from node.federation.trust import TrustStore
 from node.storage.database import Database
 from node.storage.migrate import alembic_config
 from protocol.claims import CLOCK_SKEW
 from protocol.descriptor import verify_descriptor
+
+#: Warn when the served TLS certificate expires within this many days.
+CERT_WARN_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class Check:
     message: str
 
 
-async def run_checks(config: NodeConfig) -> list[Check]:
+async def run_checks(config: NodeConfig, *, today: date | None = None) -> list[Check]:
     checks: list[Check] = []
     mode = stat.S_IMODE(os.stat(config.key_file).st_mode) if config.key_file.exists() else None
     if mode is None:
@@ -42,6 +47,7 @@ async def run_checks(config: NodeConfig) -> list[Check]:
         checks.append(Check("fail", "key", f"node.key 权限过宽 mode {oct(mode)}: chmod 600"))
     else:
         checks.append(Check("ok", "key", "node.key 0600"))
+    checks.extend(_tls(config))
     db = Database(config.database_url)
     try:
         try:
@@ -62,7 +68,7 @@ async def run_checks(config: NodeConfig) -> list[Check]:
         trust = TrustStore(db, config.partners_file)
         await trust.load()
         checks.extend(await _partners(config, trust))
-        checks.append(await _calendar(db))
+        checks.append(await _calendar(db, today))
     finally:
         await db.dispose()
     return checks
@@ -73,45 +79,120 @@ async def _partners(config: NodeConfig, trust: TrustStore) -> list[Check]:
         return [Check("warn", "partners", "partners.toml 中没有伙伴 no partners yet")]
     out = []
     timeout = aiohttp.ClientTimeout(total=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    try:
+        connector = aiohttp.TCPConnector(ssl=client_ssl_context(config.federation))
+    except (OSError, ssl.SSLError) as exc:
+        return [Check("fail", "partners", f"ca_file 无法载入 cannot load: {exc}")]
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         for partner in trust.partners.values():
             name = f"partner {partner.region} {partner.name}"
-            plain = partner.url.startswith("http://") and not is_loopback_url(partner.url)
-            if plain and not config.federation.allow_plain_http:
-                out.append(Check("fail", name, "非本机地址须使用 HTTPS (plain HTTP refused)"))
+            refused = plain_http_refused(partner.url, config.federation)
+            if refused is not None:
+                out.append(Check("fail", name, refused))
                 continue
             try:
                 async with session.get(f"{partner.url}/.well-known/tongban/node") as resp:
                     body = await resp.read()
                     server_date = resp.headers.get("Date")
                 verify_descriptor(body, trust.keys, region=partner.region, now=time.time())
+            except aiohttp.ClientConnectorCertificateError as exc:
+                out.append(
+                    Check(
+                        "fail",
+                        name,
+                        f"tls_certificate_error: 证书校验失败 {exc.certificate_error}"
+                        " (private CA? set [federation] ca_file)",
+                    )
+                )
+                continue
             except Exception as exc:
                 out.append(Check("fail", name, f"不可达或描述无效 unreachable/invalid: {exc}"))
                 continue
-            skew = None
-            if server_date:
-                parsed = email.utils.parsedate_to_datetime(server_date)
-                skew = abs(parsed.timestamp() - time.time())
-            if skew is not None and skew > CLOCK_SKEW / 2:
-                out.append(Check("warn", name, f"时钟偏差 clock skew {skew:.0f} s"))
-            else:
-                out.append(Check("ok", name, "可达，描述签名有效 reachable, descriptor verifies"))
+            out.append(_skew(name, server_date))
     return out
 
 
-async def _calendar(db: Database) -> Check:
+def _skew(name: str, server_date: str | None) -> Check:
+    """Clock skew against a partner from its HTTP Date header (one-second resolution).
+    Envelopes tolerate 300 s (DESIGN §4): warn at half of it, fail beyond it."""
+    if not server_date:
+        return Check("warn", name, "可达，描述有效；对方未发送 Date 头，无法检查时钟偏差")
+    try:
+        skew = abs(email.utils.parsedate_to_datetime(server_date).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return Check("warn", name, f"Date 头无法解析 unparsable Date header: {server_date!r}")
+    if skew > CLOCK_SKEW:
+        return Check("fail", name, f"时钟偏差 clock skew {skew:.0f} s > {CLOCK_SKEW} s: 校准 NTP")
+    if skew > CLOCK_SKEW / 2:
+        return Check("warn", name, f"时钟偏差 clock skew {skew:.0f} s: 请检查 NTP")
+    return Check("ok", name, f"可达，描述签名有效，时钟偏差 {skew:.0f} s (reachable, verifies)")
+
+
+def _tls(config: NodeConfig) -> list[Check]:
+    """The node's own URL scheme, its served certificate (if it serves TLS) and ca_file."""
+    out = []
+    if config.url.startswith("https://"):
+        out.append(Check("ok", "tls", f"对外地址使用 HTTPS: {config.url}"))
+    elif is_loopback_url(config.url):
+        out.append(Check("warn", "tls", f"对外地址为本机 HTTP {config.url}: 仅适合测试与演示"))
+    else:
+        out.append(
+            Check(
+                "fail",
+                "tls",
+                f"plain_http_refused: 对外地址 {config.url} 须为 https:// (伙伴会拒绝明文 HTTP)",
+            )
+        )
+    if config.federation.allow_plain_http:
+        out.append(Check("warn", "tls", "allow_plain_http = true: 伙伴间通信未加密，仅限内网测试"))
+    if config.federation.ca_file:
+        try:
+            client_ssl_context(config.federation)
+            out.append(Check("ok", "tls", f"ca_file 已载入 {config.federation.ca_file}"))
+        except (OSError, ssl.SSLError) as exc:
+            out.append(Check("fail", "tls", f"ca_file 无法载入 cannot load: {exc}"))
+    if config.tls_cert is not None:
+        out.append(_served_certificate(config))
+    return out
+
+
+def _served_certificate(config: NodeConfig) -> Check:
+    from cryptography import x509
+
+    from node.ops.tls import server_ssl_context
+
+    try:
+        server_ssl_context(config)
+        assert config.tls_cert is not None
+        cert = x509.load_pem_x509_certificate(config.tls_cert.read_bytes())
+    except Exception as exc:
+        return Check("fail", "tls", f"tls_cert/tls_key 无法载入 cannot load: {exc}")
+    days = (cert.not_valid_after_utc.timestamp() - time.time()) / 86400
+    if days < 0:
+        return Check("fail", "tls", f"服务证书已过期 certificate expired {-days:.0f} days ago")
+    if days < CERT_WARN_DAYS:
+        return Check("warn", "tls", f"服务证书 {days:.0f} 天后过期 expires soon: 请续期")
+    return Check("ok", "tls", f"服务证书有效期还有 {days:.0f} 天")
+
+
+async def _calendar(db: Database, today: date | None = None) -> Check:
+    """The holiday calendar must cover the coming year (today + 365 days): deadlines past the
+    loaded years are provisional (weekends only)."""
     from node.workdays.service import load_calendar
 
     calendar = await load_calendar(db)
-    today = date.today()
-    if calendar.missing_next_year(today):
+    today = today or date.today()
+    horizon = today + timedelta(days=365)
+    missing = [y for y in range(today.year, horizon.year + 1) if not calendar.covers(y)]
+    if missing:
+        years = "、".join(str(y) for y in missing)
         return Check(
             "warn",
             "calendar",
-            f"未载入 {today.year + 1} 年节假日安排：超出部分的期限按周末临时计算；"
+            f"未载入 {years} 年节假日安排：超出部分的期限按周末临时计算；"
             "国务院办公厅通知发布后请执行 tongban calendar load",
         )
-    return Check("ok", "calendar", f"节假日数据覆盖 {today.year + 1} 年")
+    return Check("ok", "calendar", f"节假日数据覆盖至 {horizon.isoformat()} (未来一年)")
 
 
 def main(config: NodeConfig) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
 
-from node.config import FederationSettings, is_loopback_url
+from node.config import FederationSettings, plain_http_refused
 from node.federation.identity import NodeIdentity
 from node.storage.blobs import BlobStore
 from protocol.request_token import sign_request_token
@@ -19,6 +20,15 @@ JOSE = "application/jose"
 
 class TransportError(Exception):
     """The partner could not be reached, or answered 5xx: try again later."""
+
+
+def client_ssl_context(settings: FederationSettings) -> ssl.SSLContext:
+    """Certificate checking towards partners: the system CA store, plus ``ca_file`` (a private
+    CA) when the config names one. Host names are always checked."""
+    context = ssl.create_default_context()
+    if settings.ca_file:
+        context.load_verify_locations(cafile=settings.ca_file)
+    return context
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,11 @@ class PartnerClient:
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout, connect=10)
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._settings.window + 4)
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            limit_per_host=self._settings.window + 4,
+            ssl=client_ssl_context(self._settings),
+        )
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
 
     async def close(self) -> None:
@@ -50,11 +64,9 @@ class PartnerClient:
             await self._session.close()
 
     def check_url(self, url: str) -> None:
-        if url.startswith("https://"):
-            return
-        if url.startswith("http://") and (is_loopback_url(url) or self._settings.allow_plain_http):
-            return
-        raise TransportError(f"refusing plain HTTP to a non-loopback partner: {url}")
+        refused = plain_http_refused(url, self._settings)
+        if refused is not None:
+            raise TransportError(refused)
 
     async def post_envelope(self, base_url: str, token: str) -> Answer:
         return await self._call(
@@ -114,6 +126,8 @@ class PartnerClient:
             async with self._session.request(method, url, data=data, headers=headers) as resp:
                 body = await resp.read()
                 status = resp.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TransportError(f"tls_certificate_error: {exc.certificate_error}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         if status >= 500:

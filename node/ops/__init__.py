@@ -1,0 +1,1 @@
+"""Operations: TLS serving, backup and restore."""
