@@ -1,0 +1,165 @@
+"""The live sessions of one node, and what they need from it (database, blobs, key, cases)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiortc import RTCIceServer
+from sqlalchemy import select
+
+from inspection import passthrough
+from inspection.errors import InspectionError
+from inspection.models import inspection_sessions
+from inspection.session import LiveSession
+from node.appkeys import CONFIG, DATABASE
+from node.config import InspectionSettings
+from node.storage.blobs import BlobStore
+from node.storage.database import Database
+
+if TYPE_CHECKING:
+    from node.cases.service import CaseService
+    from node.federation.identity import NodeIdentity
+
+log = logging.getLogger(__name__)
+
+#: How long coturn time-limited credentials handed to a participant stay valid (seconds).
+TURN_CREDENTIAL_TTL = 12 * 3600
+
+
+def ice_servers(settings: InspectionSettings, *, now: float | None = None) -> list[dict[str, Any]]:
+    """ICE servers as the browser's RTCPeerConnection wants them."""
+    servers: list[dict[str, Any]] = []
+    if settings.stun_urls:
+        servers.append({"urls": list(settings.stun_urls)})
+    if settings.turn_urls:
+        if settings.turn_secret:
+            expiry = int((time.time() if now is None else now) + TURN_CREDENTIAL_TTL)
+            username = f"{expiry}:tongban"
+            digest = hmac.new(settings.turn_secret.encode(), username.encode(), hashlib.sha1)
+            credential = base64.b64encode(digest.digest()).decode()
+        else:
+            username, credential = settings.turn_username, settings.turn_credential
+        servers.append(
+            {"urls": list(settings.turn_urls), "username": username, "credential": credential}
+        )
+    return servers
+
+
+def aiortc_servers(servers: list[dict[str, Any]]) -> list[RTCIceServer]:
+    return [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in servers
+    ]
+
+
+class InspectionHub:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        blobs: BlobStore,
+        root: Path,
+        region: str,
+        settings: InspectionSettings,
+        identity: Callable[[], NodeIdentity],
+        cases: Callable[[], CaseService],
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.root = root
+        self.region = region
+        self.settings = settings
+        self.identity = identity
+        self.cases = cases
+        self.sessions: dict[str, LiveSession] = {}
+
+    async def get(self, session_id: str) -> LiveSession:
+        live = self.sessions.get(session_id)
+        if live is not None and live.started_at is not None:
+            return live
+        row = await self.row(session_id)
+        if live is not None and row.status == "cancelled":
+            self.forget(live)  # rescheduled before anyone connected
+            live = None
+        if row.status in ("ended", "cancelled"):
+            raise InspectionError("session_ended")
+        live = self.sessions.get(session_id)  # loaded before, or by a request racing us
+        if live is None:
+            live = LiveSession(
+                row,
+                db=self.db,
+                blobs=self.blobs,
+                directory=self.root / session_id,
+                ice_servers=aiortc_servers(ice_servers(self.settings)),
+            )
+            self.sessions[session_id] = live
+        return live
+
+    async def row(self, session_id: str) -> Any:
+        if len(session_id) != 36:
+            raise InspectionError("session_not_found")
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(inspection_sessions).where(inspection_sessions.c.id == session_id)
+                )
+            ).first()
+        if row is None:
+            raise InspectionError("session_not_found")
+        return row
+
+    def forget(self, live: LiveSession) -> None:
+        self.sessions.pop(live.id, None)
+
+    async def close(self) -> None:
+        for live in list(self.sessions.values()):
+            await live.close_all("node_stopping")
+        self.sessions.clear()
+
+
+HUB: web.AppKey[InspectionHub] = web.AppKey("inspection_hub")
+
+
+async def inspection_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: after the node's own start-up (database, federation, cases)."""
+    from node.cases.inspection_evidence import bind_keys, unbind_keys
+    from node.cases.views import CASES
+    from node.federation.views import FEDERATION
+
+    config = app[CONFIG]
+    settings = config.inspection
+    # ICE chatter names the participants' addresses: personal data stays out of the logs.
+    for name in ("aioice", "aiortc"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    passthrough.install()
+    passthrough.tune_consent(settings.consent_interval, settings.consent_failures)
+    federation = app[FEDERATION]
+    service = app[CASES]
+
+    def partner_key(kid: str) -> Any:
+        key = federation.trust.keys.get(kid)
+        return key.public_key if key is not None else None
+
+    bind_keys(service, partner_key)
+    app[HUB] = InspectionHub(
+        db=app[DATABASE],
+        blobs=service.blobs,
+        root=config.dir / "inspections",
+        region=config.region,
+        settings=settings,
+        identity=lambda: federation.identity,
+        cases=lambda: service,
+    )
+    try:
+        yield
+    finally:
+        await app[HUB].close()
+        unbind_keys(service)

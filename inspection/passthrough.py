@@ -1,0 +1,86 @@
+"""Receive VP8 video and Opus audio as encoded packets, without decoding.
+
+aiortc (pinned at 1.16) has no public API for encoded frames: its receiver re-assembles each
+frame (a ``JitterFrame`` with ``data`` and a 90 kHz / 48 kHz ``timestamp``) and hands it, on
+the receiver's decoder thread, to the decoder that ``aiortc.rtcrtpreceiver.get_decoder(codec)``
+returns. We replace that lookup for video/VP8 and audio/opus with a "decoder" that returns the
+frame as an ``av.Packet``, so remote tracks yield packets: the recorder remuxes them into
+Matroska and the relay sends them on (``RTCRtpSender`` packs an ``av.Packet`` without encoding).
+tests/test_inspection_media.py fails if these internals move.
+
+The replacement is process-wide: every aiortc peer in a node process receives packets.
+"""
+
+from __future__ import annotations
+
+import fractions
+from typing import Any
+
+import av
+from aiortc import rtcrtpreceiver
+
+VIDEO_CLOCK = 90_000
+AUDIO_CLOCK = 48_000
+_installed = False
+
+
+def vp8_keyframe(data: bytes) -> bool:
+    """Bit 0 of a VP8 frame tag is 0 for a key frame (RFC 6386 §9.1)."""
+    return len(data) >= 10 and not data[0] & 1 and data[3:6] == b"\x9d\x01\x2a"
+
+
+def vp8_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a VP8 key frame header, or None for an inter frame."""
+    if not vp8_keyframe(data):
+        return None
+    width = int.from_bytes(data[6:8], "little") & 0x3FFF
+    height = int.from_bytes(data[8:10], "little") & 0x3FFF
+    return width, height
+
+
+class PacketDecoder:
+    """Looks like an aiortc decoder; returns the encoded frame as one ``av.Packet``."""
+
+    def __init__(self, clock_rate: int, video: bool) -> None:
+        self.time_base = fractions.Fraction(1, clock_rate)
+        self.video = video
+
+    def decode(self, encoded_frame: Any) -> list[av.Packet]:
+        data = bytes(encoded_frame.data)
+        if not data:
+            return []
+        packet = av.Packet(data)
+        packet.pts = packet.dts = int(encoded_frame.timestamp)
+        packet.time_base = self.time_base
+        if self.video:
+            packet.is_keyframe = vp8_keyframe(data)
+        return [packet]
+
+
+def install() -> None:
+    """Make VP8 and Opus arrive as packets (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    original = rtcrtpreceiver.get_decoder
+
+    def get_decoder(codec: Any) -> Any:
+        mime = codec.mimeType.lower()
+        if mime == "video/vp8":
+            return PacketDecoder(VIDEO_CLOCK, True)
+        if mime == "audio/opus":
+            return PacketDecoder(AUDIO_CLOCK, False)
+        return original(codec)
+
+    rtcrtpreceiver.get_decoder = get_decoder  # type: ignore[assignment]
+    _installed = True
+
+
+def tune_consent(interval: float = 1.5, failures: int = 6) -> None:
+    """Detect a dead peer within about ``failures × (interval + 0.5)`` seconds (aioice
+    defaults to 5 s × 6): an applicant whose phone vanished must end its recording within
+    15 s."""
+    from aioice import ice
+
+    ice.CONSENT_INTERVAL = interval  # type: ignore[assignment]
+    ice.CONSENT_FAILURES = failures
