@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from inspection.hub import inspection_ctx
+from inspection.views import routes as inspection_routes
 from node.accounts.ratelimit import RateLimiter
 from node.accounts.views import routes as account_routes
 from node.appkeys import CONFIG, DATABASE
@@ -20,8 +22,15 @@ from node.federation.identity import NodeIdentity
 from node.federation.runtime import Federation
 from node.federation.views import FEDERATION
 from node.federation.views import routes as federation_routes
+from node.health import routes as health_routes
 from node.http_errors import error_middleware
 from node.openapi import routes as openapi_routes
+from node.pages.citizen import routes as citizen_routes
+from node.pages.office import routes as office_routes
+from node.pages.session import session_middleware
+from node.pages.supervision import routes as supervision_routes
+from node.pages.views import routes as page_routes
+from node.pages.window import routes as window_routes
 from node.storage.database import Database
 from node.storage.migrate import upgrade
 from node.workdays.cache import CalendarCache
@@ -31,12 +40,28 @@ from node.workdays.views import routes as workday_routes
 def create_app(config: NodeConfig) -> web.Application:
     """The whole node: federation API now; cases, staff API and pages join here."""
     recompute.register()
-    app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[error_middleware, session_middleware], client_max_size=2 * 1024 * 1024
+    )
     app[CONFIG] = config
     app.add_routes(federation_routes())
-    for routes in (account_routes, catalog_routes, workday_routes, case_routes, openapi_routes):
+    for routes in (
+        account_routes,
+        catalog_routes,
+        workday_routes,
+        case_routes,
+        openapi_routes,
+        page_routes,
+        citizen_routes,
+        office_routes,
+        supervision_routes,
+        window_routes,
+    ):
         app.add_routes(routes())
+    app.add_routes(health_routes())
+    app.add_routes(inspection_routes())
     app.cleanup_ctx.append(_lifecycle)
+    app.cleanup_ctx.append(inspection_ctx)
     app.cleanup_ctx.append(catalog_refresher_ctx)
     return app
 

@@ -28,7 +28,9 @@ class FederationSettings:
     #: Backoff cap, seconds. Minutes, not days: a partner back from an outage must hear from
     #: us soon, or the federation quietly falls apart.
     max_backoff: float = 300.0
-    #: How long a claimed outbox row stays ours before another replica may take it, seconds.
+    #: Longest claim on an outbox row, seconds. The lease actually taken is the smaller of this
+    #: and 10 s, renewed while the send is in flight, so a crashed process's rows are sent
+    #: again within seconds by a restarted process or another replica.
     claim_seconds: float = 120.0
     #: Idle poll interval of the outbox worker, seconds (new rows from this process wake it
     #: at once; rows written by other processes are seen within this delay).
@@ -37,10 +39,34 @@ class FederationSettings:
     reissue_margin: float = 3600.0
     #: Plain HTTP to a partner is allowed only to loopback unless this is set.
     allow_plain_http: bool = False
+    #: PEM bundle of extra CAs trusted for partners' HTTPS certificates (a private CA), on top
+    #: of the system store; relative to the node directory.
+    ca_file: str | None = None
     #: Largest blob accepted, bytes.
     max_blob_bytes: int = 200 * 1024 * 1024
     #: Request timeout towards partners, seconds.
     request_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class InspectionSettings:
+    """WebRTC for video inspections (``[inspection]`` in tongban.toml)."""
+
+    #: STUN servers, e.g. ["stun:stun.example.org:3478"]; none needed on one network.
+    stun_urls: tuple[str, ...] = ()
+    #: TURN servers (coturn), e.g. ["turn:turn.example.org:3478?transport=udp"].
+    turn_urls: tuple[str, ...] = ()
+    #: Static TURN credentials, or ``turn_secret`` for coturn's time-limited ones
+    #: (``use-auth-secret``): username "<expiry>:tongban", password HMAC-SHA1 of it.
+    turn_username: str = ""
+    turn_credential: str = ""
+    turn_secret: str = ""
+    #: ICE consent checks (RFC 7675): a peer that misses ``consent_failures`` checks in a row,
+    #: one every ``consent_interval`` s (±20 %, each waiting 0.5 s for its answer), is dead:
+    #: about 12 s, at most 14 s with these values (aioice's own default is 30 s). Lower values
+    #: notice sooner but drop healthy peers on a starved CPU.
+    consent_interval: float = 1.5
+    consent_failures: int = 6
 
 
 @dataclass(frozen=True)
@@ -54,6 +80,10 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = 8400
     federation: FederationSettings = field(default_factory=FederationSettings)
+    inspection: InspectionSettings = field(default_factory=InspectionSettings)
+    #: Serve HTTPS directly (certificate chain and key, PEM) instead of behind a TLS proxy.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def key_file(self) -> Path:
@@ -96,6 +126,11 @@ class NodeConfig:
         unknown = set(fed) - set(known)
         if unknown:
             raise ConfigError(f"unknown [federation] settings: {', '.join(sorted(unknown))}")
+        if fed.get("ca_file"):
+            fed = {**fed, "ca_file": str(base / str(fed["ca_file"]))}
+        tls = {k: base / str(data[k]) for k in ("tls_cert", "tls_key") if data.get(k)}
+        if len(tls) == 1:
+            raise ConfigError("tls_cert and tls_key go together: set both or neither")
         return cls(
             dir=base,
             region=region,
@@ -106,7 +141,35 @@ class NodeConfig:
             host=str(data.get("host", "127.0.0.1")),
             port=int(data.get("port", 8400)),
             federation=FederationSettings(**fed),
+            inspection=_inspection_settings(data.get("inspection", {})),
+            tls_cert=tls.get("tls_cert"),
+            tls_key=tls.get("tls_key"),
         )
+
+
+def plain_http_refused(url: str, settings: FederationSettings) -> str | None:
+    """Why a partner URL may not be used, or None: HTTPS always; plain HTTP only to loopback
+    unless ``[federation] allow_plain_http = true``. The text starts with a stable code."""
+    scheme = urlsplit(url).scheme
+    if scheme == "https":
+        return None
+    if scheme == "http" and (is_loopback_url(url) or settings.allow_plain_http):
+        return None
+    if scheme == "http":
+        return (
+            f"plain_http_refused: {url} 不是本机地址，须使用 HTTPS "
+            "(or set [federation] allow_plain_http = true)"
+        )
+    return f"bad_partner_url: {url} 须以 https:// 开头"
+
+
+def _inspection_settings(data: dict[str, Any]) -> InspectionSettings:
+    known = InspectionSettings.__dataclass_fields__
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown [inspection] settings: {', '.join(sorted(unknown))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return InspectionSettings(**values)
 
 
 def is_loopback_url(url: str) -> bool:

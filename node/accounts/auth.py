@@ -32,10 +32,21 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def authenticate(request: web.Request) -> Staff:
-    """The staff member of the request's Bearer token, or ApiError 401 (code ``unauthorized``)."""
+    """The staff member of the request's Bearer token, or of the pages' session cookie (then a
+    request that changes something must carry the session's CSRF token: ApiError 403
+    ``csrf_failed`` otherwise); ApiError 401 (code ``unauthorized``) when there is neither."""
     token = bearer_token(request)
     if token is None:
-        raise _unauthorized()
+        from node.pages import session  # the pages sit on top of this module
+
+        staff = await session.cookie_staff(request)
+        if staff is None:
+            raise _unauthorized()
+        if request.method in session.UNSAFE and not await session.csrf_ok(
+            request, session.cookie_token(request) or "", request.headers.get(session.CSRF_HEADER)
+        ):
+            raise ApiError(403, "csrf_failed", "页面已过期，请刷新后重试")
+        return staff
     try:
         return await service.decode_token(request.app[DATABASE], token, request.app[CONFIG].region)
     except service.InvalidToken:

@@ -1,0 +1,192 @@
+"""Staff sessions for the pages: the staff JWT in a cookie, plus a CSRF token.
+
+The cookie ``tongban_session_<region>`` holds the same short-lived token that ``POST /api/v1/login``
+gives (HttpOnly, SameSite=Strict, Secure when the node's URL is https). Pages read it with
+``page_staff``; the JSON API accepts it too (``node.accounts.auth.authenticate``), so the
+pages' JavaScript calls the one API, but a request that changes something must then also carry
+``X-CSRF-Token`` (or a ``csrf`` form field): an HMAC of the token under the node's staff secret,
+which pages put in ``<meta name="csrf-token">``. A page load refreshes a token with less than
+half its life left (the login itself still expires after ``MAX_SESSION``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from urllib.parse import quote
+
+import jwt
+from aiohttp import web
+
+from node.accounts import service
+from node.accounts.staff import Staff
+from node.appkeys import CONFIG, DATABASE
+
+log = logging.getLogger(__name__)
+
+COOKIE = "tongban_session"
+
+
+def cookie_name(region: str) -> str:
+    """The session cookie of ``region``'s node. Cookies do not keep ports apart, so nodes on one
+    host (the demo, a test) would overwrite each other's sessions under one name."""
+    return f"{COOKIE}_{region}"
+
+
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf"
+#: Per-request state: the fresh token of a sliding refresh (for the response middleware), the
+#: staff member and token of the cookie once read, and the CSRF token a page shows.
+_FRESH: web.RequestKey[str] = web.RequestKey("tongban_fresh_token", str)
+STAFF: web.RequestKey[Staff | None] = web.RequestKey("tongban_staff", object)  # type: ignore[arg-type]
+_TOKEN: web.RequestKey[str | None] = web.RequestKey("tongban_token", object)  # type: ignore[arg-type]
+CSRF: web.RequestKey[str] = web.RequestKey("tongban_csrf", str)
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def csrf_for(secret: bytes, token: str) -> str:
+    """The CSRF token that goes with a session token."""
+    return hmac.new(secret, b"csrf:" + token.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+async def csrf_ok(request: web.Request, token: str, offered: str | None) -> bool:
+    if not offered:
+        return False
+    expected = csrf_for(await service.jwt_secret(request.app[DATABASE]), token)
+    return hmac.compare_digest(expected, offered)
+
+
+def cookie_token(request: web.Request) -> str | None:
+    token = request.cookies.get(cookie_name(request.app[CONFIG].region), "").strip()
+    return token or None
+
+
+async def cookie_staff(request: web.Request) -> Staff | None:
+    """The staff member of the request's session cookie (cached on the request), or None."""
+    if STAFF in request:
+        return request[STAFF]
+    staff: Staff | None = None
+    token = cookie_token(request)
+    if token is not None:
+        try:
+            staff = await service.decode_token(
+                request.app[DATABASE], token, request.app[CONFIG].region
+            )
+        except service.InvalidToken:
+            staff = None
+    request[STAFF] = staff
+    request[_TOKEN] = token if staff is not None else None
+    return staff
+
+
+class PageAnswer(Exception):
+    """Stops a page handler and answers ``template`` with ``status`` instead (403, 404 pages)."""
+
+    def __init__(self, template: str, status: int, **context: object) -> None:
+        super().__init__(template)
+        self.template = template
+        self.status = status
+        self.context = context
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """Only a path on this node (never ``//host`` or a scheme) may follow a login."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+def login_redirect(request: web.Request) -> web.HTTPFound:
+    return web.HTTPFound("/login?next=" + quote(request.path_qs, safe=""))
+
+
+async def page_staff(request: web.Request, *roles: str) -> Staff:
+    """The signed-in staff member for a page; redirects to the login form when there is none,
+    answers the 403 page when the role is not one of ``roles`` (any role when empty)."""
+    staff = await cookie_staff(request)
+    if staff is None:
+        raise login_redirect(request)
+    if roles and staff.role not in roles:
+        raise PageAnswer("forbidden.html", 403)
+    await _maybe_refresh(request)
+    return staff
+
+
+async def _maybe_refresh(request: web.Request) -> None:
+    token = request.get(_TOKEN)
+    if not token or request.method != "GET":
+        return
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        left = float(claims["exp"]) - time.time()
+        lifetime = float(claims["exp"]) - float(claims["iat"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return
+    if left > lifetime / 2:
+        return
+    try:
+        fresh = await service.refresh_token(
+            request.app[DATABASE], token, request.app[CONFIG].region
+        )
+    except service.InvalidToken:
+        return
+    request[_FRESH] = fresh
+    request[_TOKEN] = fresh
+
+
+async def csrf_token(request: web.Request) -> str:
+    """The CSRF token for the request's session ('' without one)."""
+    token = request.get(_TOKEN) or cookie_token(request)
+    if not token:
+        return ""
+    return csrf_for(await service.jwt_secret(request.app[DATABASE]), token)
+
+
+def set_session(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    secure = request.app[CONFIG].url.startswith("https://")
+    response.set_cookie(
+        cookie_name(request.app[CONFIG].region),
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+        path="/",
+        max_age=int(service.MAX_SESSION),
+    )
+
+
+def clear_session(request: web.Request, response: web.StreamResponse) -> None:
+    response.del_cookie(cookie_name(request.app[CONFIG].region), path="/")
+
+
+def _wants_html(request: web.Request) -> bool:
+    machine = ("/api/", "/federation/", "/.well-known/", "/metrics", "/healthz", "/readyz")
+    return not request.path.startswith(machine) and "text/html" in request.headers.get("Accept", "")
+
+
+@web.middleware
+async def session_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Sets the refreshed session cookie a page load made, and forbids framing of pages."""
+    try:
+        response = await handler(request)
+    except PageAnswer as answer:
+        from node.pages.rendering import render_page
+
+        return await render_page(request, answer.template, status=answer.status, **answer.context)
+    except web.HTTPNotFound:
+        if not _wants_html(request):
+            raise
+        from node.pages.rendering import render_page
+
+        await cookie_staff(request)
+        return await render_page(request, "not_found.html", status=404)
+    fresh = request.get(_FRESH)
+    if fresh:
+        set_session(request, response, fresh)
+    if response.content_type == "text/html":
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response

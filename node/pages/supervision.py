@@ -1,0 +1,140 @@
+"""监督 (supervision): counts per partner, overdue and warning lists, open 差评 rectifications,
+calendar coverage and the health of every partner link. Read-only."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from node.appkeys import CONFIG, DATABASE
+from node.cases import queries
+from node.cases.lifecycle import STATUS_LABELS
+from node.cases.service import today_in_china
+from node.federation.views import FEDERATION
+from node.pages.link_health import link_health
+from node.pages.office import region_names
+from node.pages.rendering import render_page
+from node.pages.session import page_staff
+from node.workdays.service import read_calendar
+
+READERS = ("supervisor", "admin")
+TIME_ORDER = (
+    ("normal", "正常", "#1a7f37"),
+    ("warning", "预警", "#9a6700"),
+    ("overdue", "超期", "#cf222e"),
+)
+LINK_LEVELS = {
+    "ok": ("正常", "normal"),
+    "warning": ("重试中", "warning"),
+    "problem": ("异常", "overdue"),
+}
+
+
+def ago(seconds: float | None) -> str:
+    """A duration for people: 刚刚, 12 分钟, 3 小时, 2 天."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return "不到 1 分钟"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} 分钟"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} 小时"
+    return f"{int(seconds // 86400)} 天"
+
+
+def time_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Geometry of a horizontal stacked bar chart: one bar per partner, normal/warning/overdue.
+
+    Returns the SVG's size and, per partner, its label and segments (x, width, colour, count).
+    """
+    label_w, bar_w, bar_h, gap, top = 150, 420, 22, 14, 8
+    biggest = max([sum(r["by_time"].values()) for r in rows] + [1])
+    bars = []
+    for index, row in enumerate(rows):
+        y = top + index * (bar_h + gap)
+        x = float(label_w)
+        segments = []
+        for key, label, colour in TIME_ORDER:
+            count = int(row["by_time"].get(key, 0))
+            if not count:
+                continue
+            width = bar_w * count / biggest
+            segments.append(
+                {
+                    "x": round(x, 1),
+                    "width": round(width, 1),
+                    "colour": colour,
+                    "count": count,
+                    "label": label,
+                }
+            )
+            x += width
+        total = sum(row["by_time"].values())
+        bars.append(
+            {"y": y, "label": row["name"], "segments": segments, "total": total, "end": x + 6}
+        )
+    height = top * 2 + max(1, len(rows)) * (bar_h + gap)
+    return {"width": label_w + bar_w + 60, "height": height, "bar_h": bar_h, "bars": bars}
+
+
+def routes() -> web.RouteTableDef:
+    table = web.RouteTableDef()
+
+    @table.get("/supervision")
+    async def supervision(request: web.Request) -> web.Response:
+        await page_staff(request, *READERS)
+        today = today_in_china()
+        names = region_names(request)
+        federation = request.app[FEDERATION]
+        partner_names = {code: p.name for code, p in federation.trust.partners.items()}
+        async with request.app[DATABASE].read() as conn:
+            board = await queries.supervision(conn, today=today)
+            links = await link_health(conn, partner_names, federation.delivery.queues)
+            calendar = await read_calendar(conn)
+        now = time.time()
+        own = request.app[CONFIG].region
+        regions = sorted(set(board["partners"]) | set(partner_names))
+        rows = []
+        for region in regions:
+            entry = board["partners"].get(region, {"by_status": {}, "by_time_status": {}})
+            rows.append(
+                {
+                    "region": region,
+                    "name": names.get(region, region) + ("·本地" if region == own else ""),
+                    "by_status": entry["by_status"],
+                    "by_time": entry["by_time_status"],
+                    "total": sum(entry["by_status"].values()),
+                }
+            )
+        statuses = [
+            (str(code), label)
+            for code, label in STATUS_LABELS.items()
+            if any(r["by_status"].get(str(code)) for r in rows)
+        ]
+        return await render_page(
+            request,
+            "supervision/index.html",
+            rows=rows,
+            statuses=statuses,
+            time_order=TIME_ORDER,
+            chart=time_chart(rows),
+            board=board,
+            names=names,
+            link_rows=[
+                {
+                    "link": link,
+                    "level_label": LINK_LEVELS[link.level][0],
+                    "level_class": LINK_LEVELS[link.level][1],
+                    "oldest_age": ago(link.oldest_age(now)),
+                }
+                for link in links
+            ],
+            calendar_missing=calendar.missing_next_year(today),
+            next_year=today.year + 1,
+            today=today.isoformat(),
+        )
+
+    return table

@@ -1,0 +1,84 @@
+"""Sign-in, sign-out, the home redirect and static files of the pages."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from node.accounts import service
+from node.accounts.views import login_limiter
+from node.appkeys import CONFIG, DATABASE
+from node.pages import session
+from node.pages.rendering import STATIC, render
+
+log = logging.getLogger(__name__)
+
+#: Where each role starts.
+HOME = {
+    "clerk": "/window",
+    "approver": "/office",
+    "inspector": "/office",
+    "supervisor": "/supervision",
+    "admin": "/supervision",
+}
+
+
+def routes() -> web.RouteTableDef:
+    table = web.RouteTableDef()
+
+    @table.get("/")
+    async def home(request: web.Request) -> web.Response:
+        staff = await session.cookie_staff(request)
+        if staff is None:
+            raise web.HTTPFound("/login")
+        raise web.HTTPFound(HOME.get(staff.role, "/office"))
+
+    @table.get("/login")
+    async def login_form(request: web.Request) -> web.Response:
+        return render(
+            request, "login.html", error="", username="", next=request.query.get("next", "")
+        )
+
+    @table.post("/login")
+    async def login(request: web.Request) -> web.Response:
+        form = await request.post()
+        username = str(form.get("username", ""))[:200]
+        password = str(form.get("password", ""))[:1024]
+        target = session.safe_next(str(form.get("next", "")), "")
+        limiter = login_limiter(request.app)
+        client = f"login-ip:{request.remote}"
+        db, region = request.app[DATABASE], request.app[CONFIG].region
+
+        def again(message: str, status: int) -> web.Response:
+            return render(
+                request, "login.html", status=status, error=message, username=username, next=target
+            )
+
+        if not limiter.check(client):
+            return again("登录失败次数过多，请稍后再试", 429)
+        try:
+            staff = await service.verify_login(db, username, password, region=region)
+        except service.AccountLocked:
+            limiter.hit(client)
+            return again("账号已临时锁定，请稍后再试或联系管理员", 423)
+        except (service.InvalidCredentials, service.InvalidInput):
+            limiter.hit(client)
+            return again("用户名或密码不正确", 401)
+        token = await service.issue_token(db, staff, region)
+        response = web.HTTPFound(target or HOME.get(staff.role, "/office"))
+        session.set_session(request, response, token)
+        raise response
+
+    @table.post("/logout")
+    async def logout(request: web.Request) -> web.Response:
+        form = await request.post()
+        token = session.cookie_token(request)
+        if token and await session.csrf_ok(request, token, str(form.get(session.CSRF_FIELD, ""))):
+            response = web.HTTPFound("/login")
+            session.clear_session(request, response)
+            raise response
+        raise web.HTTPFound("/")
+
+    table.static("/static", STATIC, append_version=False)
+    return table

@@ -1,0 +1,488 @@
+"""The window pages (收件, role ``clerk``): choose an item, tell the applicant everything at once
+(一次告知), take the application with its scans, print the 收件凭证, and follow this window's
+cases (relay 补正 notices, 容缺 catch-up, hand over results, withdrawal requests).
+
+Every change goes through the JSON API from the page (static/app.js, static/window.js); these
+handlers only read and render.
+
+The query code (查询码) exists in plain text only in the answer that creates a case; the node
+keeps its hash. The page that took the application posts it straight to
+``POST /window/receipt/{id}`` (or ``/window/bundles/{id}/receipt``), which checks it against the
+stored hash and prints it on the 收件凭证, uncached; it is never stored or logged. Opened later
+(``GET``), the receipt shows everything but the code. The QR code carries the case number only
+(``{node url}/query?case=...``): the citizen types the printed code, so a code never travels in
+a URL, a history entry or an access log.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import segno
+from aiohttp import web
+from sqlalchemy import select
+
+from node.accounts.staff import Staff
+from node.appkeys import CONFIG, DATABASE
+from node.cases import records
+from node.cases.lifecycle import ACTIONS, CLOSED, OPEN, Status
+from node.cases.models import bundles, cases
+from node.cases.service import query_hash, today_in_china
+from node.cases.validation import ID_TYPES
+from node.cases.views import CASES, CITIZEN_LIMITER
+from node.catalog import service as catalog
+from node.federation.views import FEDERATION
+from node.pages import session
+from node.pages.rendering import render_page
+from protocol.catalog import Item
+
+#: Roles that may open the window pages (an admin looks; only a clerk may submit).
+VIEWERS = ("clerk", "admin")
+RECENT = 50
+
+MATERIAL_STATUS_LABELS = {"provided": "已提供", "deferred": "容缺", "pledged": "告知承诺"}
+TYPE_NAMES = {"application/pdf": "PDF", "image/jpeg": "JPG", "image/png": "PNG"}
+#: Event names for people (the lifecycle's actions and the service's own events).
+ACTION_LABELS: dict[str, str] = {
+    **{name: action.label for name, action in ACTIONS.items()},
+    "receive": "收件",
+    "withdrawn": "已撤件",
+    "partner_error": "对方节点拒收消息",
+}
+#: 好差评 levels, best first.
+RATING_LEVELS = [
+    (5, "非常满意"),
+    (4, "满意"),
+    (3, "基本满意"),
+    (2, "不满意"),
+    (1, "非常不满意"),
+]
+#: Channel of a rating taken at the window: the hall's tablet (评价器), docs/messages.md.
+WINDOW_RATING_CHANNEL = 4
+AFTER_DECISION = {Status.APPROVED, Status.DENIED, Status.DISPATCHED, Status.DELIVERED}
+#: What the window does next, by status (for the clerk).
+NEXT_STEPS: dict[str, str] = {
+    "received": "已接件，等待转交办理地",
+    "forwarded": "等待办理地受理",
+    "accepted": "办理地审批中",
+    "supplement_pending": "转告申请人补正通知，收取补正材料后提交",
+    "inspection": "办理地云端勘验中",
+    "approved": "已准予：办结结果待出件（窗口领取或邮寄）",
+    "denied": "不予许可：将决定书交付申请人（出件）",
+    "dispatched": "结果已出件：申请人领取或签收后登记送达",
+    "delivered": "已送达，可请申请人评价",
+    "not_accepted": "不予受理：告知申请人理由",
+    "withdrawn": "已撤件",
+}
+
+
+def routes() -> web.RouteTableDef:
+    table = web.RouteTableDef()
+
+    @table.get("/window")
+    async def chooser(request: web.Request) -> web.Response:
+        staff = await session.page_staff(request, *VIEWERS)
+        q = request.query.get("q", "").strip()[:50]
+        region = request.query.get("region", "").strip()[:6]
+        db = request.app[DATABASE]
+        own = await catalog.our_items(db)
+        partners = await catalog.partner_items(db)
+        status = {s.region: s for s in await catalog.partner_catalog_status(db)}
+        everything = own + partners
+        regions = _region_choices(request, everything)
+        found = [i for i in everything if _matches(i, q, region)]
+        groups: dict[str, list[Item]] = {}
+        for item in found:
+            groups.setdefault(item.handling_region, []).append(item)
+        return await render_page(
+            request,
+            "window/chooser.html",
+            q=q,
+            region=region,
+            regions=regions,
+            groups=[
+                {
+                    "region": code,
+                    "name": _region_name(request, code),
+                    "own": code == request.app[CONFIG].region,
+                    "fetched_at": status[code].fetched_at if code in status else None,
+                    "items": [_item_summary(request, i) for i in items],
+                }
+                for code, items in groups.items()
+            ],
+            total=len(found),
+            joint_count=sum(1 for i in everything if "joint" in i.modes),
+            can_submit=staff.role == "clerk",
+        )
+
+    @table.get("/window/items/{code}")
+    async def item_page(request: web.Request) -> web.Response:
+        staff = await session.page_staff(request, *VIEWERS)
+        item = await catalog.get_item(request.app[DATABASE], request.match_info["code"])
+        if item is None or item.retired:
+            raise web.HTTPNotFound()
+        mode = _window_mode(request, item)
+        return await render_page(
+            request,
+            "window/item.html",
+            item=item,
+            view=_item_view(request, item),
+            mode=mode,
+            estimate=await _estimate(request, item),
+            id_types=ID_TYPES,
+            can_submit=staff.role == "clerk",
+        )
+
+    @table.get("/window/bundle")
+    async def bundle_page(request: web.Request) -> web.Response:
+        staff = await session.page_staff(request, *VIEWERS)
+        db = request.app[DATABASE]
+        everything = await catalog.our_items(db) + await catalog.partner_items(db)
+        joint = [i for i in everything if "joint" in i.modes]
+        chosen_codes = [c for c in request.query.getall("items", []) if c][:10]
+        chosen = [i for i in joint if i.code in chosen_codes]
+        problem = ""
+        if len(chosen_codes) > 1 or request.query.get("go"):
+            if len(chosen) < 2:
+                problem = "请至少选择 2 个可多地联办的事项"
+            elif len({i.handling_region for i in chosen}) < len(chosen):
+                problem = "同一办理地的事项请合并为一件，每个办理地只选一个事项"
+        ready = len(chosen) > 1 and not problem
+        return await render_page(
+            request,
+            "window/bundle.html",
+            joint=[_item_summary(request, i) for i in joint],
+            chosen_codes=chosen_codes,
+            parts=[_item_view(request, i) | {"item": i} for i in chosen] if ready else [],
+            problem=problem,
+            id_types=ID_TYPES,
+            can_submit=staff.role == "clerk",
+        )
+
+    @table.get("/window/receipt/{id}")
+    async def receipt(request: web.Request) -> web.Response:
+        staff = await session.page_staff(request, *VIEWERS)
+        return await _receipt(request, staff, code=None)
+
+    @table.post("/window/receipt/{id}")
+    async def receipt_once(request: web.Request) -> web.Response:
+        staff = await session.page_staff(request, *VIEWERS)
+        code = await _posted_code(request)
+        return await _receipt(request, staff, code=code)
+
+    @table.get("/window/bundles/{id}/receipt")
+    async def bundle_receipt(request: web.Request) -> web.Response:
+        await session.page_staff(request, *VIEWERS)
+        return await _bundle_receipt(request, code=None)
+
+    @table.post("/window/bundles/{id}/receipt")
+    async def bundle_receipt_once(request: web.Request) -> web.Response:
+        await session.page_staff(request, *VIEWERS)
+        code = await _posted_code(request)
+        return await _bundle_receipt(request, code=code)
+
+    @table.get("/window/cases")
+    async def case_list(request: web.Request) -> web.Response:
+        await session.page_staff(request, *VIEWERS)
+        region = request.app[CONFIG].region
+        wanted = request.query.get("status", "")
+        today = today_in_china()
+        query = select(cases).where(cases.c.receiving_region == region)
+        if wanted == "todo":
+            query = query.where(
+                cases.c.status.in_(["supplement_pending", "approved", "denied", "dispatched"])
+                | cases.c.deferred_until.is_not(None)
+            )
+        elif wanted in {s.value for s in Status}:
+            query = query.where(cases.c.status == wanted)
+        else:
+            wanted = ""
+        async with request.app[DATABASE].read() as conn:
+            rows = (
+                await conn.execute(query.order_by(cases.c.received_at.desc()).limit(RECENT))
+            ).all()
+        found = [records.summary(r, today) | {"next_step": _next_step(r)} for r in rows]
+        return await render_page(
+            request,
+            "window/cases.html",
+            cases=found,
+            wanted=wanted,
+            statuses=[(s.value, s) for s in Status],
+        )
+
+    @table.get("/window/cases/{id}")
+    async def case_page(request: web.Request) -> web.Response:
+        staff = await session.page_staff(request, *VIEWERS)
+        case = await _own_case(request, staff)
+        status = Status(case["status"])
+        details = case["details"]
+        withdrawal = details.get("withdrawal", {})
+        outstanding = [m for m in case["deferred"] if not m["caught_up"]]
+        item = await catalog.get_item(request.app[DATABASE], case["item_code"])
+        can_submit = staff.role == "clerk"
+        return await render_page(
+            request,
+            "window/case.html",
+            case=case,
+            item=item,
+            region_names={
+                r: _region_name(request, r)
+                for r in (case["receiving_region"], case["handling_region"])
+            },
+            next_step=NEXT_STEPS.get(case["status"], ""),
+            supplement=details.get("supplement") or {},
+            decision=details.get("decision") or {},
+            dispatch=details.get("dispatch") or {},
+            delivery_done=details.get("delivery") or {},
+            withdrawal=withdrawal,
+            outstanding=outstanding,
+            can_supplement=can_submit and status is Status.SUPPLEMENT_PENDING,
+            can_catch_up=can_submit and bool(outstanding) and status not in CLOSED,
+            can_dispatch=can_submit
+            and status in (Status.APPROVED, Status.DENIED)
+            and not (status is Status.APPROVED and outstanding),
+            can_deliver=can_submit and status is Status.DISPATCHED,
+            can_withdraw=can_submit and status in OPEN and not withdrawal.get("requested"),
+            can_rate=can_submit and status in ACTIONS["rate"].sources,
+            rate_stage="decide" if status in AFTER_DECISION else "accept",
+            rating_levels=RATING_LEVELS,
+            rating_channel=WINDOW_RATING_CHANNEL,
+            application_delivery=case["application"].get("delivery") or {},
+            material_labels=MATERIAL_STATUS_LABELS,
+            action_labels=ACTION_LABELS,
+        )
+
+    return table
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _region_name(request: web.Request, region: str) -> str:
+    fed = request.app[FEDERATION]
+    if region == fed.identity.region:
+        return fed.identity.name
+    partner = fed.trust.partner(region)
+    return partner.name if partner is not None else region
+
+
+def _region_choices(request: web.Request, items: list[Item]) -> list[tuple[str, str]]:
+    seen = dict.fromkeys(i.handling_region for i in items)
+    return [(r, _region_name(request, r)) for r in seen]
+
+
+def _matches(item: Item, q: str, region: str) -> bool:
+    if region and item.handling_region != region:
+        return False
+    if q:
+        return any(q.lower() in t.lower() for t in (item.code, item.name, item.department))
+    return True
+
+
+def _window_mode(request: web.Request, item: Item) -> str | None:
+    """How this window applies for ``item``: a partner's item by 异地代收代办, our own by
+    全程网办 taken at the window; None when only 多地联办 (or nothing) fits."""
+    own = item.handling_region == request.app[CONFIG].region
+    if own:
+        return "online" if "online" in item.modes else None
+    return "proxy" if "proxy" in item.modes else None
+
+
+def _item_summary(request: web.Request, item: Item) -> dict[str, Any]:
+    return {
+        "code": item.code,
+        "name": item.name,
+        "department": item.department,
+        "handling_region": item.handling_region,
+        "handling_region_name": _region_name(request, item.handling_region),
+        "modes": [catalog.MODE_LABELS[m] for m in item.modes],
+        "joint": "joint" in item.modes,
+        "window_mode": _window_mode(request, item),
+        "promised_limit_days": item.promised_limit_days,
+        "legal_limit_days": item.legal_limit_days,
+        "inspection_required": item.inspection.required,
+        "materials": len(item.materials),
+        "required": sum(1 for m in item.materials if m.required),
+        "deferrable": sum(1 for m in item.materials if m.deferrable),
+        "pledgeable": sum(1 for m in item.materials if m.pledgeable),
+    }
+
+
+def _item_view(request: web.Request, item: Item) -> dict[str, Any]:
+    """Labels for the 一次告知 sheet."""
+    return {
+        "region_name": _region_name(request, item.handling_region),
+        "own": item.handling_region == request.app[CONFIG].region,
+        "modes": [catalog.MODE_LABELS[m] for m in item.modes],
+        "result": catalog.RESULT_LABELS.get(item.result_type, item.result_type),
+        "delivery": [(d, catalog.DELIVERY_LABELS.get(d, d)) for d in item.delivery],
+        "materials": [
+            {
+                "m": m,
+                "form_label": catalog.FORM_LABELS.get(m.form, m.form),
+                "types": "、".join(TYPE_NAMES.get(t, t) for t in m.media_types),
+                "accept": ",".join(m.media_types),
+                "max_mb": max(1, m.max_bytes // (1024 * 1024)),
+            }
+            for m in item.materials
+        ],
+        "fee": (
+            f"{item.fee.description}（{item.fee.amount_fen / 100:.2f} 元）"
+            if item.fee.amount_fen
+            else item.fee.description
+        ),
+    }
+
+
+async def _estimate(request: web.Request, item: Item) -> dict[str, Any]:
+    """The promised date if the handling region accepted today (fixed only at 受理)."""
+    calendar = await request.app[CASES].calendar()
+    deadline = calendar.add_working_days(today_in_china(), item.promised_limit_days)
+    return {"date": deadline.date, "provisional": deadline.provisional}
+
+
+async def _posted_code(request: web.Request) -> str:
+    form = await request.post()
+    token = session.cookie_token(request)
+    if not token or not await session.csrf_ok(request, token, str(form.get(session.CSRF_FIELD))):
+        raise web.HTTPForbidden(text="页面已过期，请刷新后重试")
+    code = str(form.get("code", "")).strip()
+    if not code.isdigit() or len(code) > 12:
+        return ""
+    # Printing a receipt is rare; trying codes one after another is not (the citizen's key).
+    staff = await session.cookie_staff(request)
+    who = staff.username if staff is not None else str(request.remote)
+    if not request.app[CITIZEN_LIMITER].hit(f"window-receipt:{who}"):
+        return ""
+    return code
+
+
+def _code_matches(case_no: str, code: str, stored: str | None) -> bool:
+    return bool(code and stored) and hmac.compare_digest(query_hash(case_no, code), str(stored))
+
+
+def _no_store(response: web.Response) -> web.Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _qr_svg(url: str) -> str:
+    """An inline SVG QR code (segno), sized by CSS."""
+    svg = segno.make(url, error="m").svg_inline(scale=4, border=2, omitsize=True, svgclass="qr")
+    label = "办件查询二维码：扫码打开办件查询页面"
+    return str(svg).replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
+
+
+def _case_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError as exc:
+        raise web.HTTPNotFound() from exc
+
+
+async def _own_case(request: web.Request, staff: Staff) -> dict[str, Any]:
+    """A case this window received (the receiving side), in full."""
+    from node.http_errors import ApiError
+
+    try:
+        case = await request.app[CASES].get(staff, _case_id(request))
+    except ApiError as exc:
+        raise web.HTTPNotFound() from exc
+    if case["receiving_region"] != request.app[CONFIG].region:
+        raise web.HTTPNotFound()
+    return case
+
+
+def _next_step(row: Any) -> str:
+    step = NEXT_STEPS.get(row.status, "")
+    if row.deferred_until and row.status not in {s.value for s in CLOSED}:
+        step += f"；容缺材料须于 {row.deferred_until} 前补齐"
+    return step
+
+
+def _part_view(request: web.Request, case: dict[str, Any], item: Item | None) -> dict[str, Any]:
+    base = request.app[CONFIG].url.rstrip("/")
+    url = f"{base}/query?case={case['case_no']}"
+    materials = case["application"].get("materials", [])
+    return {
+        "case": case,
+        "item": item,
+        "region_name": _region_name(request, case["handling_region"]),
+        "qr": _qr_svg(url),
+        "query_url": url,
+        "materials": materials,
+        "deferred": [m for m in materials if m.get("status") == "deferred"],
+        "pledged": [m for m in materials if m.get("status") == "pledged"],
+    }
+
+
+async def _receipt(request: web.Request, staff: Staff, *, code: str | None) -> web.Response:
+    case = await _own_case(request, staff)
+    async with request.app[DATABASE].read() as conn:
+        stored = (
+            await conn.execute(select(cases.c.query_hash).where(cases.c.id == case["id"]))
+        ).scalar()
+    shown = code if code is not None and _code_matches(case["case_no"], code, stored) else None
+    item = await catalog.get_item(request.app[DATABASE], case["item_code"])
+    estimate = await _estimate(request, item) if item is not None else None
+    response = await render_page(
+        request,
+        "window/receipt.html",
+        parts=[_part_view(request, case, item)],
+        case=case,
+        bundle=None,
+        code=shown,
+        code_refused=code is not None and shown is None,
+        estimate=estimate,
+        applicant=case["applicant"],
+        delivery=case["application"].get("delivery") or {},
+        received_at=case["received_at"],
+        material_labels=MATERIAL_STATUS_LABELS,
+    )
+    return _no_store(response)
+
+
+async def _bundle_receipt(request: web.Request, *, code: str | None) -> web.Response:
+    bundle_id = _case_id(request)
+    region = request.app[CONFIG].region
+    async with request.app[DATABASE].read() as conn:
+        bundle = (await conn.execute(select(bundles).where(bundles.c.id == bundle_id))).first()
+        rows = (
+            await conn.execute(
+                select(cases.c.id, cases.c.case_no, cases.c.query_hash, cases.c.receiving_region)
+                .where(cases.c.bundle_id == bundle_id)
+                .order_by(cases.c.case_no)
+            )
+        ).all()
+    if bundle is None or not rows or any(r.receiving_region != region for r in rows):
+        raise web.HTTPNotFound()
+    staff = await session.cookie_staff(request)
+    assert staff is not None
+    parts = []
+    for row in rows:
+        case = await request.app[CASES].get(staff, row.id)
+        item = await catalog.get_item(request.app[DATABASE], case["item_code"])
+        parts.append(_part_view(request, case, item) | {"hash": row.query_hash})
+    shown = (
+        code
+        if code is not None
+        and all(_code_matches(p["case"]["case_no"], code, p["hash"]) for p in parts)
+        else None
+    )
+    first = parts[0]["case"]
+    response = await render_page(
+        request,
+        "window/receipt.html",
+        parts=parts,
+        case=first,
+        bundle={"id": bundle.id, "bundle_no": bundle.bundle_no, "name": bundle.name},
+        code=shown,
+        code_refused=code is not None and shown is None,
+        estimate=None,
+        applicant=first["applicant"],
+        delivery=first["application"].get("delivery") or {},
+        received_at=first["received_at"],
+        material_labels=MATERIAL_STATUS_LABELS,
+    )
+    return _no_store(response)

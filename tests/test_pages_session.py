@@ -1,0 +1,100 @@
+"""Staff sign-in for the pages: the session cookie, CSRF on the API, roles, and the login form
+in a real browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from tests.support.api import PASSWORD
+from tests.support.browser import chromium, output_dir, sign_in
+from tests.support.databases import DatabaseFactory
+from tests.support.regions import start_regions
+
+
+async def _form_login(
+    session: aiohttp.ClientSession, url: str, username: str
+) -> aiohttp.ClientResponse:
+    return await session.post(
+        f"{url}/login",
+        data={"username": username, "password": PASSWORD, "next": ""},
+        allow_redirects=False,
+    )
+
+
+async def test_cookie_session_csrf_and_roles(tmp_path: Path, databases: DatabaseFactory) -> None:
+    (node,) = await start_regions(tmp_path, databases, [("430400", "衡阳市")])
+    try:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            # Not signed in: pages send people to the login form, the API answers 401.
+            async with http.get(f"{node.url}/", allow_redirects=False) as r:
+                assert r.status == 302 and r.headers["Location"] == "/login"
+            async with http.get(f"{node.url}/api/v1/me") as r:
+                assert r.status == 401
+
+            async with http.post(
+                f"{node.url}/login",
+                data={"username": "clerk", "password": "wrong-password"},
+                allow_redirects=False,
+            ) as r:
+                assert r.status == 401
+                assert "用户名或密码不正确" in await r.text()
+                assert "tongban_session_430400" not in r.cookies
+
+            async with await _form_login(http, node.url, "clerk") as r:
+                assert r.status == 302 and r.headers["Location"] == "/window"
+                cookie = r.cookies["tongban_session_430400"]
+                assert cookie["httponly"] and cookie["samesite"] == "Strict"
+
+            # The API accepts the cookie for reading ...
+            async with http.get(f"{node.url}/api/v1/me") as r:
+                assert r.status == 200 and (await r.json())["username"] == "clerk"
+            # ... but not for a change without the page's CSRF token.
+            async with http.post(f"{node.url}/api/v1/token/refresh") as r:
+                assert r.status == 403 and (await r.json())["error"] == "csrf_failed"
+            async with http.post(
+                f"{node.url}/api/v1/token/refresh", headers={"X-CSRF-Token": "0" * 40}
+            ) as r:
+                assert r.status == 403
+
+            # A login never sends anyone off the node.
+            async with http.post(
+                f"{node.url}/login",
+                data={"username": "clerk", "password": PASSWORD, "next": "//evil.example/"},
+                allow_redirects=False,
+            ) as r:
+                assert r.headers["Location"] == "/window"
+
+            # Unknown page: an HTML 404 for a browser, JSON for a program.
+            async with http.get(f"{node.url}/no-such-page", headers={"Accept": "text/html"}) as r:
+                assert r.status == 404 and "页面不存在" in await r.text()
+            async with http.get(f"{node.url}/api/v1/no-such") as r:
+                assert r.status == 404 and (await r.json())["error"]
+    finally:
+        await node.stop()
+
+
+async def test_login_form_in_a_browser(tmp_path: Path, databases: DatabaseFactory) -> None:
+    (node,) = await start_regions(tmp_path, databases, [("430400", "衡阳市")])
+    shots = output_dir("test_login_form_in_a_browser")
+    try:
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(f"{node.url}/login")
+            await page.get_by_label("用户名").fill("approver")
+            await page.get_by_label("密码").fill("not-the-password")
+            await page.get_by_role("button", name="登录").click()
+            assert "用户名或密码不正确" in await page.locator("#login-error").inner_text()
+            await page.screenshot(path=shots / "login-refused.png", full_page=True)
+
+            await sign_in(page, node.url, "approver")
+            assert "李明 · 审批人员" in await page.locator(".who").inner_text()
+            # Signing out ends the session: the API no longer knows the browser.
+            await page.get_by_role("button", name="退出").click()
+            await page.wait_for_url(f"{node.url}/login")
+            answer = await page.evaluate("fetch('/api/v1/me').then(r => r.status)")
+            assert answer == 401
+    finally:
+        await node.stop()
