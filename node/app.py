@@ -38,7 +38,7 @@ from node.workdays.views import routes as workday_routes
 
 
 def create_app(config: NodeConfig) -> web.Application:
-    """The whole node: federation API now; cases, staff API and pages join here."""
+    """The whole node: federation API, staff and citizen API, pages and video inspection."""
     recompute.register()
     app = web.Application(
         middlewares=[error_middleware, session_middleware], client_max_size=2 * 1024 * 1024

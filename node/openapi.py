@@ -101,6 +101,71 @@ def spec() -> dict[str, Any]:
         "/metrics": {"get": _op("Prometheus metrics", auth=False, tag="operations")},
         "/healthz": {"get": _op("liveness", auth=False, tag="operations")},
         "/readyz": {"get": _op("readiness: 200 or 503 with reasons", auth=False, tag="operations")},
+        "/inspection/v1/sessions/{session_id}": {
+            "get": _op(
+                "live state of a video session (participants, checklist, snapshots)",
+                tag="inspection",
+                params=[_p("session_id")],
+            )
+        },
+        "/inspection/v1/sessions/{session_id}/snapshots": {
+            "post": _op(
+                "take a snapshot from the applicant's video at full resolution",
+                body="application/json",
+                tag="inspection",
+                responses={"201": "snapshot"},
+                params=[_p("session_id")],
+            )
+        },
+        "/inspection/v1/sessions/{session_id}/checklist/{index}": {
+            "put": _op(
+                "mark one checklist point: pass / fail / not applicable, with a note",
+                body="application/json",
+                tag="inspection",
+                params=[_p("session_id"), _p("index")],
+            )
+        },
+        "/inspection/v1/sessions/{session_id}/end": {
+            "post": _op(
+                "end the session and sign the 勘验笔录: builds, signs and sends the evidence",
+                body="application/json",
+                tag="inspection",
+                params=[_p("session_id")],
+            )
+        },
+        "/inspection/v1/sessions/{session_id}/evidence": {
+            "get": _op(
+                "the session's evidence manifest and files",
+                tag="inspection",
+                params=[_p("session_id")],
+            )
+        },
+        "/inspection/v1/sessions/{session_id}/files/{sha256}": {
+            "get": _op(
+                "one evidence file (recording, snapshot, record)",
+                tag="inspection",
+                responses={"200": "the file"},
+                params=[_p("session_id"), _p("sha256")],
+            )
+        },
+        "/inspection/v1/cases/{case_id}/invitation": {
+            "get": _op(
+                "printable invitation with the applicant's join QR code (HTML)",
+                tag="inspection",
+                responses={"200": "HTML page"},
+                params=[_p("case_id")],
+            )
+        },
+        "/inspection/v1/cases/{case_id}/evidence": {
+            "get": _op(
+                "verified evidence packages of a case (either side)",
+                tag="inspection",
+                params=[_p("case_id")],
+            )
+        },
+        "/inspection/v1/cases/{case_id}/sessions": {
+            "get": _op("video sessions of a case", tag="inspection", params=[_p("case_id")])
+        },
         "/api/v1/login": {
             "post": _op(
                 "log in: {username, password} -> {token}",

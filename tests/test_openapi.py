@@ -10,7 +10,15 @@ from node.app import create_app
 from node.config import NodeConfig
 from node.openapi import spec
 
-API_PREFIXES = ("/api/", "/federation/", "/.well-known/", "/metrics", "/healthz", "/readyz")
+API_PREFIXES = (
+    "/api/",
+    "/federation/",
+    "/inspection/v1/",
+    "/.well-known/",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+)
 
 
 def test_every_served_route_is_described_and_every_description_is_served() -> None:
