@@ -38,10 +38,17 @@ def chinese_name(english: str) -> str:
 
 
 def source_label() -> str:
-    try:
-        return f"chinesecalendar {version('chinesecalendar')}"
-    except PackageNotFoundError:  # pragma: no cover - installed as a dependency
-        return "chinesecalendar"
+    """``chinesecalendar <version>``: the module's own version, else the installed
+    distribution's (a CI run once saw the metadata lookup miss)."""
+    import chinese_calendar
+
+    found = getattr(chinese_calendar, "__version__", None)
+    if not found:
+        try:
+            found = version("chinesecalendar")
+        except PackageNotFoundError:  # pragma: no cover - installed as a dependency
+            return "chinesecalendar"
+    return f"chinesecalendar {found}"
 
 
 @cache

@@ -41,9 +41,11 @@ class DatabaseFactory:
             user=url.username or "postgres",
             password=url.password,
             database=url.database or "postgres",
+            timeout=30,
         )
         try:
-            await conn.execute(sql)
+            # Bounded: a statement stuck on a lock fails the cleanup instead of the whole run.
+            await conn.execute(sql, timeout=60)
         finally:
             await conn.close()
 

@@ -90,7 +90,13 @@ class RunningNode:
 
     async def stop(self) -> None:
         if self.runner is not None:
-            await self.runner.cleanup()
+            try:
+                await asyncio.wait_for(self.runner.cleanup(), timeout=90)
+            except TimeoutError:
+                # A shutdown that hangs is a bug: show where every task waits, then fail.
+                for task in asyncio.all_tasks():
+                    task.print_stack(file=sys.stderr)
+                raise
             self.runner = None
             self.app = None
 
