@@ -8,7 +8,8 @@
 # replicas notice the partners.toml change within seconds; nothing needs a restart.
 #
 # Environment: REGION, NAME, PUBLIC_HOST, PARTNER_REGIONS (space separated), DB_HOST, DB_NAME, DB_USER,
-# TONGBAN_DB_PASSWORD, TONGBAN_ADMIN_PASSWORD, TURN_SECRET, TURN_HOST, LOAD_SAMPLE_CATALOG.
+# TONGBAN_DB_PASSWORD, TONGBAN_ADMIN_PASSWORD, TURN_SECRET, TURN_HOST, LOAD_SAMPLE_CATALOG,
+# TRUSTED_PROXIES (network of nginx), S3_BUCKET/S3_ENDPOINT_URL/S3_REGION (blobs in S3).
 set -eu
 
 DIR="${TONGBAN_DIR:-/var/lib/tongban/node}"
@@ -39,6 +40,24 @@ if [ ! -f "$DIR/tongban.toml" ]; then
             echo "[inspection]"
             echo "turn_urls = [\"turn:${TURN_HOST:-localhost}:3478?transport=udp\", \"turn:${TURN_HOST:-localhost}:3478?transport=tcp\"]"
             echo "turn_secret = \"$TURN_SECRET\""
+        fi
+        if [ -n "${TRUSTED_PROXIES:-}" ]; then
+            echo ""
+            echo "[http]"
+            echo "# nginx: the client address is taken from its X-Forwarded-For."
+            echo "trusted_proxies = [\"$TRUSTED_PROXIES\"]"
+        fi
+        if [ -n "${S3_BUCKET:-}" ]; then
+            echo ""
+            echo "[blobs]"
+            echo "# Credentials: TONGBAN_S3_ACCESS_KEY_ID / TONGBAN_S3_SECRET_ACCESS_KEY (docker/.env)."
+            echo "backend = \"s3\""
+            echo "bucket = \"$S3_BUCKET\""
+            echo "prefix = \"$REGION/\""
+            echo "region = \"${S3_REGION:-us-east-1}\""
+            if [ -n "${S3_ENDPOINT_URL:-}" ]; then
+                echo "endpoint_url = \"$S3_ENDPOINT_URL\""
+            fi
         fi
     } >> "$DIR/tongban.toml"
     chmod 600 "$DIR/tongban.toml"  # it holds the database password

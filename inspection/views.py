@@ -28,6 +28,7 @@ from node.cases.views import CASES
 from node.http_errors import ApiError
 from node.pages.rendering import add_template_folder, render_page
 from node.pages.session import page_staff
+from node.storage.blobs import blob_response
 
 HERE = Path(__file__).resolve().parent
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -188,12 +189,11 @@ def routes() -> web.RouteTableDef:
                 )
             ).first()
         blobs = request.app[CASES].blobs
-        if item is None or not blobs.has(sha256):
+        size = await blobs.size(sha256) if item is not None else None
+        if item is None or size is None:
             raise ApiError(404, "file_not_found", "文件不存在")
-        return web.FileResponse(
-            blobs.path(sha256),
-            headers={"Content-Type": item.media_type, "Cache-Control": "private, max-age=3600"},
-        )
+        headers = {"Content-Type": item.media_type, "Cache-Control": "private, max-age=3600"}
+        return await blob_response(request, blobs, sha256, size=size, headers=headers)
 
     @table.get("/inspection/v1/cases/{case_id}/invitation")
     async def invitation(request: web.Request) -> web.Response:

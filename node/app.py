@@ -22,6 +22,7 @@ from node.federation.identity import NodeIdentity
 from node.federation.runtime import Federation
 from node.federation.views import FEDERATION
 from node.federation.views import routes as federation_routes
+from node.forwarded import forwarded_middleware
 from node.health import routes as health_routes
 from node.http_errors import error_middleware
 from node.openapi import routes as openapi_routes
@@ -41,7 +42,12 @@ def create_app(config: NodeConfig) -> web.Application:
     """The whole node: federation API, staff and citizen API, pages and video inspection."""
     recompute.register()
     app = web.Application(
-        middlewares=[error_middleware, session_middleware], client_max_size=2 * 1024 * 1024
+        middlewares=[
+            forwarded_middleware(config.http.trusted_proxies),
+            error_middleware,
+            session_middleware,
+        ],
+        client_max_size=2 * 1024 * 1024,
     )
     app[CONFIG] = config
     app.add_routes(federation_routes())
@@ -88,6 +94,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         blobs=federation.blobs,
         items=lambda code: get_item(db, code),
         calendar=calendar.get,
+        deferred_days=config.cases.deferred_days,
+        rectification_days=config.cases.rectification_days,
     )
     holder.append(service)
     app[DATABASE] = db

@@ -16,7 +16,12 @@ from node.cases import recompute
 from node.catalog import cli as catalog_cli
 from node.config import ConfigError, NodeConfig, plain_http_refused
 from node.federation.identity import rotate_key
-from node.federation.partners import load_partners, parse_partners, render_partners
+from node.federation.partners import (
+    PartnersFileError,
+    load_partners,
+    parse_partners,
+    render_partners,
+)
 from node.provisioning import InitError, add_partner, init_node, self_entry
 from node.storage.database import Database
 from node.workdays import cli as workdays_cli
@@ -31,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, InitError) as exc:
+    except (ConfigError, InitError, PartnersFileError) as exc:
         print(f"错误 / error: {exc}", file=sys.stderr)
         return 1
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from node.cases.deadlines import DEFAULT_DEFERRED_DAYS, DEFAULT_RECTIFICATION_DAYS
+
 CONFIG_FILE = "tongban.toml"
 KEY_FILE = "node.key"
 PARTNERS_FILE = "partners.toml"
@@ -69,6 +71,56 @@ class InspectionSettings:
     consent_failures: int = 6
 
 
+BLOB_BACKENDS = ("folder", "s3")
+
+
+@dataclass(frozen=True)
+class BlobSettings:
+    """Where blobs live (``[blobs]`` in tongban.toml): the shared folder ``blob_dir`` (default)
+    or an S3-compatible bucket. Credentials are never in tongban.toml: ``credentials_file``
+    (TOML with ``access_key_id`` and ``secret_access_key``, mode 0600), else the environment
+    variables ``TONGBAN_S3_ACCESS_KEY_ID`` / ``TONGBAN_S3_SECRET_ACCESS_KEY``, else botocore's
+    own chain (``AWS_ACCESS_KEY_ID``…, instance role)."""
+
+    backend: str = "folder"
+    #: e.g. "https://oss-cn-hangzhou.aliyuncs.com" or "http://minio:9000"; none = AWS.
+    endpoint_url: str | None = None
+    bucket: str = ""
+    region: str = "us-east-1"
+    #: Put in front of every key, e.g. "430400/" (several regions in one bucket).
+    prefix: str = ""
+    #: "path" (bucket in the URL path; what most S3-compatible servers expect), "virtual"
+    #: (bucket as host name) or "auto".
+    addressing_style: str = "path"
+    #: Absolute, or relative to the node directory.
+    credentials_file: str | None = None
+    #: Connect and read timeout towards the object store, seconds.
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """How the node reads its clients (``[http]`` in tongban.toml)."""
+
+    #: Networks of reverse proxies (nginx) whose X-Forwarded-For is believed, e.g.
+    #: ["127.0.0.1/32", "172.16.0.0/12"]. Empty: the TCP peer is the client, always.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    """Time limits the province sets (``[cases]`` in tongban.toml), in working days."""
+
+    #: 容缺: from the day of 收件 to hand in the deferred materials (provinces set 5 to 30).
+    deferred_days: int = DEFAULT_DEFERRED_DAYS
+    #: 差评: from the day of the rating to rectify it (provinces set 5 to 15).
+    rectification_days: int = DEFAULT_RECTIFICATION_DAYS
+
+
+#: The allowed range of each ``[cases]`` setting, inclusive.
+CASE_SETTING_RANGES = {"deferred_days": (5, 30), "rectification_days": (5, 15)}
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     dir: Path
@@ -81,6 +133,9 @@ class NodeConfig:
     port: int = 8400
     federation: FederationSettings = field(default_factory=FederationSettings)
     inspection: InspectionSettings = field(default_factory=InspectionSettings)
+    cases: CaseSettings = field(default_factory=CaseSettings)
+    blobs: BlobSettings = field(default_factory=BlobSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     #: Serve HTTPS directly (certificate chain and key, PEM) instead of behind a TLS proxy.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -142,6 +197,9 @@ class NodeConfig:
             port=int(data.get("port", 8400)),
             federation=FederationSettings(**fed),
             inspection=_inspection_settings(data.get("inspection", {})),
+            cases=_case_settings(data.get("cases", {})),
+            blobs=_blob_settings(base, data.get("blobs", {})),
+            http=_http_settings(data.get("http", {})),
             tls_cert=tls.get("tls_cert"),
             tls_key=tls.get("tls_key"),
         )
@@ -170,6 +228,64 @@ def _inspection_settings(data: dict[str, Any]) -> InspectionSettings:
         raise ConfigError(f"unknown [inspection] settings: {', '.join(sorted(unknown))}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return InspectionSettings(**values)
+
+
+def _blob_settings(base: Path, data: Any) -> BlobSettings:
+    if not isinstance(data, dict):
+        raise ConfigError("[blobs] must be a table")
+    for secret in ("access_key_id", "secret_access_key", "session_token"):
+        if secret in data:
+            raise ConfigError(
+                f"[blobs] {secret}: secrets do not go into tongban.toml; use credentials_file "
+                "or TONGBAN_S3_ACCESS_KEY_ID / TONGBAN_S3_SECRET_ACCESS_KEY"
+            )
+    known = BlobSettings.__dataclass_fields__
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown [blobs] settings: {', '.join(sorted(unknown))}")
+    values = dict(data)
+    backend = str(values.get("backend", "folder"))
+    if backend not in BLOB_BACKENDS:
+        raise ConfigError(f"[blobs] backend = {backend!r}: use one of {', '.join(BLOB_BACKENDS)}")
+    if backend == "s3" and not values.get("bucket"):
+        raise ConfigError('[blobs] backend = "s3" needs bucket')
+    if values.get("addressing_style", "path") not in ("path", "virtual", "auto"):
+        raise ConfigError("[blobs] addressing_style: use path, virtual or auto")
+    if values.get("credentials_file"):
+        values["credentials_file"] = str(base / str(values["credentials_file"]))
+    return BlobSettings(**values)
+
+
+def _http_settings(data: Any) -> HttpSettings:
+    if not isinstance(data, dict):
+        raise ConfigError("[http] must be a table")
+    unknown = set(data) - set(HttpSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown [http] settings: {', '.join(sorted(unknown))}")
+    proxies = data.get("trusted_proxies", [])
+    if not isinstance(proxies, list):
+        raise ConfigError('[http] trusted_proxies: a list, e.g. ["127.0.0.1/32"]')
+    for network in proxies:
+        try:
+            ipaddress.ip_network(str(network), strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"[http] trusted_proxies: {network!r} is not a network") from exc
+    return HttpSettings(trusted_proxies=tuple(str(n) for n in proxies))
+
+
+def _case_settings(data: Any) -> CaseSettings:
+    if not isinstance(data, dict):
+        raise ConfigError("[cases] must be a table")
+    unknown = set(data) - set(CaseSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown [cases] settings: {', '.join(sorted(unknown))}")
+    for key, value in data.items():
+        low, high = CASE_SETTING_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(
+                f"[cases] {key} = {value!r}: a whole number of working days, {low} to {high}"
+            )
+    return CaseSettings(**data)
 
 
 def is_loopback_url(url: str) -> bool:

@@ -21,7 +21,9 @@ from alembic.script import ScriptDirectory
 from node.config import NodeConfig, is_loopback_url, plain_http_refused
 from node.federation.client import client_ssl_context
 from node.federation.identity import NodeIdentity
+from node.federation.partners import refused_partners
 from node.federation.trust import TrustStore
+from node.storage.blobs import open_blob_store
 from node.storage.database import Database
 from node.storage.migrate import alembic_config
 from protocol.claims import CLOCK_SKEW
@@ -48,6 +50,8 @@ async def run_checks(config: NodeConfig, *, today: date | None = None) -> list[C
     else:
         checks.append(Check("ok", "key", "node.key 0600"))
     checks.extend(_tls(config))
+    if config.blobs.backend == "s3":
+        checks.append(await _blob_store(config))
     db = Database(config.database_url)
     try:
         try:
@@ -67,11 +71,34 @@ async def run_checks(config: NodeConfig, *, today: date | None = None) -> list[C
         checks.append(Check("ok", "identity", f"签名密钥 {identity.kid}"))
         trust = TrustStore(db, config.partners_file)
         await trust.load()
+        for problem in refused_partners(trust.partners, config.federation):
+            checks.append(
+                Check("fail", "partners.toml", f"tongban run 拒绝载入 refuses to load: {problem}")
+            )
         checks.extend(await _partners(config, trust))
         checks.append(await _calendar(db, today))
     finally:
         await db.dispose()
     return checks
+
+
+async def _blob_store(config: NodeConfig) -> Check:
+    """The S3 bucket answers with our credentials (HEAD bucket, list under the prefix)."""
+    path = config.blobs.credentials_file
+    if path and os.path.exists(path) and stat.S_IMODE(os.stat(path).st_mode) & 0o077:
+        return Check("fail", "blobs", f"{path} 权限过宽 readable by others: chmod 600")
+    store = open_blob_store(config)
+    try:
+        message = await asyncio.wait_for(store.check(), timeout=config.blobs.timeout + 5)
+    except Exception as exc:
+        return Check(
+            "fail",
+            "blobs",
+            f"对象存储不可用 bucket not reachable {store.describe()}: {type(exc).__name__}: {exc}",
+        )
+    finally:
+        await store.close()
+    return Check("ok", "blobs", message)
 
 
 async def _partners(config: NodeConfig, trust: TrustStore) -> list[Check]:

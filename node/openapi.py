@@ -193,7 +193,9 @@ def spec() -> dict[str, Any]:
                 responses={"201": "case and query code"},
             ),
         },
-        "/api/v1/cases/{id}": {"get": _op("a case with its events", params=[_p("id")])},
+        "/api/v1/cases/{id}": {
+            "get": _op("a case with its ratings (好差评) and events", params=[_p("id")])
+        },
         "/api/v1/cases/{id}/actions/{action}": {
             "post": _op(
                 "perform a lifecycle action: " + ", ".join(sorted(API_ACTIONS)),

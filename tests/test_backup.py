@@ -21,7 +21,7 @@ from sqlalchemy import MetaData, func, select
 from node.cli import main as cli
 from node.config import NodeConfig
 from node.ops.backup import reflect
-from node.storage.blobs import BlobStore
+from node.storage.blobs import FolderBlobStore
 from node.storage.database import Database
 from tests.support.api import ApiClient, pdf
 from tests.support.databases import DatabaseFactory, using_postgres
@@ -236,7 +236,7 @@ async def small(tmp_path: Path, databases: DatabaseFactory) -> tuple[NodeConfig,
         name="衡阳市",
         database_url=await databases.new_url("src"),
     )
-    await BlobStore(config.blob_dir).put_bytes(pdf("一份材料"))
+    await FolderBlobStore(config.blob_dir).put_bytes(pdf("一份材料"))
     archive = tmp_path / "small.tar.gz"
     assert await run_cli("backup", "--dir", str(config.dir), "--out", str(archive)) == 0
     return config, archive
@@ -259,7 +259,7 @@ async def test_restore_refuses_a_database_or_blob_store_that_is_not_empty(
     # An empty database, but a blob folder with a blob in it.
     target = tmp_path / "target"
     (target / "blobs").mkdir(parents=True)
-    await BlobStore(target / "blobs").put_bytes(b"left over")
+    await FolderBlobStore(target / "blobs").put_bytes(b"left over")
     url = await databases.new_url("target")
     assert await run_cli("restore", str(archive), "--dir", str(target), "--database-url", url) == 1
     assert "blob_store_not_empty" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from node.config import NodeConfig
 from node.federation.models import inbound_cursors, inbound_envelopes, inbound_messages, outbox
 from node.federation.partners import load_partners
 from node.provisioning import init_node, link_all
-from node.storage.blobs import BlobStore
+from node.storage.blobs import FolderBlobStore
 from node.storage.database import Database
 from protocol.envelope import parse_envelope
 from protocol.keys import KeySet
@@ -541,7 +541,7 @@ async def test_receiver_restarted_while_envelopes_with_blobs_wait_gets_every_blo
     federation,
 ) -> None:
     fed = await federation()
-    store = BlobStore(fed.sender.config.blob_dir)
+    store = FolderBlobStore(fed.sender.config.blob_dir)
     _body, example_blobs = example("case.supplemented")
     per_envelope = len(example_blobs)
     plan: list[tuple[str, str, dict[str, Any], list[dict[str, Any]]]] = []
@@ -571,14 +571,14 @@ async def test_receiver_restarted_while_envelopes_with_blobs_wait_gets_every_blo
 
     await wait_until(failed, timeout=20)
     await fed.receiver.start()
-    receiver_blobs = BlobStore(fed.receiver.config.blob_dir)
+    receiver_blobs = FolderBlobStore(fed.receiver.config.blob_dir)
 
     async def some_blob_arrived() -> bool:
-        return any(receiver_blobs.has(sha) for sha in digests)
+        return any([await receiver_blobs.has(sha) for sha in digests])
 
     await wait_until(some_blob_arrived, timeout=30, interval=0.02)
     fed.receiver.kill()
-    held = sum(receiver_blobs.has(sha) for sha in digests)
+    held = sum([await receiver_blobs.has(sha) for sha in digests])
     fed.receiver.note(f"receiver killed holding {held} of {len(digests)} blobs")
     await fed.receiver.start()
     await all_delivered(fed, len(plan), timeout=90)

@@ -341,5 +341,5 @@ async def test_bad_blob_upload_is_refused_and_nothing_is_kept(
         headers = {"Authorization": f"Bearer {token_for(shaoyang, sha)}"}
     status, answer = await put(hengyang, sha, body, headers)
     assert (status, answer["error"]) == expected
-    assert not hengyang.fed.blobs.has(sha)
+    assert not await hengyang.fed.blobs.has(sha)
     assert list((hengyang.config.blob_dir / "tmp").iterdir()) == []

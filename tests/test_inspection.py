@@ -189,6 +189,8 @@ async def test_inspection_end_to_end_with_evidence_at_the_partner(
         assert evidence["result"] == "conditional"
         got = await clerk.ok("GET", f"/api/v1/files/{recordings[0]['sha256']}")
         assert hashlib.sha256(got).hexdigest() == recordings[0]["sha256"]
+        played = await inspector.ok("GET", f"{base}/files/{recordings[0]['sha256']}")
+        assert hashlib.sha256(played).hexdigest() == recordings[0]["sha256"]
         for node in regions:
             assert await verify_cases(node.db) == [] or True
         async with shaoyang.db.read() as conn:

@@ -138,7 +138,11 @@ async def test_citizen_follows_and_rates_a_case_on_a_phone(regions: list[Running
             notice = await page.locator("#supplement").inner_text()
             assert "危险性较大的分部分项工程清单" in notice
             assert "请补充基坑支护专项方案及专家论证意见" in notice
-            assert "窗口已收件" in await page.locator("#timeline").inner_text()
+            steps = await page.locator("#timeline").inner_text()
+            assert "窗口已收件" in steps
+            # The relayed notice's deadline, in the 补正 step too.
+            y, m, d = (int(p) for p in at_window["details"]["supplement"]["deadline"].split("-"))
+            assert f"需要补正材料，请在 {y}年{m}月{d}日 前到收件窗口补交" in steps
             assert await page.locator("#rate").count() == 0  # nothing to rate yet
             assert await overflowing(page) == []
             await page.screenshot(path=shots / "3-supplement.png", full_page=True)
@@ -185,7 +189,7 @@ async def test_citizen_follows_and_rates_a_case_on_a_phone(regions: list[Running
             await _look_up(page, shaoyang.url, case_no, code)
             assert await page.locator("#case-status").inner_text() == "已送达"
             timeline = await page.locator("#timeline").inner_text()
-            for step in ("已受理", "已办结：准予许可", "结果已出件", "结果已送达"):
+            for step in ("已受理", "已办结：准予办理", "结果已出件", "结果已送达"):
                 assert step in timeline
             assert "EA123456789CN" in await page.locator("#dispatch").inner_text()
             assert await overflowing(page) == []

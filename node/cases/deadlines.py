@@ -7,7 +7,6 @@ provisional deadlines become final.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -16,8 +15,11 @@ from typing import Any, Protocol
 #: Days before the deadline at which a case turns "warning", unless its item says otherwise.
 DEFAULT_WARNING_DAYS = 3
 #: 容缺: working days the applicant has to hand in a deferred material (provinces set 5 to
-#: 30; the node's CaseService.deferred_days overrides it).
+#: 30: ``[cases] deferred_days`` in tongban.toml).
 DEFAULT_DEFERRED_DAYS = 10
+#: Working days a rectification (整改) of a 差评 may take; provinces set 5 to 15 (``[cases]
+#: rectification_days``).
+DEFAULT_RECTIFICATION_DAYS = 10
 
 
 class TimeStatus(StrEnum):
@@ -94,6 +96,21 @@ def compute(
     )
 
 
+def catch_up(calendar: Calendar, *, start: date, days: int, warning_days: int) -> dict[str, Any]:
+    """容缺: the catch-up deadline ``days`` working days after ``start`` (the day of 收件), the
+    day its warning starts (``warning_days`` before, at most ``days``), and the inputs to
+    recompute them from, as case columns."""
+    lead = min(warning_days, days)
+    until = calendar.add_working_days(start, days)
+    return {
+        "deferred_until": until.date.isoformat(),
+        "deferred_warning_from": calendar.subtract_working_days(until.date, lead).isoformat(),
+        "deferred_days": days,
+        "deferred_warning_days": lead,
+        "deferred_provisional": bool(until.provisional),
+    }
+
+
 def time_status(
     *, deadline: str | None, warning_from: str | None, paused_since: str | None, today: date
 ) -> TimeStatus:
@@ -121,11 +138,3 @@ def catch_up_status(
     if deferred_warning_from and today >= date.fromisoformat(deferred_warning_from):
         return TimeStatus.WARNING
     return TimeStatus.NORMAL
-
-
-def open_pause(pauses_json: str) -> str | None:
-    """The start date of the pause in progress, if any."""
-    for start, end, *_ in json.loads(pauses_json or "[]"):
-        if end is None:
-            return str(start)
-    return None

@@ -29,6 +29,7 @@ from node.federation.applier import BusinessRefusal
 from node.http_errors import ApiError
 from node.storage.blobs import BlobStore
 from protocol.envelope import Envelope
+from protocol.errors import ProtocolError
 
 if TYPE_CHECKING:
     from node.cases.service import CaseService
@@ -160,7 +161,7 @@ async def verify_incoming(service: CaseService, env: Envelope) -> dict[str, Any]
             if f["kind"] != "manifest"
         }
         manifest_digest = manifests[0]["blob"]
-        data = service.blobs.path(manifest_digest).read_bytes()
+        data = await service.blobs.read_bytes(manifest_digest)
         if hashlib.sha256(data).hexdigest() != manifest_digest:
             raise EvidenceError("evidence_digest_mismatch", "manifest file differs")
         manifest = verify_manifest(data, issuer=env.iss, keys=resolver)
@@ -171,6 +172,8 @@ async def verify_incoming(service: CaseService, env: Envelope) -> dict[str, Any]
         raise BusinessRefusal(exc.code, exc.detail) from None
     except OSError:
         raise BusinessRefusal("evidence_digest_mismatch", "a file is missing") from None
+    except ProtocolError:  # a "manifest" too large to be one
+        raise BusinessRefusal("evidence_digest_mismatch", "manifest file too large") from None
     return {"manifest": manifest_digest, "verified_at": service.clock(), "manifest_body": manifest}
 
 

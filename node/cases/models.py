@@ -54,6 +54,9 @@ cases = Table(
     # Pauses (补正, art. 45 procedures) as JSON [[from, to|null, reason], ...].
     Column("pauses", Text, nullable=False, default="[]"),
     Column("paused", Boolean, nullable=False, default=False),
+    # The day the pause in progress began (NULL when the clock runs): a paused case's time
+    # status is judged as of this day, in Python (deadlines.time_status) and in SQL alike.
+    Column("paused_since", String(10)),
     Column("promised_date", String(10)),
     Column("deadline", String(10)),
     Column("warning_from", String(10)),
@@ -65,6 +68,13 @@ cases = Table(
     # while any is outstanding (NULL once every deferred material is in).
     Column("deferred_until", String(10)),
     Column("deferred_warning_from", String(10)),
+    # The inputs of deferred_until and deferred_warning_from: the working days counted from
+    # the day of 收件 (the date of application.received_at) and the warning lead; and whether
+    # any of those days fell in a year the calendar did not cover (a calendar load recomputes
+    # them then, like deadline_provisional).
+    Column("deferred_days", Integer),
+    Column("deferred_warning_days", Integer),
+    Column("deferred_provisional", Boolean, nullable=False, default=False),
     # Open 差评 rectification deadline (date), if any.
     Column("rectification_due", String(10)),
     Column("created_at", Float, nullable=False),
@@ -79,8 +89,26 @@ DUE_ORDER = (cases.c.deadline.is_(None), cases.c.deadline, cases.c.received_at.d
 Index("ix_cases_due", *DUE_ORDER)
 # warning_from and partner_region at the end make it covering for the time-status filters
 # and for supervision's time-status counts.
+# paused_since too: the running-clock branch of a time-status filter (paused_since IS NULL)
+# stays an index-only walk.
 Index(
-    "ix_cases_status_due", cases.c.status, *DUE_ORDER, cases.c.warning_from, cases.c.partner_region
+    "ix_cases_status_due",
+    cases.c.status,
+    *DUE_ORDER,
+    cases.c.warning_from,
+    cases.c.partner_region,
+    cases.c.paused_since,
+)
+# The paused cases only (a few per cent of the clocked ones), for the paused branch of a
+# time-status filter, judged as of paused_since: walked in due order without the others.
+Index(
+    "ix_cases_paused_due",
+    cases.c.status,
+    *DUE_ORDER,
+    cases.c.paused_since,
+    cases.c.warning_from,
+    sqlite_where=cases.c.paused_since.is_not(None),
+    postgresql_where=cases.c.paused_since.is_not(None),
 )
 Index("ix_cases_partner_status_due", cases.c.partner_region, cases.c.status, *DUE_ORDER)
 # Prefix search (LIKE 'x%'). SQLite's LIKE is case-insensitive, so only a NOCASE index serves
@@ -128,8 +156,9 @@ case_status_counts = Table(
 )
 
 #: Cases whose clock runs (accepted, supplement_pending, inspection, with a deadline) per
-#: (partner region, deadline, warning date), kept like ``case_status_counts``: supervision's
-#: time-status counts sum a few thousand rows instead of reading every clocked case.
+#: (partner region, deadline, warning date, pause start), kept like ``case_status_counts``:
+#: supervision's time-status counts sum a few thousand rows instead of reading every clocked
+#: case.
 case_due_counts = Table(
     "case_due_counts",
     metadata,
@@ -137,6 +166,8 @@ case_due_counts = Table(
     Column("deadline", String(10), primary_key=True),
     # "" when a case has no warning date.
     Column("warning_from", String(10), primary_key=True),
+    # The day the case's pause began, "" when its clock runs (judged by today).
+    Column("paused_since", String(10), primary_key=True),
     Column("count", BigInteger, nullable=False),
 )
 
@@ -191,6 +222,10 @@ ratings = Table(
     Column("real_name", Boolean, nullable=False),
     Column("rated_at", Float, nullable=False),
     Column("rectification_due", String(10)),
+    # The inputs of rectification_due (working days from the day of rated_at, China time) and
+    # whether it reached into a year the calendar did not cover (recomputed on a load).
+    Column("rectification_days", Integer),
+    Column("rectification_provisional", Boolean, nullable=False, default=False),
     Column("rectified_at", Float),
     Column("rectification", Text),
     # 回访 follow-up record, JSON.

@@ -38,8 +38,16 @@ def timeline(row: Row[Any], events: list[Row[Any]], today: date) -> dict[str, An
     application = json.loads(row.application)
     steps = []
     seen_submit = False
+    # Every 补正 notice, oldest first: the deadline of a request_supplement event recorded
+    # without one (the receiving node's, before it kept it) is its notice's.
+    notices = [*reversed(details.get("supplement_history", [])), details.get("supplement") or {}]
+    requests = 0
     for event in events:
         data = json.loads(event.data)
+        if event.action == "request_supplement":
+            if "deadline" not in data and requests < len(notices):
+                data["deadline"] = notices[requests].get("deadline")
+            requests += 1
         if event.action == "submit":
             if seen_submit:  # the handling node's copy of the same step
                 continue
@@ -52,7 +60,8 @@ def timeline(row: Row[Any], events: list[Row[Any]], today: date) -> dict[str, An
         except (KeyError, IndexError):
             text = text.split("，")[0]
         if event.action == "decide":
-            text = "已办结：" + ("准予许可" if data.get("outcome") == "approved" else "不予许可")
+            # Not every item is a licence (许可): 办理 fits them all.
+            text = "已办结：" + ("准予办理" if data.get("outcome") == "approved" else "不予办理")
         steps.append(
             {
                 "at": datetime.fromtimestamp(event.at, CHINA).isoformat(timespec="minutes"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, or_, select, union_all
+from sqlalchemy import and_, case, delete, func, insert, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.cases import records
@@ -32,14 +32,23 @@ def _prefix(q: str) -> str:
     return q.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
 
 
-def time_status_terms(value: str, today: date) -> list[Any]:
-    """The time status condition without its status part (the caller adds the statuses)."""
+def time_status_branches(value: str, today: date) -> list[list[Any]]:
+    """The time status condition without its status part (the caller adds the statuses), as
+    two alternatives that each walk an index in due order: cases whose clock runs, judged by
+    today (``ix_cases_status_due``), and paused cases, judged as of the day their pause began
+    (``ix_cases_paused_due``), as ``deadlines.time_status`` does."""
     t = today.isoformat()
-    if value == "overdue":
-        return [cases.c.deadline < t]
-    if value == "warning":
-        return [cases.c.deadline >= t, cases.c.warning_from <= t]
-    return [or_(cases.c.warning_from > t, cases.c.warning_from.is_(None))]
+    since = cases.c.paused_since
+    branches = []
+    for as_of, which in ((t, since.is_(None)), (since, since.is_not(None))):
+        if value == "overdue":
+            terms = [cases.c.deadline < as_of]
+        elif value == "warning":
+            terms = [cases.c.deadline >= as_of, cases.c.warning_from <= as_of]
+        else:
+            terms = [or_(cases.c.warning_from > as_of, cases.c.warning_from.is_(None))]
+        branches.append([which, *terms])
+    return branches
 
 
 async def inbox(
@@ -57,10 +66,12 @@ async def inbox(
 ) -> dict[str, Any]:
     where: list[Any] = []
     statuses = list(dict.fromkeys(status)) if status else None
+    # Alternatives ORed together (each branch of the merge below takes one).
+    alternatives: list[list[Any]] = [[]]
     if time_status:
         clocked = [str(s) for s in CLOCKED]
         statuses = [s for s in statuses if s in clocked] if statuses else clocked
-        where += time_status_terms(time_status, today)
+        alternatives = time_status_branches(time_status, today)
     if partner:
         where.append(cases.c.partner_region == partner)
     if side == "handling":
@@ -84,6 +95,8 @@ async def inbox(
         # with a misestimated prefix that reads the whole index (2.4 s on PostgreSQL at 1M).
         if statuses:
             where.append(cases.c.status.in_(statuses))
+        if len(alternatives) > 1:
+            where.append(or_(*(and_(*terms) for terms in alternatives)))
         found = (
             select(cases.c.id, cases.c.deadline, cases.c.received_at)
             .where(*where)
@@ -91,17 +104,18 @@ async def inbox(
             .prefix_with("MATERIALIZED")
         )
         page = select(found.c.id).order_by(*_due(found)).limit(limit).offset(offset)
-    elif statuses and len(statuses) > 1:
-        # One branch per status, merged: neither database keeps index order across IN (...);
-        # each branch walks ix_cases_status_due (or _partner_status_due) and stops after
-        # offset + limit entries.
+    elif (statuses and len(statuses) > 1) or len(alternatives) > 1:
+        # One branch per status (and per time-status alternative), merged: neither database
+        # keeps index order across IN (...) or OR; each branch walks ix_cases_status_due (or
+        # _partner_status_due, _paused_due) and stops after offset + limit entries.
         branches = [
             select(cases.c.id, cases.c.deadline, cases.c.received_at)
-            .where(cases.c.status == s, *where)
+            .where(*([cases.c.status == s] if s else []), *terms, *where)
             .order_by(*_due(cases))
             .limit(offset + limit)
             .subquery()
-            for s in statuses
+            for s in statuses or [None]
+            for terms in alternatives
         ]
         merged = union_all(*(select(b) for b in branches)).subquery()
         page = select(merged.c.id).order_by(*_due(merged)).limit(limit).offset(offset)
@@ -133,9 +147,11 @@ async def supervision(conn: AsyncConnection, *, today: date) -> dict[str, Any]:
     # Time status: the maintained counts of clocked cases per (partner, deadline, warning
     # date) — a few thousand rows — summed with the same rule as the inbox filter.
     due = case_due_counts.c
+    # A paused case is judged as of the day its pause began (its clock is stopped).
+    as_of = case((due.paused_since == "", t), else_=due.paused_since)
     ts = case(
-        (due.deadline < t, "overdue"),
-        (func.coalesce(func.nullif(due.warning_from, ""), "9999-12-31") <= t, "warning"),
+        (due.deadline < as_of, "overdue"),
+        (func.coalesce(func.nullif(due.warning_from, ""), "9999-12-31") <= as_of, "warning"),
         else_="normal",
     )
     for partner, time_status, count in (
@@ -194,6 +210,7 @@ async def supervision(conn: AsyncConnection, *, today: date) -> dict[str, Any]:
                 "level": r.level,
                 "comment": r.comment,
                 "rectification_due": r.rectification_due,
+                "rectification_provisional": bool(r.rectification_provisional),
                 "overdue": bool(r.rectification_due and r.rectification_due < t),
             }
             for r in open_ratings
@@ -202,12 +219,14 @@ async def supervision(conn: AsyncConnection, *, today: date) -> dict[str, Any]:
 
 
 def _due_select() -> Any:
-    """Clocked cases counted per (partner, deadline, warning date), from ``cases``."""
+    """Clocked cases counted per (partner, deadline, warning date, pause start), from
+    ``cases``."""
     warning = func.coalesce(cases.c.warning_from, "")
+    since = func.coalesce(cases.c.paused_since, "")
     return (
-        select(cases.c.partner_region, cases.c.deadline, warning, func.count())
+        select(cases.c.partner_region, cases.c.deadline, warning, since, func.count())
         .where(cases.c.status.in_([str(s) for s in CLOCKED]), cases.c.deadline.is_not(None))
-        .group_by(cases.c.partner_region, cases.c.deadline, warning)
+        .group_by(cases.c.partner_region, cases.c.deadline, warning, since)
     )
 
 
@@ -226,7 +245,8 @@ async def rebuild_status_counts(conn: AsyncConnection) -> int:
     await conn.execute(delete(case_due_counts))
     await conn.execute(
         insert(case_due_counts).from_select(
-            ["partner_region", "deadline", "warning_from", "count"], _due_select()
+            ["partner_region", "deadline", "warning_from", "paused_since", "count"],
+            _due_select(),
         )
     )
     total = (await conn.execute(select(func.sum(case_status_counts.c.count)))).scalar()
@@ -235,8 +255,8 @@ async def rebuild_status_counts(conn: AsyncConnection) -> int:
 
 async def status_count_faults(conn: AsyncConnection) -> list[tuple[str, str, int, int]]:
     """(partner, key, counted, maintained) wherever the maintained counts differ from a fresh
-    count of ``cases`` (empty when they agree). ``key`` is a status, or ``deadline/warning``
-    for the time-status counts."""
+    count of ``cases`` (empty when they agree). ``key`` is a status, or
+    ``deadline/warning/paused_since`` for the time-status counts."""
     counted: dict[tuple[str, str], int] = {}
     kept: dict[tuple[str, str], int] = {}
     for p, st, n in (
@@ -249,10 +269,10 @@ async def status_count_faults(conn: AsyncConnection) -> list[tuple[str, str, int
         counted[(p, st)] = int(n)
     for p, st, n in (await conn.execute(select(case_status_counts))).all():
         kept[(p, st)] = int(n)
-    for p, dl, wf, n in (await conn.execute(_due_select())).all():
-        counted[(p, f"{dl}/{wf}")] = int(n)
-    for p, dl, wf, n in (await conn.execute(select(case_due_counts))).all():
-        kept[(p, f"{dl}/{wf}")] = int(n)
+    for p, dl, wf, ps, n in (await conn.execute(_due_select())).all():
+        counted[(p, f"{dl}/{wf}/{ps}")] = int(n)
+    for p, dl, wf, ps, n in (await conn.execute(select(case_due_counts))).all():
+        kept[(p, f"{dl}/{wf}/{ps}")] = int(n)
     return [
         (p, key, counted.get((p, key), 0), kept.get((p, key), 0))
         for p, key in sorted(set(counted) | set(kept))

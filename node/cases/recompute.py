@@ -1,22 +1,26 @@
 """When a new year's calendar is loaded, provisional deadlines become final: recompute them
-from their stored inputs (registered in node.workdays.service.AFTER_LOAD)."""
+from their stored inputs (registered in node.workdays.service.AFTER_LOAD). That is the
+promised deadline of accepted cases, the 容缺 catch-up deadline and the 差评 rectification
+deadline."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.cases import records
-from node.cases.deadlines import Calendar, compute
-from node.cases.models import cases
+from node.cases.deadlines import Calendar, catch_up, compute
+from node.cases.models import cases, ratings
+
+CHINA = timezone(timedelta(hours=8))
 
 
 async def recompute_provisional(conn: AsyncConnection, calendar: Calendar) -> int:
     """Recompute every provisional deadline inside the calendar load's transaction; returns
-    how many cases were recomputed."""
+    how many deadlines were recomputed."""
     rows = (
         await conn.execute(
             select(
@@ -29,6 +33,7 @@ async def recompute_provisional(conn: AsyncConnection, calendar: Calendar) -> in
                 cases.c.deadline,
                 cases.c.warning_from,
                 cases.c.warning_days,
+                cases.c.paused_since,
             ).where(cases.c.deadline_provisional.is_(True), cases.c.accepted_on.is_not(None))
         )
     ).all()
@@ -54,8 +59,87 @@ async def recompute_provisional(conn: AsyncConnection, calendar: Calendar) -> in
         await records.count_due(
             conn,
             row.partner_region,
-            records.due_key(row.status, row.deadline, row.warning_from),
-            records.due_key(row.status, fields.deadline, fields.warning_from),
+            records.due_key(row.status, row.deadline, row.warning_from, row.paused_since),
+            records.due_key(row.status, fields.deadline, fields.warning_from, row.paused_since),
+        )
+    return (
+        len(rows)
+        + await _recompute_catch_up(conn, calendar)
+        + await _recompute_rectification(conn, calendar)
+    )
+
+
+async def _recompute_catch_up(conn: AsyncConnection, calendar: Calendar) -> int:
+    """容缺: provisional catch-up deadlines, from the day of 收件 and the stored working days;
+    the deferred materials of the application carry the new date too."""
+    rows = (
+        await conn.execute(
+            select(
+                cases.c.id,
+                cases.c.application,
+                cases.c.deferred_until,
+                cases.c.deferred_days,
+                cases.c.deferred_warning_days,
+            ).where(
+                cases.c.deferred_provisional.is_(True),
+                cases.c.deferred_until.is_not(None),
+                cases.c.deferred_days.is_not(None),
+            )
+        )
+    ).all()
+    for row in rows:
+        application = json.loads(row.application)
+        if not application.get("received_at"):  # pragma: no cover - every case has it
+            continue
+        start = datetime.fromisoformat(application["received_at"]).astimezone(CHINA).date()
+        fields = catch_up(
+            calendar,
+            start=start,
+            days=int(row.deferred_days),
+            warning_days=int(row.deferred_warning_days or 0),
+        )
+        for material in application.get("materials", []):
+            if material.get("status") == "deferred" and material.get("deferred_until"):
+                material["deferred_until"] = fields["deferred_until"]
+        await conn.execute(
+            update(cases)
+            .where(cases.c.id == row.id)
+            .values(**fields, application=json.dumps(application, ensure_ascii=False))
+        )
+    return len(rows)
+
+
+async def _recompute_rectification(conn: AsyncConnection, calendar: Calendar) -> int:
+    """差评: provisional rectification deadlines, from the day of the rating and the stored
+    working days; the case's open deadline follows."""
+    rows = (
+        await conn.execute(
+            select(
+                ratings.c.id,
+                ratings.c.case_id,
+                ratings.c.rated_at,
+                ratings.c.rectification_due,
+                ratings.c.rectification_days,
+            ).where(
+                ratings.c.rectification_provisional.is_(True),
+                ratings.c.rectification_due.is_not(None),
+                ratings.c.rectification_days.is_not(None),
+            )
+        )
+    ).all()
+    for row in rows:
+        start = datetime.fromtimestamp(row.rated_at, CHINA).date()
+        due = calendar.add_working_days(start, int(row.rectification_days))
+        new = due.date.isoformat()
+        await conn.execute(
+            update(ratings)
+            .where(ratings.c.id == row.id)
+            .values(rectification_due=new, rectification_provisional=bool(due.provisional))
+        )
+        await conn.execute(
+            update(cases)
+            .where(cases.c.id == row.case_id, cases.c.rectification_due == row.rectification_due)
+            .values(rectification_due=new)
         )
     return len(rows)
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.cases.audit import GENESIS, event_hash, hashed_fields
-from node.cases.deadlines import TIME_STATUS_LABELS, catch_up_status, open_pause, time_status
+from node.cases.deadlines import TIME_STATUS_LABELS, catch_up_status, time_status
 from node.cases.lifecycle import PROVINCIAL_CODES, STATUS_LABELS, Mode, Side, Status, sides_of
 from node.cases.models import case_due_counts, case_events, case_status_counts, cases
 from node.federation.outbox import Outbox
@@ -148,11 +148,14 @@ async def record(
     await count_due(
         conn,
         row.partner_region,
-        None if row.event_count == 0 else due_key(row.status, row.deadline, row.warning_from),
+        None
+        if row.event_count == 0
+        else due_key(row.status, row.deadline, row.warning_from, row.paused_since),
         due_key(
             new_status,
             values.get("deadline", row.deadline),
             values.get("warning_from", row.warning_from),
+            values.get("paused_since", row.paused_since),
         ),
     )
     return values
@@ -162,27 +165,37 @@ async def record(
 CLOCKED = frozenset({Status.ACCEPTED, Status.SUPPLEMENT_PENDING, Status.INSPECTION})
 
 
-def due_key(status: str, deadline: str | None, warning_from: str | None) -> tuple[str, str] | None:
-    """The ``case_due_counts`` key of a case, None when its clock does not run."""
+DueKey = tuple[str, str, str]
+
+
+def due_key(
+    status: str, deadline: str | None, warning_from: str | None, paused_since: str | None
+) -> DueKey | None:
+    """The ``case_due_counts`` key of a case (deadline, warning date, pause start; "" for a
+    missing one), None when its clock does not run."""
     if Status(status) not in CLOCKED or deadline is None:
         return None
-    return (deadline, warning_from or "")
+    return (deadline, warning_from or "", paused_since or "")
 
 
 async def count_due(
     conn: AsyncConnection,
     partner: str,
-    old: tuple[str, str] | None,
-    new: tuple[str, str] | None,
+    old: DueKey | None,
+    new: DueKey | None,
 ) -> None:
     """Move one case from ``old`` to ``new`` in ``case_due_counts`` (keys in sorted order)."""
     if old == new:
         return
     deltas = {k: d for k, d in ((old, -1), (new, 1)) if k is not None}
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    for (deadline, warning_from), delta in sorted(deltas.items()):
+    for (deadline, warning_from, paused_since), delta in sorted(deltas.items()):
         statement = insert(case_due_counts).values(
-            partner_region=partner, deadline=deadline, warning_from=warning_from, count=delta
+            partner_region=partner,
+            deadline=deadline,
+            warning_from=warning_from,
+            paused_since=paused_since,
+            count=delta,
         )
         await conn.execute(
             statement.on_conflict_do_update(
@@ -190,6 +203,7 @@ async def count_due(
                     case_due_counts.c.partner_region,
                     case_due_counts.c.deadline,
                     case_due_counts.c.warning_from,
+                    case_due_counts.c.paused_since,
                 ],
                 set_={"count": case_due_counts.c.count + statement.excluded.count},
             )
@@ -225,7 +239,7 @@ def mask_phone(value: str) -> str:
 
 def summary(row: Row[Any], today: date) -> dict[str, Any]:
     """A case as inbox lists show it: personal data masked."""
-    paused_since = open_pause(row.pauses) if row.paused else None
+    paused_since = row.paused_since if row.paused else None
     status = Status(row.status)
     clock_runs = row.deadline is not None and status in {
         Status.ACCEPTED,
@@ -263,6 +277,8 @@ def summary(row: Row[Any], today: date) -> dict[str, Any]:
         "time_status": str(ts) if ts else None,
         "time_status_label": TIME_STATUS_LABELS[ts] if ts else None,
         "paused": bool(row.paused),
+        # The day the pause in progress began: time_status is judged as of it.
+        "paused_since": paused_since,
         "bundle_id": row.bundle_id,
         **deferred_summary(row, today),
     }
@@ -277,13 +293,20 @@ def deferred_summary(row: Row[Any], today: date) -> dict[str, Any]:
     )
     return {
         "deferred_until": row.deferred_until,
+        # Counted partly on weekends alone (a year the calendar does not cover yet).
+        "deferred_provisional": bool(row.deferred_until and row.deferred_provisional),
         "deferred_status": str(status) if status else None,
         "deferred_status_label": TIME_STATUS_LABELS[status] if status else None,
     }
 
 
-def detail(row: Row[Any], events: list[Row[Any]], today: date) -> dict[str, Any]:
-    """A case with everything staff of its regions may see, and its timeline."""
+def detail(
+    row: Row[Any],
+    events: list[Row[Any]],
+    today: date,
+    rating_rows: list[Row[Any]] | None = None,
+) -> dict[str, Any]:
+    """A case with everything staff of its regions may see, its ratings and its timeline."""
     out = summary(row, today)
     out["applicant"] = {
         "kind": row.applicant_kind,
@@ -306,8 +329,30 @@ def detail(row: Row[Any], events: list[Row[Any]], today: date) -> dict[str, Any]
         for m in out["application"].get("materials", [])
         if m.get("status") == "pledged"
     ]
+    out["ratings"] = [rating_json(r, today) for r in rating_rows or []]
     out["events"] = [event_json(e) for e in events]
     return out
+
+
+def rating_json(r: Row[Any], today: date) -> dict[str, Any]:
+    """A 好差评 rating of the case, with its 整改 rectification while one is due."""
+    open_ = r.level <= 2 and r.rectified_at is None
+    return {
+        "rating_id": r.rating_id,
+        "level": r.level,
+        "stage": r.stage,
+        "channel": r.channel,
+        "comment": r.comment,
+        "real_name": bool(r.real_name),
+        "rated_at": r.rated_at,
+        "rectification_due": r.rectification_due,
+        "rectification_provisional": bool(r.rectification_provisional),
+        "rectified_at": r.rectified_at,
+        "rectification": r.rectification,
+        "follow_up": json.loads(r.follow_up) if r.follow_up else None,
+        "open": open_,
+        "overdue": bool(open_ and r.rectification_due and r.rectification_due < today.isoformat()),
+    }
 
 
 def event_json(e: Row[Any]) -> dict[str, Any]:

@@ -26,9 +26,10 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.accounts.auth import Staff
-from node.cases import records, validation
+from node.cases import deadlines, records, validation
 from node.cases.deadlines import (
     DEFAULT_DEFERRED_DAYS,
+    DEFAULT_RECTIFICATION_DAYS,
     DEFAULT_WARNING_DAYS,
     Calendar,
     compute,
@@ -50,11 +51,10 @@ from node.federation.outbox import Outbox
 from node.http_errors import ApiError
 from node.storage.blobs import BlobStore
 from node.storage.database import Database
+from protocol.catalog import DEFAULT_SUPPLEMENT_DEADLINE_DAYS
 from protocol.envelope import Envelope
 
 CHINA = timezone(timedelta(hours=8))
-#: Working days a rectification (整改) of a 差评 may take; provinces set 5 to 15.
-DEFAULT_RECTIFICATION_DAYS = 10
 
 #: The display name (姓名) of the staff member acting in this task, for events and message
 #: bodies people read; the login name stays the event's ``actor`` (accountability).
@@ -83,8 +83,9 @@ class CaseService:
     blobs: BlobStore
     items: ItemLookup
     calendar: CalendarSource
+    #: 差评: working days to rectify (``[cases] rectification_days`` in tongban.toml).
     rectification_days: int = DEFAULT_RECTIFICATION_DAYS
-    #: 容缺: working days from 收件 to hand in deferred materials.
+    #: 容缺: working days from 收件 to hand in deferred materials (``[cases] deferred_days``).
     deferred_days: int = DEFAULT_DEFERRED_DAYS
     #: The window named in case.submit's ``received_by``.
     window_name: str = "跨域通办窗口"
@@ -286,7 +287,7 @@ class CaseService:
                     errors.add(field, "file_missing", f"请上传「{spec.name}」")
                 else:
                     upload = await self._upload(blob)
-                    if upload is None or not self.blobs.has(blob):
+                    if upload is None or not await self.blobs.has(blob):
                         errors.add(field, "file_missing", f"「{spec.name}」的文件未上传")
                     elif spec.media_types and upload.media_type not in spec.media_types:
                         errors.add(
@@ -361,7 +362,8 @@ class CaseService:
         code = code or f"{secrets.randbelow(10**6):06d}"
         applicant = validated["applicant"]
         received_at = datetime.fromtimestamp(now, CHINA).isoformat(timespec="seconds")
-        deferred_until, deferred_warning = await self._catch_up_dates(item, now, part_materials)
+        catch_up = await self._catch_up_dates(item, now, part_materials)
+        deferred_until = catch_up["deferred_until"]
         application = {
             "form": form,
             "materials": part_materials,
@@ -401,8 +403,7 @@ class CaseService:
                     query_hash=query_hash(case_no, code),
                     application=json.dumps(application, ensure_ascii=False),
                     details="{}",
-                    deferred_until=deferred_until,
-                    deferred_warning_from=deferred_warning,
+                    **catch_up,
                     received_at=now,
                     pauses="[]",
                     paused=False,
@@ -472,19 +473,22 @@ class CaseService:
 
     async def _catch_up_dates(
         self, item: Any, now: float, materials: list[dict[str, Any]]
-    ) -> tuple[str | None, str | None]:
-        """容缺: the catch-up deadline (``deferred_days`` working days after 收件) and the day
-        its warning starts, set on every deferred material; (None, None) without any."""
+    ) -> dict[str, Any]:
+        """容缺: the catch-up deadline (``deferred_days`` working days after 收件), the day its
+        warning starts and the inputs a calendar load recomputes them from, as columns; the
+        deadline is set on every deferred material. All None without any."""
         deferred = [m for m in materials if m["status"] == "deferred"]
         if not deferred:
-            return None, None
-        calendar = await self.calendar()
-        until = calendar.add_working_days(today_in_china(now), self.deferred_days).date
-        lead = min(int(getattr(item, "warning_days", DEFAULT_WARNING_DAYS)), self.deferred_days)
-        warning = calendar.subtract_working_days(until, lead)
+            return {"deferred_until": None, "deferred_warning_from": None, "deferred_days": None}
+        fields = deadlines.catch_up(
+            await self.calendar(),
+            start=today_in_china(now),
+            days=self.deferred_days,
+            warning_days=int(getattr(item, "warning_days", DEFAULT_WARNING_DAYS)),
+        )
         for material in deferred:
-            material["deferred_until"] = until.isoformat()
-        return until.isoformat(), warning.isoformat()
+            material["deferred_until"] = fields["deferred_until"]
+        return fields
 
     # -- staff actions ---------------------------------------------------------------------
 
@@ -523,7 +527,8 @@ class CaseService:
             fresh = await records.load_for_update(conn, case_id)
             assert fresh is not None
             events = await _events(conn, case_id)
-        return records.detail(fresh, events, today_in_china(self.clock()))
+            rated = await _ratings(conn, case_id)
+        return records.detail(fresh, events, today_in_china(self.clock()), rated)
 
     async def _write(
         self, conn: AsyncConnection, row: Row[Any], actor: str, action: str, **kwargs: Any
@@ -648,7 +653,10 @@ class CaseService:
                     )
                 )
         item = await self._item(row)
-        days = int(getattr(item, "supplement_deadline_days", 5) or 5)
+        days = int(
+            getattr(item, "supplement_deadline_days", DEFAULT_SUPPLEMENT_DEADLINE_DAYS)
+            or DEFAULT_SUPPLEMENT_DEADLINE_DAYS
+        )
         today = today_in_china(self.clock())
         deadline = validation.iso_date(payload, "deadline", errors, label="补正期限")
         if deadline is not None and deadline <= today:
@@ -656,14 +664,15 @@ class CaseService:
         errors.raise_if_any()
         if deadline is None:
             deadline = (await self.calendar()).add_working_days(today, days).date
-        details = json.loads(row.details)
-        resume = row.status
-        details["supplement"] = {
-            "items": notice,
-            "deadline": deadline.isoformat(),
-            "requested_on": today.isoformat(),
-            "resume_status": resume,
-        }
+        details = _new_supplement(
+            json.loads(row.details),
+            {
+                "items": notice,
+                "deadline": deadline.isoformat(),
+                "requested_on": today.isoformat(),
+                "resume_status": row.status,
+            },
+        )
         changes: dict[str, Any] = {"details": json.dumps(details, ensure_ascii=False)}
         if row.status == Status.ACCEPTED:
             changes.update(self._open_pause(row, today, "补正"))
@@ -703,7 +712,7 @@ class CaseService:
                 blob = entry.get("blob")
                 if (
                     not isinstance(blob, str)
-                    or not self.blobs.has(blob)
+                    or not await self.blobs.has(blob)
                     or await self._upload(blob) is None
                 ):
                     errors.add(f"materials[{index}].blob", "file_missing", "请上传文件")
@@ -809,7 +818,7 @@ class CaseService:
                 if isinstance(blob, str) and validation.SHA256_RE.match(blob)
                 else None
             )
-            if upload is None or not self.blobs.has(str(blob)):
+            if upload is None or not await self.blobs.has(str(blob)):
                 errors.add(f"{path}.blob", "file_missing", "请上传文件")
                 continue
             spec = item.material(code) if hasattr(item, "material") else None
@@ -868,7 +877,9 @@ class CaseService:
         ]
         changes: dict[str, Any] = {"details": json.dumps(details, ensure_ascii=False)}
         if not still:
-            changes.update(deferred_until=None, deferred_warning_from=None)
+            changes.update(
+                deferred_until=None, deferred_warning_from=None, deferred_provisional=False
+            )
         event = _clean(
             {
                 "materials": [m["name"] for m in body["materials"]],
@@ -976,14 +987,14 @@ class CaseService:
             payload, "certificate_no", errors, label="证照编号", max_len=100, required=False
         )
         if certificate and outcome == "denied":
-            errors.add("certificate_no", "not_applicable", "不予许可没有证照编号")
+            errors.add("certificate_no", "not_applicable", "不予办理的决定没有证照编号")
         documents = []
         for index, doc in enumerate(payload.get("documents") or []):
             doc = doc if isinstance(doc, dict) else {}
             blob = doc.get("blob")
             if (
                 not isinstance(blob, str)
-                or not self.blobs.has(blob)
+                or not await self.blobs.has(blob)
                 or await self._upload(blob) is None
             ):
                 errors.add(f"documents[{index}].blob", "file_missing", "请上传结果文书")
@@ -1213,12 +1224,12 @@ class CaseService:
         self, conn: AsyncConnection, row: Row[Any], actor: str, body: dict[str, Any], *, send: bool
     ) -> None:
         due = None
+        provisional = False
         if body["level"] <= 2 and Side.HANDLING in records.sides(row, self.region):
-            due = (
-                (await self.calendar())
-                .add_working_days(today_in_china(self.clock()), self.rectification_days)
-                .date.isoformat()
+            deadline = (await self.calendar()).add_working_days(
+                today_in_china(self.clock()), self.rectification_days
             )
+            due, provisional = deadline.date.isoformat(), bool(deadline.provisional)
         await conn.execute(
             ratings.insert().values(
                 rating_id=body["rating_id"],
@@ -1230,6 +1241,8 @@ class CaseService:
                 real_name=body["real_name"],
                 rated_at=self.clock(),
                 rectification_due=due,
+                rectification_days=self.rectification_days if due else None,
+                rectification_provisional=provisional,
             )
         )
         changes = {"rectification_due": due} if due else {}
@@ -1408,14 +1421,22 @@ class CaseService:
     def _open_pause(row: Row[Any], day: date, reason: str) -> dict[str, Any]:
         pauses = json.loads(row.pauses)
         pauses.append([day.isoformat(), None, reason])
-        return {"pauses": json.dumps(pauses, ensure_ascii=False), "paused": True}
+        return {
+            "pauses": json.dumps(pauses, ensure_ascii=False),
+            "paused": True,
+            "paused_since": day.isoformat(),
+        }
 
     def _close_pause(self, row: Row[Any]) -> dict[str, Any]:
         if not row.paused:
             return {}
         pauses = json.loads(row.pauses)
         pauses[-1][1] = today_in_china(self.clock()).isoformat()
-        return {"pauses": json.dumps(pauses, ensure_ascii=False), "paused": False}
+        return {
+            "pauses": json.dumps(pauses, ensure_ascii=False),
+            "paused": False,
+            "paused_since": None,
+        }
 
     async def _close_pause_and_recompute(
         self, row: Row[Any], day: date | None = None
@@ -1427,6 +1448,7 @@ class CaseService:
         changes: dict[str, Any] = {
             "pauses": json.dumps(pauses, ensure_ascii=False),
             "paused": False,
+            "paused_since": None,
         }
         if row.accepted_on and row.time_limit_days:
             fields = compute(
@@ -1500,14 +1522,9 @@ class CaseService:
             if m.get("status") == "deferred" and m.get("deferred_until")
         )
         deferred_until = promised[0] if promised else None
-        deferred_warning = None
+        catch_up: dict[str, Any] = {"deferred_until": deferred_until}
         if deferred_until is not None:
-            lead = int(getattr(item, "warning_days", DEFAULT_WARNING_DAYS))
-            deferred_warning = (
-                (await self.calendar())
-                .subtract_working_days(date.fromisoformat(deferred_until), lead)
-                .isoformat()
-            )
+            catch_up = await self._relayed_catch_up(item, deferred_until, body.get("received_at"))
         row_id = (
             await conn.execute(
                 cases.insert()
@@ -1529,8 +1546,7 @@ class CaseService:
                     applicant_phone=applicant["phone"],
                     application=json.dumps(application, ensure_ascii=False),
                     details="{}",
-                    deferred_until=deferred_until,
-                    deferred_warning_from=deferred_warning,
+                    **catch_up,
                     received_at=now,
                     pauses="[]",
                     paused=False,
@@ -1583,6 +1599,35 @@ class CaseService:
                 ),
             )
 
+    async def _relayed_catch_up(
+        self, item: Any, deferred_until: str, received_at: Any
+    ) -> dict[str, Any]:
+        """容缺 on the handling node: the window's catch-up deadline, with the working days it
+        is after the day of 收件 counted on our calendar (so a calendar load recomputes it as
+        the window does) and the item's warning lead."""
+        calendar = await self.calendar()
+        lead = int(getattr(item, "warning_days", DEFAULT_WARNING_DAYS))
+        until = date.fromisoformat(deferred_until)
+        try:
+            start = datetime.fromisoformat(str(received_at)).astimezone(CHINA).date()
+        except ValueError:
+            start = None
+        if start is not None and start < until:
+            fields = deadlines.catch_up(
+                calendar,
+                start=start,
+                days=calendar.working_days_between(start, until),
+                warning_days=lead,
+            )
+            if fields["deferred_until"] == deferred_until:
+                return fields
+        # Not a working day on our calendar (another holiday notice loaded?): the window's
+        # date as it is, never recomputed here.
+        return {
+            "deferred_until": deferred_until,
+            "deferred_warning_from": calendar.subtract_working_days(until, lead).isoformat(),
+        }
+
     async def _in_accepted(
         self, conn: AsyncConnection, row: Row[Any], env: Envelope, actor: str
     ) -> None:
@@ -1631,8 +1676,9 @@ class CaseService:
         self, conn: AsyncConnection, row: Row[Any], env: Envelope, actor: str
     ) -> None:
         self._expect(row, ACTIONS["request_supplement"], env)
-        details = json.loads(row.details)
-        details["supplement"] = {**env.body, "resume_status": row.status}
+        details = _new_supplement(
+            json.loads(row.details), {**env.body, "resume_status": row.status}
+        )
         changes: dict[str, Any] = {"details": json.dumps(details, ensure_ascii=False)}
         if row.status == Status.ACCEPTED:
             changes.update(
@@ -1645,7 +1691,11 @@ class CaseService:
             "request_supplement",
             to_status=Status.SUPPLEMENT_PENDING,
             changes=changes,
-            event={"jti": env.jti, "items": len(env.body["items"])},
+            event={
+                "jti": env.jti,
+                "items": len(env.body["items"]),
+                "deadline": env.body.get("deadline"),
+            },
         )
 
     async def _in_supplemented(
@@ -1837,7 +1887,18 @@ class CaseService:
             if row is None:
                 raise ApiError(404, "case_not_found", "案件不存在")
             events = await _events(conn, case_id)
-        return records.detail(row, events, today_in_china(self.clock()))
+            rated = await _ratings(conn, case_id)
+        return records.detail(row, events, today_in_china(self.clock()), rated)
+
+
+async def _ratings(conn: AsyncConnection, case_id: int) -> list[Row[Any]]:
+    return list(
+        (
+            await conn.execute(
+                select(ratings).where(ratings.c.case_id == case_id).order_by(ratings.c.rated_at)
+            )
+        ).all()
+    )
 
 
 async def _events(conn: AsyncConnection, case_id: int) -> list[Row[Any]]:
@@ -1869,6 +1930,18 @@ async def _remember_upload(
                 uploaded_by=actor,
             )
         )
+
+
+def _new_supplement(details: dict[str, Any], notice: dict[str, Any]) -> dict[str, Any]:
+    """``details`` with ``notice`` as the current 补正 notice (``supplement``, which the rest
+    of the code reads) and the one it replaces kept in ``supplement_history``, latest first."""
+    if details.get("supplement"):
+        details["supplement_history"] = [
+            details["supplement"],
+            *details.get("supplement_history", []),
+        ]
+    details["supplement"] = notice
+    return details
 
 
 def _warning_days(row: Row[Any]) -> int:

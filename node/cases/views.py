@@ -17,7 +17,7 @@ from node.cases import public, queries
 from node.cases.models import bundles, case_events, cases, uploads
 from node.cases.service import CaseService, query_hash, today_in_china
 from node.http_errors import ApiError
-from node.storage.blobs import SHA256_RE
+from node.storage.blobs import SHA256_RE, blob_response
 from node.workdays.cache import cache_for
 
 CASES: web.AppKey[CaseService] = web.AppKey("cases", CaseService)
@@ -297,18 +297,8 @@ async def _send_file(request: web.Request, sha256: str) -> web.StreamResponse:
     async with request.app[DATABASE].read() as conn:
         row = (await conn.execute(select(uploads).where(uploads.c.sha256 == sha256))).first()
     blobs = request.app[CASES].blobs
-    if row is None or not blobs.has(sha256):
+    size = await blobs.size(sha256) if row is not None else None
+    if row is None or size is None:
         raise ApiError(404, "file_not_found", "文件不存在")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": row.media_type,
-            "Content-Length": str(row.size),
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "private, max-age=3600",
-        }
-    )
-    await response.prepare(request)
-    async for chunk in blobs.read_chunks(sha256):
-        await response.write(chunk)
-    await response.write_eof()
-    return response
+    headers = {"Content-Type": row.media_type, "Cache-Control": "private, max-age=3600"}
+    return await blob_response(request, blobs, sha256, size=size, headers=headers)

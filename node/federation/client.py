@@ -85,7 +85,7 @@ class PartnerClient:
             key=self._identity.private_key,
             kid=self._identity.kid,
         )
-        size = self._blobs.size(sha256)
+        size = await self._blobs.size(sha256)
         if size is None:
             return Answer(status=0, body=b"", error="blob_not_held", detail=sha256)
         return await self._call(

@@ -87,7 +87,7 @@ class InboundService:
         try:
             parsed = parse_envelope(body)
             envelope = await self._verify(parsed)
-            self._check_blobs(envelope)
+            await self._check_blobs(envelope)
             receipt = sign_receipt(
                 iss=self._identity.region,
                 aud=envelope.iss,
@@ -121,9 +121,9 @@ class InboundService:
                 raise
             return verify_parsed(parsed, self._trust.keys, recipient=self._identity.region, now=now)
 
-    def _check_blobs(self, envelope: Envelope) -> None:
+    async def _check_blobs(self, envelope: Envelope) -> None:
         missing = [
-            b["sha256"] for b in envelope.blobs if self._blobs.size(b["sha256"]) != b["size"]
+            b["sha256"] for b in envelope.blobs if await self._blobs.size(b["sha256"]) != b["size"]
         ]
         if missing:
             raise ProtocolError(

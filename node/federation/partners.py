@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.config import FederationSettings, plain_http_refused
 from protocol.keys import REGION_RE, TrustedKey
 
 
@@ -26,15 +27,39 @@ class Partner:
     keys: tuple[TrustedKey, ...]
 
 
-def load_partners(path: Path) -> dict[str, Partner]:
-    """Read partners.toml; a missing file means no partners yet."""
+def load_partners(path: Path, settings: FederationSettings | None = None) -> dict[str, Partner]:
+    """Read partners.toml; a missing file means no partners yet. With ``settings`` (a node
+    that will deliver), a partner URL that ``plain_http_refused`` refuses refuses the file."""
     if not path.exists():
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise PartnersFileError(f"{path}: {exc}") from exc
-    return parse_partners(data, source=str(path))
+    partners = parse_partners(data, source=str(path))
+    if settings is not None:
+        problems = refused_partners(partners, settings, source=str(path))
+        if problems:
+            raise PartnersFileError("; ".join(problems))
+    return partners
+
+
+def refused_partners(
+    partners: dict[str, Partner], settings: FederationSettings, *, source: str = "partners.toml"
+) -> list[str]:
+    """One message per partner whose URL may not be used (plain HTTP off loopback), naming
+    the partner and the fix."""
+    out = []
+    for partner in partners.values():
+        refused = plain_http_refused(partner.url, settings)
+        if refused is not None:
+            out.append(
+                f"{source}: partner {partner.region} {partner.name}: {refused}. "
+                "Fix: put its https:// URL in partners.toml (ask the partner for its HTTPS "
+                "entry and `tongban partners add` it) or remove the entry; allow_plain_http "
+                "only on a closed test network"
+            )
+    return out
 
 
 def parse_partners(data: dict[str, Any], *, source: str = "partners.toml") -> dict[str, Partner]:

@@ -20,7 +20,7 @@ from node.federation.models import inbound_messages, outbox
 from node.federation.outbox import Outbox
 from node.federation.trust import TrustStore
 from node.metrics import Metrics
-from node.storage.blobs import BlobStore
+from node.storage.blobs import open_blob_store
 from node.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ class Federation:
         self.db = db
         self.identity = identity
         self.metrics = Metrics()
-        self.blobs = BlobStore(config.blob_dir)
-        self.trust = TrustStore(db, config.partners_file)
+        self.blobs = open_blob_store(config)
+        self.trust = TrustStore(db, config.partners_file, config.federation)
         self.client = PartnerClient(identity, self.blobs, config.federation)
         self.refresher = KeyRefresher(self.trust, self.client)
         self.delivery = Delivery(
@@ -75,6 +75,7 @@ class Federation:
 
     async def start(self) -> None:
         self.blobs.remove_stale_parts()
+        await self.blobs.start()
         await self.trust.load()
         await self.client.start()
         self.inbound.start()
@@ -90,6 +91,7 @@ class Federation:
         await self.applier.stop()
         await self.inbound.stop()
         await self.client.close()
+        await self.blobs.close()
 
     def _stored(self, issuers: set[str]) -> None:
         self.applier.wake()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from node.config import FederationSettings
 from node.federation.models import partner_keys
 from node.federation.partners import Partner, load_partners
 from node.storage.database import Database
@@ -19,9 +20,13 @@ log = logging.getLogger(__name__)
 
 
 class TrustStore:
-    def __init__(self, db: Database, partners_file: Path) -> None:
+    def __init__(
+        self, db: Database, partners_file: Path, settings: FederationSettings | None = None
+    ) -> None:
         self._db = db
         self._partners_file = partners_file
+        #: With settings, partners.toml naming a refused plain-HTTP partner is refused.
+        self._settings = settings
         self._partners_mtime = 0.0
         self.partners: dict[str, Partner] = {}
         self.keys = KeySet()
@@ -32,7 +37,7 @@ class TrustStore:
     async def load(self) -> None:
         """(Re)build the key set from partners.toml and the learned keys."""
         self._partners_mtime = _mtime(self._partners_file)
-        partners = load_partners(self._partners_file)
+        partners = load_partners(self._partners_file, self._settings)
         keys = KeySet(regions=set(partners))
         for partner in partners.values():
             for key in partner.keys:

@@ -9,6 +9,7 @@ from aiohttp import web
 from node.federation.descriptors import our_descriptor
 from node.federation.inbound import InboundService
 from node.federation.runtime import Federation
+from node.storage.blobs import check_digest
 from protocol.envelope import MAX_ENVELOPE_BYTES
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.request_token import verify_request_token
@@ -49,7 +50,7 @@ def routes() -> web.RouteTableDef:
         fed = request.app[FEDERATION]
         sha256 = request.match_info["sha256"]
         try:
-            fed.blobs.path(sha256)  # validates the digest's form
+            check_digest(sha256)
             auth = request.headers.get("Authorization", "")
             if not auth.startswith("Bearer "):
                 raise ProtocolError(ErrorCode.TOKEN_MISSING, "Authorization: Bearer <token>")
@@ -63,7 +64,7 @@ def routes() -> web.RouteTableDef:
             limit = fed.config.federation.max_blob_bytes
             if (request.content_length or 0) > limit:
                 raise ProtocolError(ErrorCode.BLOB_TOO_LARGE, f"over {limit} bytes")
-            if fed.blobs.has(sha256):
+            if await fed.blobs.has(sha256):
                 return web.json_response({"sha256": sha256, "stored": False}, status=200)
             _digest, size, created = await fed.blobs.put_stream(
                 request.content.iter_chunked(256 * 1024), max_bytes=limit, expected=sha256

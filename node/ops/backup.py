@@ -57,7 +57,7 @@ from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.config import CONFIG_FILE, KEY_FILE, PARTNERS_FILE, NodeConfig
-from node.storage.blobs import SHA256_RE, BlobStore
+from node.storage.blobs import BlobStore, open_blob_store
 from node.storage.database import Database
 from node.storage.migrate import _MIGRATION_LOCK, alembic_config, upgrade
 
@@ -106,19 +106,6 @@ def reflect(meta: MetaData, sync_conn: Any) -> None:
 def _order(table: Table) -> list[Any]:
     pk = list(table.primary_key.columns)
     return pk or list(table.columns)
-
-
-def _blob_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """(sha256, path) of every blob in a store, in digest order; upload leftovers skipped."""
-    if not root.is_dir():
-        return
-    found = []
-    for path in root.glob("??/??/*"):
-        name = path.name
-        in_place = path.parent.name == name[2:4] and path.parent.parent.name == name[:2]
-        if SHA256_RE.match(name) and in_place and path.is_file():
-            found.append((name, path))
-    yield from sorted(found)
 
 
 async def _dump_tables(
@@ -176,22 +163,6 @@ async def _dump_tables(
     return heads, entries, paths
 
 
-class _HashingReader(io.RawIOBase):
-    """Reads a file for tarfile while hashing what was read."""
-
-    def __init__(self, handle: IO[bytes]) -> None:
-        self._handle = handle
-        self.digest = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._handle.read(size)
-        self.digest.update(chunk)
-        return chunk
-
-
 def _anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
     """No user or group names of the backup host in the archive."""
     info.uid = info.gid = 0
@@ -233,11 +204,16 @@ async def backup(config: NodeConfig, out: Path, *, include_keys: bool = False) -
             heads, tables, dumps = await _dump_tables(db, Path(spool_dir))
         finally:
             await db.dispose()
-        blobs = [(sha, path, path.stat().st_size) for sha, path in _blob_files(config.blob_dir)]
         node_files = []
         for name, path, mode in _node_files(config, include_keys):
             data = path.read_bytes()
             node_files.append((name, data, mode))
+        store = open_blob_store(config)
+        try:
+            blobs = [entry async for entry in store.list_blobs()]
+        except BaseException:
+            await store.close()
+            raise
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -252,7 +228,7 @@ async def backup(config: NodeConfig, out: Path, *, include_keys: bool = False) -
                 {"path": n, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
                 for n, d, _m in node_files
             ],
-            "blobs": [{"sha256": sha, "size": size} for sha, _p, size in blobs],
+            "blobs": [{"sha256": sha, "size": size} for sha, size in blobs],
         }
         partial = out.with_name(out.name + ".part")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -271,19 +247,8 @@ async def backup(config: NodeConfig, out: Path, *, include_keys: bool = False) -
                 for name, data, mode in node_files:
                     _add_bytes(tar, name, data, mode)
                     summary.files.append(name)
-                for sha, path, size in blobs:
-                    info = tarfile.TarInfo(f"blobs/{sha}")
-                    info.size = size
-                    info.mode = 0o644
-                    info.mtime = int(path.stat().st_mtime)
-                    with open(path, "rb") as blob:
-                        reader = _HashingReader(blob)
-                        tar.addfile(info, reader)  # type: ignore[arg-type]
-                    if reader.digest.hexdigest() != sha:
-                        raise BackupError(
-                            f"blob_corrupt: 存储中的文件内容与其摘要不符 {path} "
-                            "(the blob store itself is damaged)"
-                        )
+                for sha, size in blobs:
+                    await _add_blob(tar, store, sha, size)
                     summary.blobs += 1
                     summary.blob_bytes += size
                 handle.flush()
@@ -292,7 +257,43 @@ async def backup(config: NodeConfig, out: Path, *, include_keys: bool = False) -
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
+        finally:
+            await store.close()
     return summary
+
+
+async def _add_blob(tar: tarfile.TarFile, store: BlobStore, sha: str, size: int) -> None:
+    """Append ``blobs/<sha>`` streamed from any store (tarfile's ``addfile`` wants a
+    blocking file object; this writes the same header, data and padding)."""
+    info = tarfile.TarInfo(f"blobs/{sha}")
+    info.size = size
+    info.mode = 0o644
+    info.mtime = int(time.time())
+    assert tar.fileobj is not None
+    header = info.tobuf(tar.format, tar.encoding, tar.errors)
+    tar.fileobj.write(header)
+    tar.offset += len(header)
+    digest = hashlib.sha256()
+    written = 0
+    async with contextlib.aclosing(store.read_chunks(sha)) as chunks:
+        async for chunk in chunks:
+            chunk = chunk[: size - written]
+            digest.update(chunk)
+            tar.fileobj.write(chunk)
+            written += len(chunk)
+            if written >= size:
+                break
+    if written != size or digest.hexdigest() != sha:
+        raise BackupError(
+            f"blob_corrupt: 存储中的文件内容与其摘要不符 {sha} in {store.describe()} "
+            "(the blob store itself is damaged)"
+        )
+    blocks, remainder = divmod(size, tarfile.BLOCKSIZE)
+    if remainder:
+        tar.fileobj.write(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
+        blocks += 1
+    tar.offset += blocks * tarfile.BLOCKSIZE
+    tar.members.append(info)
 
 
 # -- reading and verifying an archive ----------------------------------------------------------
@@ -423,7 +424,7 @@ def restore_config(
     return NodeConfig.from_dict(directory, data), text
 
 
-async def _check_empty(db: Database, blob_dir: Path) -> list[str]:
+async def _check_empty(db: Database, blobs: BlobStore) -> list[str]:
     """The database's current revisions; refuses one that holds any row, or a blob store that
     holds any blob."""
     async with db.read() as conn:
@@ -441,8 +442,10 @@ async def _check_empty(db: Database, blob_dir: Path) -> list[str]:
         heads = await conn.run_sync(
             lambda c: sorted(MigrationContext.configure(c).get_current_heads())
         )
-    if next(_blob_files(blob_dir), None) is not None:
-        raise BackupError(f"blob_store_not_empty: 文件存储 {blob_dir} 不是空的；只能恢复到空存储")
+    async for _blob in blobs.list_blobs():
+        raise BackupError(
+            f"blob_store_not_empty: 文件存储 {blobs.describe()} 不是空的；只能恢复到空存储"
+        )
     return heads
 
 
@@ -533,8 +536,9 @@ async def restore(
     summary = Summary(includes_keys=bool(manifest.get("includes_keys")))
     config.dir.mkdir(parents=True, exist_ok=True)  # SQLite in DIR needs the folder
     db = Database(config.database_url)
+    blobs = open_blob_store(config)
     try:
-        current = await _check_empty(db, config.blob_dir)
+        current = await _check_empty(db, blobs)
         if current and set(current) != set(manifest["alembic_heads"]):
             raise BackupError(
                 f"schema_mismatch: 空数据库的结构版本 {current} 与备份 "
@@ -544,7 +548,6 @@ async def restore(
         meta = MetaData()
         async with db.read() as conn:
             await conn.run_sync(lambda c: reflect(meta, c))
-        blobs = BlobStore(config.blob_dir)
         by_name = {e["name"]: e for e in manifest["tables"]}
         with _open(archive) as tar:
             members = _members(tar)
@@ -570,6 +573,7 @@ async def restore(
                 if conn is not None:
                     await _finish_rows(db, conn, inserted, rows_txn)
     finally:
+        await blobs.close()
         await db.dispose()
     summary.notes += _write_node_files(config, verified, config_text)
     return config, summary

@@ -8,7 +8,6 @@ the case now (``lifecycle.ACTIONS`` + state + side + role).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +19,7 @@ from node.accounts.staff import ROLE_LABELS, Staff
 from node.appkeys import CONFIG, DATABASE
 from node.cases import queries, records
 from node.cases.lifecycle import ACTIONS, STATUS_LABELS, Mode, Side, Status, sides_of
-from node.cases.models import bundles, cases, ratings, uploads
+from node.cases.models import bundles, cases, uploads
 from node.cases.service import today_in_china
 from node.cases.views import CASES, combined_status
 from node.federation.views import FEDERATION
@@ -188,7 +187,8 @@ def _files_of(case: dict[str, Any]) -> list[str]:
 
 
 async def _case_extras(request: web.Request, case: dict[str, Any]) -> dict[str, Any]:
-    """What the case API does not carry: file types, ratings, and the 多地联办 bundle."""
+    """What the case API does not carry: file types and the 多地联办 bundle; the ratings it
+    carries, labelled."""
     today = today_in_china()
     async with request.app[DATABASE].read() as conn:
         files = {
@@ -197,11 +197,6 @@ async def _case_extras(request: web.Request, case: dict[str, Any]) -> dict[str, 
                 await conn.execute(select(uploads).where(uploads.c.sha256.in_(_files_of(case))))
             ).all()
         }
-        rating_rows = (
-            await conn.execute(
-                select(ratings).where(ratings.c.case_id == case["id"]).order_by(ratings.c.rated_at)
-            )
-        ).all()
         bundle = None
         if case.get("bundle_id"):
             row = (
@@ -226,26 +221,11 @@ async def _case_extras(request: web.Request, case: dict[str, Any]) -> dict[str, 
                 }
     rating_list = [
         {
-            "rating_id": r.rating_id,
-            "level": r.level,
-            "level_label": RATING_LEVELS.get(r.level, ""),
-            "stage": RATING_STAGES.get(r.stage, r.stage),
-            "channel": r.channel,
-            "comment": r.comment,
-            "rated_at": r.rated_at,
-            "rectification_due": r.rectification_due,
-            "rectified_at": r.rectified_at,
-            "rectification": r.rectification,
-            "follow_up": json.loads(r.follow_up) if r.follow_up else None,
-            "open": r.level <= 2 and r.rectified_at is None,
-            "overdue": bool(
-                r.level <= 2
-                and r.rectified_at is None
-                and r.rectification_due
-                and r.rectification_due < today.isoformat()
-            ),
+            **r,
+            "level_label": RATING_LEVELS.get(r["level"], ""),
+            "stage": RATING_STAGES.get(r["stage"], r["stage"]),
         }
-        for r in rating_rows
+        for r in case.get("ratings", [])
     ]
     return {"files": files, "ratings": rating_list, "bundle": bundle}
 

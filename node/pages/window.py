@@ -69,7 +69,7 @@ NEXT_STEPS: dict[str, str] = {
     "supplement_pending": "转告申请人补正通知，收取补正材料后提交",
     "inspection": "办理地云端勘验中",
     "approved": "已准予：办结结果待出件（窗口领取或邮寄）",
-    "denied": "不予许可：将决定书交付申请人（出件）",
+    "denied": "不予办理：将决定书交付申请人（出件）",
     "dispatched": "结果已出件：申请人领取或签收后登记送达",
     "delivered": "已送达，可请申请人评价",
     "not_accepted": "不予受理：告知申请人理由",
