@@ -24,7 +24,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class FederationSettings:
     #: Envelopes in flight to one partner at once.
-    window: int = 32
+    window: int = 128
     #: First retry delay after a failure, seconds; doubles per failure up to ``max_backoff``.
     initial_backoff: float = 0.5
     #: Backoff cap, seconds. Minutes, not days: a partner back from an outage must hear from

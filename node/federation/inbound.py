@@ -200,7 +200,9 @@ class InboundService:
     async def _commit(self, batch: list[_Pending]) -> list[str | BaseException]:
         """Store ``batch`` in one transaction; returns a receipt or an error per item."""
         if self._db.is_sqlite:
-            results, fresh = await self._db.run_write(lambda c: _commit_sqlite(c, batch))
+            results, fresh = await self._db.run_write(
+                lambda c: _commit_sqlite(c, batch), urgent=True
+            )
         else:
             async with self._db.write() as conn:
                 jtis = list({p.envelope.jti for p in batch})

@@ -74,19 +74,45 @@ class Database:
         else:
             self._writer = create_async_engine(url, pool_size=10, max_overflow=10)
             self._reader = self._writer
+        #: Urgent transactions waiting for SQLite's one writer connection right now.
+        self._urgent_waiters = 0
+
+    @property
+    def writer_wanted(self) -> bool:
+        """SQLite: an urgent transaction (an inbound store: a partner waits for its receipt)
+        waits for the one writer connection. Work that can wait (the applier's) gives way."""
+        return self._urgent_waiters > 0
+
+    @asynccontextmanager
+    async def _writer_connection(self, urgent: bool) -> AsyncIterator[AsyncConnection]:
+        if not (self.is_sqlite and urgent):
+            async with self._writer.connect() as conn:
+                yield conn
+            return
+        conn = self._writer.connect()
+        self._urgent_waiters += 1
+        try:
+            await conn.start()
+        finally:
+            self._urgent_waiters -= 1
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
     @property
     def engine(self) -> AsyncEngine:
         return self._writer
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits on success and rolls back on any exception.
 
         Callbacks registered with ``after_commit(conn, fn)`` run once the commit succeeded.
+        ``urgent``: see ``writer_wanted``.
         """
         callbacks: list[Callable[[], None]] = []
-        async with self._writer.connect() as conn:
+        async with self._writer_connection(urgent) as conn:
             _after_commit[id(conn)] = callbacks
             try:
                 async with conn.begin():
@@ -96,17 +122,18 @@ class Database:
         for callback in callbacks:
             callback()
 
-    async def run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run_write(self, fn: Callable[[sqlite3.Connection], T], *, urgent: bool = False) -> T:
         """SQLite only: run ``fn(connection)`` as one write transaction (``BEGIN IMMEDIATE``
         ... ``COMMIT``, rolled back if it raises) in the writer connection's own thread.
 
         The whole transaction costs one hand-over to that thread instead of several per
         statement: the hot paths (inbound group commit, outbox claim and record) use it.
         ``fn`` gets the plain ``sqlite3`` connection and must not touch the event loop.
+        ``urgent``: see ``writer_wanted``.
         """
         if not self.is_sqlite:
             raise RuntimeError("run_write is for SQLite; use write() on PostgreSQL")
-        async with self._writer.connect() as conn:
+        async with self._writer_connection(urgent) as conn:
             fairy = await conn.get_raw_connection()
             driver = fairy.driver_connection  # the aiosqlite connection
             assert driver is not None

@@ -1,0 +1,170 @@
+"""The write path's priorities: an inbound store (a partner waits for its receipt) is urgent;
+the applier gives way to it on SQLite, where both need the one writer connection."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from node.federation import applier as applier_module
+from node.federation.applier import Applier
+from node.federation.models import inbound_envelopes, inbound_messages
+from node.storage.database import Database
+from node.storage.migrate import upgrade
+from protocol.envelope import Envelope, new_claims, parse_envelope, sign_envelope
+from protocol.keys import generate_private_key
+from protocol.messages import example_body
+from tests.support.databases import DatabaseFactory, using_postgres
+
+SENDER = "430523"
+RECEIVER = "430400"
+
+
+async def _database(databases: DatabaseFactory) -> Database:
+    db = Database(await databases.new_url("writes"))
+    await upgrade(db)
+    return db
+
+
+async def test_a_waiting_urgent_write_is_announced_and_a_plain_one_is_not(
+    databases: DatabaseFactory,
+) -> None:
+    db = await _database(databases)
+    try:
+        order: list[str] = []
+        release = asyncio.Event()
+        holding = asyncio.Event()
+
+        async def hold() -> None:
+            async with db.write():
+                order.append("held")
+                holding.set()
+                await release.wait()
+
+        def note(label: str):  # type: ignore[no-untyped-def]
+            def fn(_c: sqlite3.Connection) -> None:
+                order.append(label)
+
+            return fn
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        if not db.is_sqlite:
+            # PostgreSQL has no single writer: nobody ever waits for "the" writer.
+            async with db.write(urgent=True):
+                assert not db.writer_wanted
+            release.set()
+            await holder
+            return
+        plain = asyncio.create_task(db.run_write(note("plain")))
+        await asyncio.sleep(0.05)
+        assert not db.writer_wanted
+        urgent = asyncio.create_task(db.run_write(note("urgent"), urgent=True))
+        await asyncio.sleep(0.05)
+        assert db.writer_wanted
+        release.set()
+        await asyncio.gather(holder, plain, urgent)
+        assert not db.writer_wanted
+        assert order == ["held", "plain", "urgent"]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.skipif(using_postgres(), reason="the one-writer contention is SQLite's")
+async def test_the_applier_gives_way_to_inbound_stores(
+    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inbound store that waited behind one of the applier's transactions is followed by
+    a pause of the applier (twice that transaction's length), so that further stores find
+    the writer free instead of queueing behind the applier's next transaction."""
+    monkeypatch.setattr(applier_module, "PER_TRANSACTION", 4)
+    monkeypatch.setattr(applier_module, "MIN_PER_TRANSACTION", 4)
+    db = await _database(databases)
+    key = generate_private_key()
+    now = time.time()
+    rows = []
+    envelopes = []
+    for n in range(12):
+        token = sign_envelope(
+            new_claims(
+                iss=SENDER,
+                aud=RECEIVER,
+                typ="case.progress",
+                xt=f"XT-{n:02d}",
+                seq=1,
+                body=example_body("case.progress")[0],
+                now=now,
+            ),
+            key,
+            "kid-1",
+        )
+        parsed = parse_envelope(token)
+        jti = parsed.claims["jti"]
+        rows.append(
+            {
+                "iss": SENDER,
+                "xt": f"XT-{n:02d}",
+                "seq": 1,
+                "jti": jti,
+                "typ": "case.progress",
+                "received_at": now + n,
+                "attempts": 0,
+            }
+        )
+        envelopes.append(
+            {
+                "jti": jti,
+                "iss": SENDER,
+                "xt": f"XT-{n:02d}",
+                "seq": 1,
+                "typ": "case.progress",
+                "kid": "kid-1",
+                "digest": parsed.digest,
+                "token": token,
+                "receipt": "r",
+                "received_at": now + n,
+                "duplicate": False,
+            }
+        )
+    async with db.write() as conn:
+        await conn.execute(insert(inbound_messages), rows)
+        await conn.execute(insert(inbound_envelopes), envelopes)
+
+    order: list[str] = []
+    applied_at: list[tuple[float, float]] = []
+    first_applied = asyncio.Event()
+
+    async def handler(conn: AsyncConnection, envelope: Envelope) -> None:
+        order.append("apply")
+        first_applied.set()
+        started = time.monotonic()
+        await asyncio.sleep(0.02)  # holds the writer, as a real handler's statements do
+        applied_at.append((started, time.monotonic()))
+
+    def store(label: str):  # type: ignore[no-untyped-def]
+        def fn(_c: sqlite3.Connection) -> None:
+            order.append(label)
+
+        return fn
+
+    applier = Applier(db, handler)
+    try:
+        running = asyncio.create_task(applier.apply_ready())
+        await first_applied.wait()
+        await db.run_write(store("store-1"), urgent=True)
+        await db.run_write(store("store-2"), urgent=True)
+        assert await running == 12
+    finally:
+        await db.dispose()
+    # The first transaction (4 messages, at least 80 ms) ran to its end; both stores came
+    # before the next, which started only after the pause (at least 2 x 80 ms).
+    assert order[:6] == ["apply"] * 4 + ["store-1", "store-2"]
+    assert order.count("apply") == 12
+    first_transaction = applied_at[3][1] - applied_at[0][0]
+    pause = applied_at[4][0] - applied_at[3][1]
+    assert pause >= 2 * first_transaction * 0.95
