@@ -267,9 +267,17 @@ def _http_settings(data: Any) -> HttpSettings:
         raise ConfigError('[http] trusted_proxies: a list, e.g. ["127.0.0.1/32"]')
     for network in proxies:
         try:
-            ipaddress.ip_network(str(network), strict=False)
+            parsed = ipaddress.ip_network(str(network), strict=True)
         except ValueError as exc:
-            raise ConfigError(f"[http] trusted_proxies: {network!r} is not a network") from exc
+            raise ConfigError(
+                f"[http] trusted_proxies: {network!r} is not a network (host bits set? "
+                'write "172.30.240.5/32" for one address or "172.30.240.0/24" for its network)'
+            ) from exc
+        if parsed.prefixlen == 0:
+            raise ConfigError(
+                f"[http] trusted_proxies: {network!r} would believe every client's own "
+                "X-Forwarded-For; list only the proxies' addresses"
+            )
     return HttpSettings(trusted_proxies=tuple(str(n) for n in proxies))
 
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from node.storage.blobs import BlobStoreUnavailable
 from protocol.errors import ErrorCode, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "method_not_allowed",
             f"{request.method} not allowed",
             allowed=sorted(exc.allowed_methods),
+        )
+    except BlobStoreUnavailable as exc:
+        log.warning("blob store unavailable: %s", exc, extra={"path": request.path})
+        return error_response(
+            503, "blob_store_unavailable", "文件存储暂不可用，请稍后重试 (blob store unavailable)"
         )
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, ErrorCode.TOO_LARGE, "request body too large")

@@ -23,10 +23,12 @@ from aiohttp import web
 from node.cli import main as cli
 from node.config import BlobSettings, ConfigError, NodeConfig
 from node.doctor import run_checks
+from node.http_errors import error_middleware
 from node.provisioning import init_node, link_all
 from node.storage.blobs import (
     CHUNK,
     BlobStore,
+    BlobStoreUnavailable,
     FolderBlobStore,
     S3BlobStore,
     blob_response,
@@ -230,6 +232,41 @@ async def test_s3_objects_are_content_addressed_under_the_prefix(
         await other.close()
 
 
+async def test_an_unreachable_object_store_answers_503_with_a_stable_code(
+    s3_credentials: Path, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """Down, not missing: a partner's upload or a browser's download is told to come back
+    (503 ``blob_store_unavailable``, which a sender retries), never "no such blob"."""
+    store = S3BlobStore(
+        BlobSettings(
+            backend="s3",
+            endpoint_url=f"http://127.0.0.1:{free_port()}",  # nobody listens there
+            bucket="tongban",
+            credentials_file=str(s3_credentials),
+            timeout=2.0,
+        ),
+        spool_dir=tmp_path / "spool",
+    )
+    sha = hashlib.sha256(b"x").hexdigest()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await store.size(sha)
+        raise AssertionError("not reached")
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/blob", handler)
+    client = await aiohttp_client(app)
+    try:
+        with pytest.raises(BlobStoreUnavailable):
+            await store.put_bytes(b"x")
+        answer = await client.get("/blob")
+        assert answer.status == 503
+        assert (await answer.json())["error"] == "blob_store_unavailable"
+        assert list((tmp_path / "spool").iterdir()) == []  # the spooled upload is gone
+    finally:
+        await store.close()
+
+
 def test_blobs_settings_are_checked(tmp_path: Path) -> None:
     base = {"region": "430400", "name": "衡阳市", "url": "https://x"}
     config = NodeConfig.from_dict(tmp_path, base)
@@ -411,3 +448,20 @@ async def test_http_response_streams_with_ranges(store: BlobStore, aiohttp_clien
     assert tail.status == 206 and await tail.read() == data[-10:]
     beyond = await client.get("/blob", headers={"Range": f"bytes={len(data)}-"})
     assert beyond.status == 416
+    assert (await beyond.json())["error"] == "range_not_satisfiable"
+    assert beyond.headers["Content-Range"] == f"bytes */{len(data)}"
+    # An invalid range is ignored: the whole blob.
+    backwards = await client.get("/blob", headers={"Range": "bytes=300-100"})
+    assert backwards.status == 200 and await backwards.read() == data
+    # The digest is the ETag; If-Range with another validator gets the whole blob.
+    assert whole.headers["ETag"] == f'"{sha}"'
+    same = await client.get("/blob", headers={"Range": "bytes=0-9", "If-Range": f'"{sha}"'})
+    assert same.status == 206 and await same.read() == data[:10]
+    other = await client.get("/blob", headers={"Range": "bytes=0-9", "If-Range": '"x"'})
+    assert other.status == 200 and await other.read() == data
+    # HEAD: the headers only, and the connection stays usable for the next request.
+    head = await client.head("/blob")
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(data))
+    assert await head.read() == b""
+    again = await client.get("/blob", headers={"Range": "bytes=0-3"})
+    assert again.status == 206 and await again.read() == data[:4]

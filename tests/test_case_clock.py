@@ -144,6 +144,70 @@ async def test_a_paused_case_is_judged_as_of_its_pause_start_everywhere(
             assert await status_count_faults(conn) == []
 
 
+async def test_a_supplement_asked_during_a_hearing_keeps_one_pause(
+    pair: list[RunningNode],
+) -> None:
+    """One pause at a time: 补正 asked while a special procedure has stopped the clock opens
+    no second pause, the supplement coming in does not end the hearing's pause, and resuming
+    moves the deadline by the whole span once."""
+    shaoyang, hengyang = pair
+    window, handling = shaoyang.app[CASES], hengyang.app[CASES]  # type: ignore[index]
+    calendar = await handling.calendar()
+    accepted_on = calendar.next_working_day(today_in_china() - timedelta(days=60))
+    hearing_on = calendar.add_working_days(accepted_on, 1).date
+    asked_on = calendar.add_working_days(accepted_on, 3).date
+    supplied_on = calendar.add_working_days(accepted_on, 5).date
+    resumed_on = calendar.add_working_days(accepted_on, 8).date
+    async with aiohttp.ClientSession() as http:
+        clerk = await ApiClient(shaoyang.url, http).login("clerk")
+        approver = await ApiClient(hengyang.url, http).login("approver")
+        window.clock = handling.clock = at(accepted_on)
+        created = await apply(clerk)
+        there = await until(approver, created["case_no"], lambda c: True)
+        accepted = await approver.act(there["id"], "accept")
+        handling.clock = at(hearing_on)
+        await approver.act(there["id"], "progress", PAUSE)
+        handling.clock = at(asked_on)
+        asked = await approver.act(there["id"], "request_supplement", NOTICE)
+        assert (asked["status"], asked["paused"], asked["paused_since"]) == (
+            "supplement_pending",
+            True,
+            hearing_on.isoformat(),
+        )
+        here = await until(clerk, created["case_no"], lambda c: c["status"] == "supplement_pending")
+        window.clock = at(supplied_on)
+        contract = await clerk.upload(pdf("施工合同"), "施工合同.pdf")
+        await clerk.act(
+            here["id"],
+            "supplement",
+            {"materials": [{"name": "施工合同", "blob": contract["sha256"]}]},
+        )
+        for client in (clerk, approver):
+            case = await until(client, created["case_no"], lambda c: c["status"] == "accepted")
+            # The hearing goes on: still paused from its first day, the deadline unmoved.
+            assert (case["paused"], case["paused_since"], case["deadline"]) == (
+                True,
+                hearing_on.isoformat(),
+                accepted["deadline"],
+            )
+        handling.clock = at(resumed_on)
+        resume = {"kind": "resume", "reason": "专家评审结束"}
+        resumed = await approver.act(there["id"], "progress", resume)
+        paused_days = calendar.working_days_between(hearing_on, resumed_on)
+        moved = calendar.add_working_days(
+            accepted_on, int(accepted["time_limit_days"]) + paused_days
+        ).date.isoformat()
+        assert (resumed["paused"], resumed["paused_since"], resumed["deadline"]) == (
+            False,
+            None,
+            moved,
+        )
+        assert len(resumed["pauses"]) == 1
+        window.clock = handling.clock = time.time
+        case = await until(clerk, created["case_no"], lambda c: not c["paused"])
+        assert case["deadline"] == moved
+
+
 def test_case_settings_are_read_from_tongban_toml_and_checked(tmp_path: Path) -> None:
     base = {"region": "430400", "name": "衡阳市", "url": "http://127.0.0.1:8400"}
     assert NodeConfig.from_dict(tmp_path, base).cases == CaseSettings(10, 10)
@@ -210,7 +274,10 @@ async def test_catch_up_and_rectification_deadlines_are_recomputed_when_their_ye
         case_no = created["case_no"]
         assert (created["deferred_until"], created["deferred_provisional"]) == ("2027-01-07", True)
         there = await until(approver, case_no, lambda c: True)
-        assert (there["deferred_until"], there["deferred_provisional"]) == ("2027-01-07", True)
+        # The catch-up is the window's business: the handling node keeps the window's date as
+        # relayed, never provisional there and never recounted on its own calendar (the two
+        # nodes may have loaded different years).
+        assert (there["deferred_until"], there["deferred_provisional"]) == ("2027-01-07", False)
         await approver.act(there["id"], "accept")
         await until(clerk, case_no, lambda c: c["status"] == "accepted")
         await clerk.act(
@@ -234,9 +301,9 @@ async def test_catch_up_and_rectification_deadlines_are_recomputed_when_their_ye
             assert await load_calendar_file(node.db, calendar_file, loaded_by="test") == [2027]
         here = await clerk.ok("GET", f"/api/v1/cases/{created['id']}")
         there = await approver.ok("GET", f"/api/v1/cases/{there['id']}")
-        for case in (here, there):
-            assert (case["deferred_until"], case["deferred_provisional"]) == ("2027-01-08", False)
-            assert [m["deferred_until"] for m in case["deferred"]] == ["2027-01-08"]
+        assert (here["deferred_until"], here["deferred_provisional"]) == ("2027-01-08", False)
+        assert [m["deferred_until"] for m in here["deferred"]] == ["2027-01-08"]
+        assert (there["deferred_until"], there["deferred_provisional"]) == ("2027-01-07", False)
         (rating,) = there["ratings"]
         assert (rating["rectification_due"], rating["rectification_provisional"]) == (
             "2027-01-08",

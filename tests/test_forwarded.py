@@ -48,6 +48,9 @@ def test_trusted_proxies_are_checked(tmp_path: Path) -> None:
     assert config.http.trusted_proxies == ("10.0.0.0/8",)
     for http, message in [
         ({"trusted_proxies": ["nginx"]}, "not a network"),
+        ({"trusted_proxies": ["172.30.240.5/24"]}, "host bits"),
+        ({"trusted_proxies": ["0.0.0.0/0"]}, "every client"),
+        ({"trusted_proxies": ["::/0"]}, "every client"),
         ({"trusted_proxies": "127.0.0.1"}, "a list"),
         ({"proxies": []}, "unknown \\[http\\]"),
     ]:

@@ -305,7 +305,7 @@ async def test_refusal_inspection_and_pause_forms_ask_only_for_their_payload(
             async with page.expect_navigation():
                 await form.get_by_role("button", name="安排勘验").click()
             section = await page.locator("#inspection").inner_text()
-            assert "2026-12-30 09:30" in section and "衡阳市蒸湘区解放大道8号" in section
+            assert "2026年12月30日 09:30" in section and "衡阳市蒸湘区解放大道8号" in section
             console = page.get_by_role("link", name="进入勘验控制台")
             assert re.search(
                 r"^/inspection/[0-9a-f-]+/console$", await console.get_attribute("href") or ""

@@ -77,6 +77,7 @@ async def _recompute_catch_up(conn: AsyncConnection, calendar: Calendar) -> int:
             select(
                 cases.c.id,
                 cases.c.application,
+                cases.c.details,
                 cases.c.deferred_until,
                 cases.c.deferred_days,
                 cases.c.deferred_warning_days,
@@ -98,8 +99,14 @@ async def _recompute_catch_up(conn: AsyncConnection, calendar: Calendar) -> int:
             days=int(row.deferred_days),
             warning_days=int(row.deferred_warning_days or 0),
         )
+        # Materials already caught up keep the date they were handed in against.
+        caught = json.loads(row.details or "{}").get("deferred", {}).get("materials", {})
         for material in application.get("materials", []):
-            if material.get("status") == "deferred" and material.get("deferred_until"):
+            if (
+                material.get("status") == "deferred"
+                and material.get("deferred_until")
+                and material.get("code") not in caught
+            ):
                 material["deferred_until"] = fields["deferred_until"]
         await conn.execute(
             update(cases)
@@ -123,6 +130,8 @@ async def _recompute_rectification(conn: AsyncConnection, calendar: Calendar) ->
             ).where(
                 ratings.c.rectification_provisional.is_(True),
                 ratings.c.rectification_due.is_not(None),
+                # A rectification done is history: its deadline stays as it was.
+                ratings.c.rectified_at.is_(None),
                 ratings.c.rectification_days.is_not(None),
             )
         )

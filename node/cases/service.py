@@ -757,7 +757,7 @@ class CaseService:
         supplement["supplied_on"] = supplied_on.isoformat()
         details["supplement"] = supplement
         changes = {"details": json.dumps(details, ensure_ascii=False)}
-        changes.update(await self._close_pause_and_recompute(row, supplied_on))
+        changes.update(await self._close_pause_and_recompute(row, supplied_on, reason="补正"))
         envelope = None
         if send:
             refs = await self._blob_refs(conn, [m["blob"] for m in materials])
@@ -1419,6 +1419,10 @@ class CaseService:
 
     @staticmethod
     def _open_pause(row: Row[Any], day: date, reason: str) -> dict[str, Any]:
+        """Stop the clock. One pause at a time: a case already paused (a hearing, say) stays
+        paused from the day it was, and a 补正 asked meanwhile opens no second pause."""
+        if row.paused:
+            return {}
         pauses = json.loads(row.pauses)
         pauses.append([day.isoformat(), None, reason])
         return {
@@ -1439,11 +1443,16 @@ class CaseService:
         }
 
     async def _close_pause_and_recompute(
-        self, row: Row[Any], day: date | None = None
+        self, row: Row[Any], day: date | None = None, *, reason: str | None = None
     ) -> dict[str, Any]:
+        """Restart the clock and move the deadline by the pause; with ``reason``, only a
+        pause opened for that reason ends (补正 supplied during a hearing: the hearing's
+        pause goes on)."""
         if not row.paused:
             return {}
         pauses = json.loads(row.pauses)
+        if reason is not None and (len(pauses[-1]) < 3 or pauses[-1][2] != reason):
+            return {}
         pauses[-1][1] = (day or today_in_china(self.clock())).isoformat()
         changes: dict[str, Any] = {
             "pauses": json.dumps(pauses, ensure_ascii=False),
@@ -1524,7 +1533,7 @@ class CaseService:
         deferred_until = promised[0] if promised else None
         catch_up: dict[str, Any] = {"deferred_until": deferred_until}
         if deferred_until is not None:
-            catch_up = await self._relayed_catch_up(item, deferred_until, body.get("received_at"))
+            catch_up = await self._relayed_catch_up(item, deferred_until)
         row_id = (
             await conn.execute(
                 cases.insert()
@@ -1599,30 +1608,16 @@ class CaseService:
                 ),
             )
 
-    async def _relayed_catch_up(
-        self, item: Any, deferred_until: str, received_at: Any
-    ) -> dict[str, Any]:
-        """容缺 on the handling node: the window's catch-up deadline, with the working days it
-        is after the day of 收件 counted on our calendar (so a calendar load recomputes it as
-        the window does) and the item's warning lead."""
+    async def _relayed_catch_up(self, item: Any, deferred_until: str) -> dict[str, Any]:
+        """容缺 on the handling node: the window's catch-up deadline as the window set it.
+
+        The catch-up is the receiving region's business (it takes the material and holds the
+        result until then): its date is the window's, never provisional and never recomputed
+        here. Recounting it on our calendar would make the two nodes disagree whenever they
+        have loaded different years."""
         calendar = await self.calendar()
         lead = int(getattr(item, "warning_days", DEFAULT_WARNING_DAYS))
         until = date.fromisoformat(deferred_until)
-        try:
-            start = datetime.fromisoformat(str(received_at)).astimezone(CHINA).date()
-        except ValueError:
-            start = None
-        if start is not None and start < until:
-            fields = deadlines.catch_up(
-                calendar,
-                start=start,
-                days=calendar.working_days_between(start, until),
-                warning_days=lead,
-            )
-            if fields["deferred_until"] == deferred_until:
-                return fields
-        # Not a working day on our calendar (another holiday notice loaded?): the window's
-        # date as it is, never recomputed here.
         return {
             "deferred_until": deferred_until,
             "deferred_warning_from": calendar.subtract_working_days(until, lead).isoformat(),

@@ -24,7 +24,7 @@ from node.cases.service import today_in_china
 from node.cases.views import CASES, combined_status
 from node.federation.views import FEDERATION
 from node.http_errors import ApiError
-from node.pages.rendering import render_page
+from node.pages.rendering import day, render_page, when
 from node.pages.session import page_staff
 
 #: Who may read the inbox and case pages.
@@ -127,20 +127,20 @@ def event_text(event: dict[str, Any], names: dict[str, str]) -> str:
     if action == "submit" and data.get("materials") is not None:
         parts.append(f"材料 {data['materials']} 份")
     elif action == "accept" and data.get("promised_date"):
-        parts.append(f"承诺办结日期 {data['promised_date']}")
+        parts.append(f"承诺办结日期 {day(data['promised_date'])}")
         if data.get("provisional"):
             parts.append("（临时，待载入节假日数据后重算）")
     elif action == "request_supplement":
         if data.get("items") is not None:
             parts.append(f"一次性告知 {data['items']} 项")
         if data.get("deadline"):
-            parts.append(f"补正期限 {data['deadline']}")
+            parts.append(f"补正期限 {day(data['deadline'])}")
     elif action == "supplement" and data.get("materials") is not None:
         parts.append(f"补正材料 {data['materials']} 份")
     elif action == "catch_up" and data.get("materials"):
         parts.append("补齐：" + "、".join(str(m) for m in data["materials"]))
     elif action == "schedule_inspection" and data.get("scheduled_at"):
-        parts.append(f"勘验时间 {data['scheduled_at'][:16].replace('T', ' ')}")
+        parts.append(f"勘验时间 {when(data['scheduled_at'])}")
     elif action == "decide" and data.get("outcome"):
         parts.append(f"办理结果：{OUTCOMES.get(data['outcome'], data['outcome'])}")
     elif action in ("not_accept", "withdrawn", "withdraw") and data.get("reason"):
@@ -148,7 +148,7 @@ def event_text(event: dict[str, Any], names: dict[str, str]) -> str:
     elif action == "rate" and data.get("level"):
         parts.append(f"评价 {data['level']} 级（{RATING_LEVELS.get(data['level'], '')}）")
         if data.get("rectification_due"):
-            parts.append(f"整改期限 {data['rectification_due']}")
+            parts.append(f"整改期限 {day(data['rectification_due'])}")
     elif action == "progress" and data.get("kind"):
         parts.append(f"{PROGRESS_KINDS.get(data['kind'], data['kind'])}：{data.get('reason', '')}")
     elif action == "dispatch" and data.get("method"):

@@ -6,6 +6,7 @@ folder with ``add_template_folder``. Autoescape is on for every template.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -55,13 +56,15 @@ def environment() -> jinja2.Environment:
             mode_label=lambda v: MODE_LABELS.get(str(v), str(v or "")),
             role_label=lambda v: ROLE_LABELS.get(str(v), str(v or "")),
             size=human_size,
+            form_value=form_value,
         )
         _env = env
     return _env
 
 
 def when(value: Any) -> str:
-    """A moment as Beijing time, ``2026-11-27 14:05``: UNIX seconds or ISO text."""
+    """A moment as Beijing time, written like ``day``: ``2026年11月27日 14:05`` (UNIX seconds or
+    ISO text)."""
     if value is None or value == "":
         return ""
     if isinstance(value, int | float):
@@ -74,7 +77,7 @@ def when(value: Any) -> str:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         moment = moment.astimezone(CHINA)
-    return moment.strftime("%Y-%m-%d %H:%M")
+    return f"{moment.year}年{moment.month}月{moment.day}日 {moment:%H:%M}"
 
 
 def day(value: Any) -> str:
@@ -86,6 +89,15 @@ def day(value: Any) -> str:
     except ValueError:
         return str(value)
     return f"{d.year}年{d.month}月{d.day}日"
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def form_value(value: Any) -> str:
+    """A value typed into an application form, for people: an ISO date as ``day`` writes it."""
+    text = "" if value is None else str(value)
+    return day(text) if _ISO_DATE.fullmatch(text) else text
 
 
 def status_label(value: Any) -> str:

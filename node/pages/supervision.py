@@ -31,6 +31,35 @@ LINK_LEVELS = {
     "problem": ("异常", "overdue"),
 }
 
+#: What a partner's refusal or a transport failure means, for the supervisor (the raw text is
+#: shown under it for the administrator).
+LINK_ERRORS = {
+    "unknown_case": "对方找不到该办件",
+    "duplicate_case": "对方已有该办件（重复发送）",
+    "not_a_party": "对方不是该办件的收件地或办理地",
+    "not_deferred": "对方认为该材料不是容缺材料",
+    "not_withdrawable": "该办件在对方已不能撤件",
+    "unsupported_message": "对方不支持此类消息（版本不一致）",
+    "evidence_digest_mismatch": "勘验证据校验不一致",
+    "partner no longer in partners.toml": "对方已不在本节点的伙伴配置中",
+}
+
+
+def link_error(text: str | None) -> str:
+    """The newest delivery error of a link in Chinese (empty when there is none)."""
+    if not text:
+        return ""
+    code = text.split(":", 1)[0].strip()
+    if code in LINK_ERRORS:
+        return LINK_ERRORS[code]
+    if text in LINK_ERRORS:
+        return LINK_ERRORS[text]
+    if "Timeout" in code:
+        return "连接对方节点超时"
+    if code.endswith(("Error", "Exception")):
+        return "连接对方节点失败"
+    return "对方节点拒收或出错"
+
 
 def ago(seconds: float | None) -> str:
     """A duration for people: 刚刚, 12 分钟, 3 小时, 2 天."""
@@ -129,6 +158,7 @@ def routes() -> web.RouteTableDef:
                     "level_label": LINK_LEVELS[link.level][0],
                     "level_class": LINK_LEVELS[link.level][1],
                     "oldest_age": ago(link.oldest_age(now)),
+                    "error_label": link_error(link.last_error),
                 }
                 for link in links
             ],

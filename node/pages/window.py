@@ -34,7 +34,7 @@ from node.cases.views import CASES, CITIZEN_LIMITER
 from node.catalog import service as catalog
 from node.federation.views import FEDERATION
 from node.pages import session
-from node.pages.rendering import render_page
+from node.pages.rendering import day, render_page
 from protocol.catalog import Item
 
 #: Roles that may open the window pages (an admin looks; only a clerk may submit).
@@ -397,7 +397,7 @@ async def _own_case(request: web.Request, staff: Staff) -> dict[str, Any]:
 def _next_step(row: Any) -> str:
     step = NEXT_STEPS.get(row.status, "")
     if row.deferred_until and row.status not in {s.value for s in CLOSED}:
-        step += f"；容缺材料须于 {row.deferred_until} 前补齐"
+        step += f"；容缺材料须于 {day(row.deferred_until)} 前补齐"
     return step
 
 

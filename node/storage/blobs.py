@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -284,6 +285,9 @@ class S3BlobStore(BlobStore):
                     connect_timeout=self.settings.timeout,
                     read_timeout=self.settings.timeout,
                     retries={"max_attempts": 3, "mode": "standard"},
+                    # botocore's default of 10 is taken by ten slow downloads (a paused video
+                    # player holds its GET): uploads and HEADs would wait behind them.
+                    max_pool_connections=64,
                     # Compatible with S3 servers that do not know the newer CRC checksums.
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required",
@@ -311,7 +315,7 @@ class S3BlobStore(BlobStore):
         except Exception as exc:
             if _not_found(exc):
                 return None
-            raise
+            raise _unavailable(exc) from exc
         return int(head["ContentLength"])
 
     async def put_stream(
@@ -329,13 +333,16 @@ class S3BlobStore(BlobStore):
                     return sha256, size, False
                 handle.seek(0)
                 s3 = await self._s3()
-                await s3.put_object(
-                    Bucket=self.bucket,
-                    Key=self.key(sha256),
-                    Body=handle,
-                    ContentLength=size,
-                    ContentType="application/octet-stream",
-                )
+                try:
+                    await s3.put_object(
+                        Bucket=self.bucket,
+                        Key=self.key(sha256),
+                        Body=handle,
+                        ContentLength=size,
+                        ContentType="application/octet-stream",
+                    )
+                except Exception as exc:
+                    raise _unavailable(exc) from exc
                 return sha256, size, True
         finally:
             tmp.unlink(missing_ok=True)
@@ -354,7 +361,7 @@ class S3BlobStore(BlobStore):
         except Exception as exc:
             if _not_found(exc):
                 raise FileNotFoundError(self.key(sha256)) from exc
-            raise
+            raise _unavailable(exc) from exc
         async with answer["Body"] as body:
             while chunk := await body.read(CHUNK):
                 yield chunk
@@ -377,6 +384,18 @@ class S3BlobStore(BlobStore):
         await s3.head_bucket(Bucket=self.bucket)
         await s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
         return f"{self.describe()} 可达 reachable"
+
+
+class BlobStoreUnavailable(Exception):
+    """The object store did not answer as it should (down, refused our key, timed out).
+    Answered 503 ``blob_store_unavailable``: a partner or a browser tries again later."""
+
+
+def _unavailable(exc: Exception) -> BlobStoreUnavailable:
+    # The class and the S3 error code only: a message may carry the endpoint's details.
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+    return BlobStoreUnavailable(f"{type(exc).__name__} {code}".strip())
 
 
 def _not_found(exc: Exception) -> bool:
@@ -424,32 +443,45 @@ async def blob_response(
     request: web.Request, blobs: BlobStore, sha256: str, *, size: int, headers: dict[str, str]
 ) -> web.StreamResponse:
     """Stream a blob to an HTTP client from any store, with one-range requests (a browser
-    seeking in a recording) answered 206."""
+    seeking in a recording) answered 206. A blob never changes, so its digest is its ETag
+    (``If-Range`` honoured); HEAD gets the headers only."""
+    etag = f'"{sha256}"'
     start, end, status = 0, size, 200
     match = _RANGE_RE.match(request.headers.get("Range", "").strip())
-    if match and (match.group(1) or match.group(2)):
+    if_range = request.headers.get("If-Range")
+    if match and (match.group(1) or match.group(2)) and if_range in (None, etag):
         first, last = match.group(1), match.group(2)
-        if first:
-            start = int(first)
-            end = min(size, int(last) + 1) if last else size
+        if first and last and int(last) < int(first):
+            pass  # an invalid range is ignored (RFC 9110 §14.2): the whole blob, 200
         else:
-            start = max(0, size - int(last))
-        if start >= end:
-            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
-        status = 206
+            if first:
+                start = int(first)
+                end = min(size, int(last) + 1) if last else size
+            else:
+                start = max(0, size - int(last))
+            if start >= end:
+                return web.json_response(
+                    {"error": "range_not_satisfiable", "detail": f"the blob has {size} bytes"},
+                    status=416,
+                    headers={"Content-Range": f"bytes */{size}"},
+                )
+            status = 206
     response = web.StreamResponse(
         status=status,
         headers={
             **headers,
             "Content-Length": str(end - start),
             "Accept-Ranges": "bytes",
+            "ETag": etag,
             "X-Content-Type-Options": "nosniff",
         },
     )
     if status == 206:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     await response.prepare(request)
-    async for chunk in blobs.read_chunks(sha256, start, end):
-        await response.write(chunk)
+    if request.method != "HEAD":
+        async with contextlib.aclosing(blobs.read_chunks(sha256, start, end)) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk)
     await response.write_eof()
     return response
