@@ -201,7 +201,9 @@ class LiveSession:
         if self.ended:
             raise InspectionError("session_ended")
         offer = check_sdp(sdp)
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers or None))
+        # The configured servers, possibly none: aiortc turns iceServers=None into Google's
+        # public STUN server (contacted on every answer; 5 s more per answer where unreachable).
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))
         incoming: list[MediaStreamTrack] = []
         pc.on("track", incoming.append)
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import av
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 #: Mean luma of each quarter: top-left, top-right, bottom-left, bottom-right.
 QUARTERS = (40, 200, 120, 80)
@@ -124,6 +124,9 @@ class Client:
     audio: bool = True
     receive_video: bool = False
     fps: int = 15
+    #: The peer connection's configuration (ICE servers, transport policy); aiortc's default
+    #: when None.
+    configuration: RTCConfiguration | None = None
     ws: aiohttp.ClientWebSocketResponse | None = None
     pc: RTCPeerConnection | None = None
     joined: dict[str, Any] = field(default_factory=dict)
@@ -179,7 +182,7 @@ class Client:
     async def connect(self) -> None:
         """Offer media and wait for the node's answer (non-trickle: candidates in the SDP)."""
         old = self.pc
-        pc = self.pc = RTCPeerConnection()
+        pc = self.pc = RTCPeerConnection(self.configuration)
         if old is not None:
             await old.close()
         if self.audio:
