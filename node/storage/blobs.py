@@ -309,9 +309,10 @@ class S3BlobStore(BlobStore):
             await context.__aexit__(None, None, None)
 
     async def size(self, sha256: str) -> int | None:
+        key = self.key(sha256)  # a malformed digest is bad_path, not an unavailable store
         s3 = await self._s3()
         try:
-            head = await s3.head_object(Bucket=self.bucket, Key=self.key(sha256))
+            head = await s3.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
             if _not_found(exc):
                 return None
@@ -356,11 +357,12 @@ class S3BlobStore(BlobStore):
             if end is not None and end <= start:
                 return
             extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        key = self.key(sha256)
         try:
-            answer = await s3.get_object(Bucket=self.bucket, Key=self.key(sha256), **extra)
+            answer = await s3.get_object(Bucket=self.bucket, Key=key, **extra)
         except Exception as exc:
             if _not_found(exc):
-                raise FileNotFoundError(self.key(sha256)) from exc
+                raise FileNotFoundError(key) from exc
             raise _unavailable(exc) from exc
         async with answer["Body"] as body:
             while chunk := await body.read(CHUNK):
