@@ -235,7 +235,7 @@ async def test_approver_finds_supplements_accepts_and_decides_in_the_office(
             await page.screenshot(path=shots / "07-decide-form.png", full_page=True)
             async with page.expect_navigation():
                 await decide.get_by_role("button", name="提交办结决定").click()
-            assert "办结(准予)" in await page.locator("#case-status").inner_text()
+            assert "办结（准予）" in await page.locator("#case-status").inner_text()
             decision = await page.locator("#decision").inner_text()
             assert "准予" in decision and "430400202611270001" in decision
             assert "建筑工程施工许可证" in decision

@@ -196,7 +196,7 @@ async def test_proxy_case_walked_through_every_page(
             await decide.get_by_label("证照编号（可选）").fill("430400202611270009")
             async with approver.expect_navigation():
                 await decide.get_by_role("button", name="提交办结决定").click()
-            await expect(approver.locator("#case-status")).to_contain_text("办结(准予)")
+            await expect(approver.locator("#case-status")).to_contain_text("办结（准予）")
             await expect(approver.locator("#decision")).to_contain_text("建筑工程施工许可证")
             await shot(approver, "approver-decided")
 

@@ -19,8 +19,8 @@ class Status(StrEnum):
     NOT_ACCEPTED = "not_accepted"  # 不予受理
     SUPPLEMENT_PENDING = "supplement_pending"  # 补正中
     INSPECTION = "inspection"  # 勘验中
-    APPROVED = "approved"  # 办结(准予)
-    DENIED = "denied"  # 办结(不予)
+    APPROVED = "approved"  # 办结（准予）
+    DENIED = "denied"  # 办结（不予）
     DISPATCHED = "dispatched"  # 已出件/寄递
     DELIVERED = "delivered"  # 已送达
     WITHDRAWN = "withdrawn"  # 已撤件
@@ -34,8 +34,8 @@ STATUS_LABELS: dict[Status, str] = {
     Status.NOT_ACCEPTED: "不予受理",
     Status.SUPPLEMENT_PENDING: "补正中",
     Status.INSPECTION: "勘验中",
-    Status.APPROVED: "办结(准予)",
-    Status.DENIED: "办结(不予)",
+    Status.APPROVED: "办结（准予）",
+    Status.DENIED: "办结（不予）",
     Status.DISPATCHED: "已出件",
     Status.DELIVERED: "已送达",
     Status.WITHDRAWN: "已撤件",

@@ -27,6 +27,7 @@ from node.cases.models import bundles, case_events, cases, ratings
 from node.cases.service import query_hash, today_in_china
 from node.cases.views import CASES, CITIZEN_LIMITER, combined_status
 from node.http_errors import ApiError
+from node.pages.office import region_names
 from node.pages.rendering import day, render, when
 
 #: 好差评 levels as the citizen sees them (5 best).
@@ -118,10 +119,12 @@ async def _find_bundle(request: web.Request, bundle_no: str, code: str) -> dict[
         return None
     if bundle is None or first is None:
         return None
+    names = region_names(request)
     shown = [
         {
             "case_no": part.case_no,
             "item_name": part.item_name,
+            "region_name": names.get(part.handling_region, part.handling_region),
             "status": part.status,
             "promised_date": part.promised_date,
             "next_step": NEXT_STEP.get(part.status, ""),

@@ -79,7 +79,7 @@ def time_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     Returns the SVG's size and, per partner, its label and segments (x, width, colour, count).
     """
-    label_w, bar_w, bar_h, gap, top = 150, 420, 22, 14, 8
+    label_w, bar_w, bar_h, gap, top = 190, 380, 22, 14, 8
     biggest = max([sum(r["by_time"].values()) for r in rows] + [1])
     bars = []
     for index, row in enumerate(rows):
@@ -106,7 +106,14 @@ def time_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
             {"y": y, "label": row["name"], "segments": segments, "total": total, "end": x + 6}
         )
     height = top * 2 + max(1, len(rows)) * (bar_h + gap)
-    return {"width": label_w + bar_w + 60, "height": height, "bar_h": bar_h, "bars": bars}
+    return {
+        "width": label_w + bar_w + 60,
+        "height": height,
+        "bar_h": bar_h,
+        "label_w": label_w,
+        "bar_w": bar_w,
+        "bars": bars,
+    }
 
 
 def routes() -> web.RouteTableDef:
