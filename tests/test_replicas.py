@@ -156,7 +156,9 @@ async def region_pair(
                 name=name,
                 port=free_port(),
                 database_url=await databases.new_url(region),
-                extra_toml=federation_toml(claim_seconds=LEASE),
+                # A window of 16 keeps the burst on the wire long enough to kill a replica in
+                # the middle of it (at the default 128 it can be over first).
+                extra_toml=federation_toml(claim_seconds=LEASE, window=16),
             )
         )
     await link_all(configs)
