@@ -251,6 +251,12 @@ def _blob_settings(base: Path, data: Any) -> BlobSettings:
         raise ConfigError('[blobs] backend = "s3" needs bucket')
     if values.get("addressing_style", "path") not in ("path", "virtual", "auto"):
         raise ConfigError("[blobs] addressing_style: use path, virtual or auto")
+    for text in ("endpoint_url", "bucket", "region", "prefix", "credentials_file"):
+        if text in values and not isinstance(values[text], str):
+            raise ConfigError(f"[blobs] {text}: a string")
+    timeout = values.get("timeout", 30.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError(f"[blobs] timeout = {timeout!r}: seconds, a number above 0")
     if values.get("credentials_file"):
         values["credentials_file"] = str(base / str(values["credentials_file"]))
     return BlobSettings(**values)

@@ -283,6 +283,9 @@ def test_blobs_settings_are_checked(tmp_path: Path) -> None:
         ({"backend": "s3", "bucket": "b-1", "endpoint": "x"}, "unknown \\[blobs\\]"),
         ({"backend": "s3"}, "needs bucket"),
         ({"backend": "nfs"}, "use one of folder, s3"),
+        ({"backend": "s3", "bucket": "b-1", "timeout": "30"}, "a number above 0"),
+        ({"backend": "s3", "bucket": "b-1", "timeout": 0}, "a number above 0"),
+        ({"backend": "s3", "bucket": "b-1", "prefix": 430400}, "prefix: a string"),
     ]:
         with pytest.raises(ConfigError, match=message):
             NodeConfig.from_dict(tmp_path, {**base, "blobs": blobs})
