@@ -49,7 +49,7 @@ from bench import procstat
 from node.cases import queries
 from node.cases.lifecycle import PROVINCIAL_CODES, Status
 from node.cases.models import bundles, cases
-from node.cases.service import today_in_china
+from node.clock import today_in_china
 from node.storage.database import Database
 from node.storage.migrate import upgrade
 

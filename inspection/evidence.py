@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from inspection.errors import InspectionError
-from inspection.manifest import MEDIA_TYPE, NAME, now_iso, sha256_hex, sign_manifest
 from inspection.models import inspection_items, inspection_sessions
 from node.accounts.auth import Staff
-from node.cases import inspection_evidence
-from node.cases.lifecycle import ACTIONS
+from node.cases.actor import Actor
+from node.cases.ports import InspectionEvidence
+from node.clock import china_iso as now_iso
+from protocol.evidence import MEDIA_TYPE, NAME, sha256_hex, sign_manifest
 
 if TYPE_CHECKING:
     from inspection.hub import InspectionHub
@@ -88,7 +89,7 @@ async def finish(
     note = _text(payload, "note", 1000)
     if record is None and result != "aborted":
         raise InspectionError("record_required")
-    if staff.role not in ACTIONS["complete_inspection"].roles:
+    if not hub.cases.may(staff.role, "complete_inspection"):
         raise InspectionError("not_a_participant", "只有勘验人员可以结束并签署勘验笔录")
     if live.ended:
         raise InspectionError("session_ended")
@@ -257,16 +258,12 @@ async def _finish(
         body["note"] = note
     summary = {"manifest": manifest_sha, "files": files, "result": result, "body": body}
     async with hub.db.write() as conn:
-        await inspection_evidence.record_completion(
-            hub.cases(),
+        await hub.cases.act_in(
             conn,
+            Actor.of_staff(staff),
             live.case_id,
-            actor=staff.username,
-            actor_name=staff.display_name,
-            role=staff.role,
-            body=body,
-            blobs=blobs,
-            manifest_sha256=manifest_sha,
+            "complete_inspection",
+            InspectionEvidence(body=body, blobs=blobs, manifest_sha256=manifest_sha),
         )
         await conn.execute(
             update(inspection_sessions)

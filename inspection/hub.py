@@ -7,25 +7,23 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from aiortc import RTCIceServer
 from sqlalchemy import select
 
 from inspection import passthrough
 from inspection.errors import InspectionError
 from inspection.models import inspection_sessions
+from inspection.ports import CaseActions
 from inspection.session import LiveSession
-from node.appkeys import CONFIG, DATABASE
 from node.config import InspectionSettings
 from node.storage.blobs import BlobStore
 from node.storage.database import Database
 
 if TYPE_CHECKING:
-    from node.cases.service import CaseService
     from node.federation.identity import NodeIdentity
 
 log = logging.getLogger(__name__)
@@ -70,7 +68,7 @@ class InspectionHub:
         region: str,
         settings: InspectionSettings,
         identity: Callable[[], NodeIdentity],
-        cases: Callable[[], CaseService],
+        cases: CaseActions,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -125,41 +123,10 @@ class InspectionHub:
         self.sessions.clear()
 
 
-HUB: web.AppKey[InspectionHub] = web.AppKey("inspection_hub")
-
-
-async def inspection_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: after the node's own start-up (database, federation, cases)."""
-    from node.cases.inspection_evidence import bind_keys, unbind_keys
-    from node.cases.views import CASES
-    from node.federation.views import FEDERATION
-
-    config = app[CONFIG]
-    settings = config.inspection
+def prepare_media(settings: InspectionSettings) -> None:
+    """Process-wide set-up of the media stack, once before the first session."""
     # ICE chatter names the participants' addresses: personal data stays out of the logs.
     for name in ("aioice", "aiortc"):
         logging.getLogger(name).setLevel(logging.WARNING)
     passthrough.install()
     passthrough.tune_consent(settings.consent_interval, settings.consent_failures)
-    federation = app[FEDERATION]
-    service = app[CASES]
-
-    def partner_key(kid: str) -> Any:
-        key = federation.trust.keys.get(kid)
-        return key.public_key if key is not None else None
-
-    bind_keys(service, partner_key)
-    app[HUB] = InspectionHub(
-        db=app[DATABASE],
-        blobs=service.blobs,
-        root=config.dir / "inspections",
-        region=config.region,
-        settings=settings,
-        identity=lambda: federation.identity,
-        cases=lambda: service,
-    )
-    try:
-        yield
-    finally:
-        await app[HUB].close()
-        unbind_keys(service)

@@ -34,6 +34,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from sqlalchemy import select, update
 
 from inspection.errors import InspectionError
+from inspection.media import probe_async
 from inspection.models import inspection_items, inspection_sessions, inspection_token_uses
 from inspection.recorder import MatroskaRecorder
 from inspection.relay import PacketTrack, forward_keyframe_requests
@@ -394,8 +395,6 @@ class LiveSession:
 
     async def _store_recording(self, recorder: MatroskaRecorder) -> dict[str, Any] | None:
         """Put a finished segment in the blob store and list it as evidence."""
-        from inspection.media import probe_async
-
         path = recorder.path
         if not path.exists() or path.stat().st_size == 0:
             return None

@@ -29,12 +29,12 @@ from sqlalchemy.exc import IntegrityError
 
 from inspection import tokens
 from inspection.errors import CODES, InspectionError
-from inspection.hub import HUB, ice_servers
+from inspection.hub import ice_servers
 from inspection.models import inspection_token_uses
 from inspection.session import LiveSession, Participant, resume_hash
 from node.accounts import service as accounts
 from node.accounts.auth import Staff
-from node.appkeys import CONFIG, DATABASE
+from node.appkeys import CONFIG, DATABASE, HUB
 from node.http_errors import ApiError
 
 log = logging.getLogger(__name__)

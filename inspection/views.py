@@ -18,13 +18,11 @@ from sqlalchemy import select
 
 from inspection import evidence, signalling
 from inspection.errors import InspectionError
-from inspection.hub import HUB
 from inspection.models import inspection_items, inspection_sessions
 from inspection.session import LiveSession
 from node.accounts.auth import Staff, authenticate, require_role
-from node.appkeys import DATABASE
+from node.appkeys import CASES, DATABASE, HUB
 from node.cases.models import cases
-from node.cases.views import CASES
 from node.http_errors import ApiError
 from node.pages.rendering import add_template_folder, render_page
 from node.pages.session import page_staff

@@ -1,26 +1,29 @@
-"""The node's aiohttp application."""
+"""The node's aiohttp application, built in one place and in order: storage, federation
+transport, the case front (on the federation's outbox and blobs), the video inspection (on
+the case front), then the federation started with the case front as its message handler."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
-from inspection.hub import inspection_ctx
+from inspection.hub import InspectionHub, prepare_media
+from inspection.scheduler import SessionScheduler
 from inspection.views import routes as inspection_routes
 from node.accounts.ratelimit import RateLimiter
 from node.accounts.views import routes as account_routes
-from node.appkeys import CONFIG, DATABASE
-from node.cases import recompute
+from node.api.cases import routes as case_routes
+from node.api.citizen import routes as citizen_api_routes
+from node.api.files import routes as file_routes
+from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, FEDERATION, HUB
 from node.cases.service import CaseService
-from node.cases.views import CASES, CITIZEN_LIMITER
-from node.cases.views import routes as case_routes
 from node.catalog.service import catalog_refresher_ctx, get_item
 from node.catalog.views import routes as catalog_routes
 from node.config import NodeConfig
 from node.federation.identity import NodeIdentity
 from node.federation.runtime import Federation
-from node.federation.views import FEDERATION
 from node.federation.views import routes as federation_routes
 from node.forwarded import forwarded_middleware
 from node.health import routes as health_routes
@@ -40,7 +43,6 @@ from node.workdays.views import routes as workday_routes
 
 def create_app(config: NodeConfig) -> web.Application:
     """The whole node: federation API, staff and citizen API, pages and video inspection."""
-    recompute.register()
     app = web.Application(
         middlewares=[
             forwarded_middleware(config.http.trusted_proxies),
@@ -56,6 +58,8 @@ def create_app(config: NodeConfig) -> web.Application:
         catalog_routes,
         workday_routes,
         case_routes,
+        file_routes,
+        citizen_api_routes,
         openapi_routes,
         page_routes,
         citizen_routes,
@@ -67,7 +71,6 @@ def create_app(config: NodeConfig) -> web.Application:
     app.add_routes(health_routes())
     app.add_routes(inspection_routes())
     app.cleanup_ctx.append(_lifecycle)
-    app.cleanup_ctx.append(inspection_ctx)
     app.cleanup_ctx.append(catalog_refresher_ctx)
     return app
 
@@ -77,15 +80,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     db = Database(config.database_url)
     await upgrade(db)
     identity = await NodeIdentity.load(config, db)
-    holder: list[CaseService] = []
-    federation = Federation(
-        config,
-        db,
-        identity,
-        handler=lambda conn, env: holder[0].apply_envelope(conn, env),
-        on_refused=lambda conn, env, refusal: holder[0].refuse_envelope(conn, env, refusal),
-    )
-    calendar = CalendarCache(db)
+    federation = Federation(config, db, identity)
+
+    def partner_key(kid: str) -> Any:
+        key = federation.trust.keys.get(kid)
+        return key.public_key if key is not None else None
+
     service = CaseService(
         db=db,
         region=config.region,
@@ -93,18 +93,31 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         outbox=federation.outbox,
         blobs=federation.blobs,
         items=lambda code: get_item(db, code),
-        calendar=calendar.get,
+        calendar=CalendarCache(db).get,
+        partner_keys=partner_key,
+        inspections=SessionScheduler(),
         deferred_days=config.cases.deferred_days,
         rectification_days=config.cases.rectification_days,
     )
-    holder.append(service)
+    prepare_media(config.inspection)
+    hub = InspectionHub(
+        db=db,
+        blobs=federation.blobs,
+        root=config.dir / "inspections",
+        region=config.region,
+        settings=config.inspection,
+        identity=lambda: federation.identity,
+        cases=service,
+    )
     app[DATABASE] = db
     app[FEDERATION] = federation
     app[CASES] = service
+    app[HUB] = hub
     app[CITIZEN_LIMITER] = RateLimiter(rate_per_minute=10, burst=10)
-    await federation.start()
+    await federation.start(handler=service.apply_envelope, on_refused=service.refuse_envelope)
     try:
         yield
     finally:
+        await hub.close()
         await federation.stop()
         await db.dispose()

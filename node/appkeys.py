@@ -1,4 +1,4 @@
-"""Typed keys of the objects the aiohttp application holds (one place, no import cycles)."""
+"""Typed keys of every object the aiohttp application holds (one place, no import cycles)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,20 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from inspection.hub import InspectionHub
+    from node.accounts.ratelimit import RateLimiter
+    from node.cases.service import CaseService
+    from node.catalog.service import CatalogRefresher
     from node.config import NodeConfig
+    from node.federation.runtime import Federation
     from node.storage.database import Database
 
 CONFIG: web.AppKey[NodeConfig] = web.AppKey("config")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
+FEDERATION: web.AppKey[Federation] = web.AppKey("federation")
+#: The case front: every change of a case goes through it.
+CASES: web.AppKey[CaseService] = web.AppKey("cases")
+#: Citizens' look-ups, uploads and online applications (per client; look-ups also per case).
+CITIZEN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("citizen_limiter")
+CATALOG_REFRESHER: web.AppKey[CatalogRefresher] = web.AppKey("catalog_refresher")
+HUB: web.AppKey[InspectionHub] = web.AppKey("inspection_hub")

@@ -1,4 +1,4 @@
-"""The `tongban` command (DESIGN §6)."""
+"""The `tongban` command (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from node.workdays import cli as workdays_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    recompute.register()
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -99,8 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", help="when DIR has no tongban.toml yet: the database to fill")
     p.add_argument("--verify-only", action="store_true", help="check the archive, change nothing")
     p.set_defaults(func=_restore)
-    for area in (accounts_cli, catalog_cli, workdays_cli, cases_cli):
+    for area in (accounts_cli, catalog_cli, cases_cli):
         area.register(sub)
+    workdays_cli.register(sub, after_load=[recompute.recompute_provisional])
     return parser
 
 

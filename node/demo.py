@@ -1,4 +1,4 @@
-"""`tongban demo`: three partnered regions on one machine (DESIGN §6), alive in one command.
+"""`tongban demo`: three partnered regions on one machine (docs/operations.md), in one command.
 
 Each region gets the demo catalogue (``node/demo_catalog/<region>.toml``: the sample items plus
 more from real practice), staff with Chinese display names (password ``tongban-demo``), and —
@@ -388,7 +388,7 @@ def _day(days: int) -> str:
 
 
 def _tomorrow_at(hour: int) -> str:
-    from node.cases.service import CHINA
+    from node.clock import CHINA
 
     moment = datetime.now(CHINA) + timedelta(days=1)
     return moment.replace(hour=hour, minute=0, second=0, microsecond=0).isoformat()
@@ -420,7 +420,7 @@ def _record(case: dict[str, Any], code: str, status: str, **extra: Any) -> dict[
 
 async def _overdue(s: Seeder) -> dict[str, Any]:
     """全程网办 of twelve days ago at 衡阳市, accepted the same day, promised in 5 working days."""
-    from node.cases.views import CASES
+    from node.appkeys import CASES
 
     service = s.apps[HY][CASES]
     real = service.clock
@@ -886,7 +886,7 @@ class Demo:
 async def start(base: Path, base_port: int, *, say: Say = _print) -> Demo:
     """Make (once) and serve the three regions, make the demo cases (once), print the table."""
     from node.app import create_app
-    from node.catalog.service import CATALOG_REFRESHER
+    from node.appkeys import CATALOG_REFRESHER
 
     base = base.resolve()
     configs = await prepare(base, base_port)

@@ -141,7 +141,7 @@ async def _partners(config: NodeConfig, trust: TrustStore) -> list[Check]:
 
 def _skew(name: str, server_date: str | None) -> Check:
     """Clock skew against a partner from its HTTP Date header (one-second resolution).
-    Envelopes tolerate 300 s (DESIGN §4): warn at half of it, fail beyond it."""
+    Envelopes tolerate 300 s (docs/protocol.md): warn at half of it, fail beyond it."""
     if not server_date:
         return Check("warn", name, "可达，描述有效；对方未发送 Date 头，无法检查时钟偏差")
     try:

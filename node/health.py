@@ -16,8 +16,8 @@ from aiohttp import web
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from node.appkeys import FEDERATION
 from node.federation.runtime import Federation
-from node.federation.views import FEDERATION
 from node.storage.migrate import alembic_config
 
 #: How long the database may take to answer the readiness query, seconds.

@@ -1,7 +1,8 @@
 """The one HTTP error shape: ``{"error": "<stable_code>", "detail": "..."}`` with a 4xx status.
 
-Handlers raise ProtocolError (or ApiError for the staff API); the middleware turns it into the
-response. Paths with ``..`` are refused before routing.
+Handlers raise ProtocolError, ApiError (staff and public API) or the case domain's CaseError
+(mapped by node.api.errors); the middleware turns it into the response. Paths with ``..``
+are refused before routing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from node.api.errors import case_error_response
+from node.cases.errors import CaseError
 from node.storage.blobs import BlobStoreUnavailable
 from protocol.errors import ErrorCode, ProtocolError
 
@@ -64,6 +67,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except CaseError as exc:
+        return case_error_response(exc)
     except ProtocolError as exc:
         return web.json_response(exc.to_json(), status=exc.http_status)
     except web.HTTPNotFound:

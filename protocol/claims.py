@@ -9,9 +9,9 @@ from typing import Any
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.keys import REGION_RE
 
-#: Clock skew tolerated between nodes, in seconds (DESIGN §4).
+#: Clock skew tolerated between nodes, in seconds (docs/protocol.md).
 CLOCK_SKEW = 300
-#: Longest lifetime ``exp - iat`` of an envelope or token, in seconds (DESIGN §4).
+#: Longest lifetime ``exp - iat`` of an envelope or token, in seconds (docs/protocol.md).
 MAX_LIFETIME = 7 * 24 * 3600
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 #: Largest integer claim: 2**53 - 1, the largest every JSON implementation reads exactly.

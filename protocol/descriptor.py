@@ -1,4 +1,4 @@
-"""Node descriptors: a node's signed self-description and key list (DESIGN §4).
+"""Node descriptors: a node's signed self-description and key list (docs/protocol.md).
 
 A descriptor is signed by the oldest of the node's keys that is valid now, so that a key
 rotation is announced under a key partners already trust. A partner takes new keys from a

@@ -1,4 +1,4 @@
-"""Case envelopes: the signed messages nodes exchange (DESIGN §4)."""
+"""Case envelopes: the signed messages nodes exchange (docs/protocol.md)."""
 
 from __future__ import annotations
 

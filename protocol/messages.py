@@ -1,4 +1,4 @@
-"""Message types and the schema of each body (DESIGN §4, docs/messages.md).
+"""Message types and the schema of each body (docs/protocol.md, docs/messages.md).
 
 Every body is an object with exactly the fields its type lists: unknown fields, missing required
 fields and wrong types are refused with ``schema_invalid`` and the JSON path of the fault.
@@ -534,9 +534,17 @@ WITHDRAW_REQUESTED = Obj(
     optional={"signed_request": FILE_REF, "note": NOTE},
 )
 
+#: Who asked for a withdrawal the handling region confirms: the window (its
+#: ``case.withdraw_requested``), or the applicant in person at the handling region, by phone or
+#: by letter (recorded by its staff).
+WITHDRAWAL_REQUESTER = Obj(
+    required={"kind": Enum("window", "applicant"), "requested_at": DateTime()},
+    optional={"name": line(100), "channel": Enum("window", "hall", "phone", "mail")},
+)
+
 WITHDRAWN = Obj(
     required={"withdrawn_at": DateTime()},
-    optional={"reason": text(500), "note": NOTE},
+    optional={"reason": text(500), "requested_by": WITHDRAWAL_REQUESTER, "note": NOTE},
 )
 
 

@@ -1,5 +1,5 @@
 """Receipts: the receiver's signed word that an envelope was authentic, well-formed and
-durably stored (DESIGN §4)."""
+durably stored (docs/protocol.md)."""
 
 from __future__ import annotations
 

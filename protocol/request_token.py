@@ -1,4 +1,4 @@
-"""Request tokens: a sender's signed permission slip for one blob upload (DESIGN §4)."""
+"""Request tokens: a sender's signed permission slip for one blob upload (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -14,10 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from node.appkeys import CASES
 from node.cases.queries import status_count_faults
-from node.cases.service import today_in_china
-from node.cases.views import CASES
+from node.cases.recompute import recompute_provisional
 from node.catalog.service import refresh_partner_catalog
+from node.clock import today_in_china
 from node.config import CaseSettings, ConfigError, NodeConfig
 from node.workdays.service import load_calendar_file
 from tests.support.api import ApiClient, pdf
@@ -298,7 +299,9 @@ async def test_catch_up_and_rectification_deadlines_are_recomputed_when_their_ye
         calendar_file = tmp_path / "2027.toml"
         calendar_file.write_text(CALENDAR_2027, "utf-8")
         for node in pair:
-            assert await load_calendar_file(node.db, calendar_file, loaded_by="test") == [2027]
+            assert await load_calendar_file(
+                node.db, calendar_file, loaded_by="test", after_load=[recompute_provisional]
+            ) == [2027]
         here = await clerk.ok("GET", f"/api/v1/cases/{created['id']}")
         there = await approver.ok("GET", f"/api/v1/cases/{there['id']}")
         assert (here["deferred_until"], here["deferred_provisional"]) == ("2027-01-08", False)

@@ -398,7 +398,7 @@ async def test_partner_down_for_a_while_then_back_gets_everything_at_once(federa
     plan = burst(cases=20, per_case=15, prefix="XT-DOWN")
     await fed.enqueue(fed.sender, fed.receiver.region, plan)
     # The partner, back, has something of its own to say: that is how the sender hears it is
-    # back (DESIGN §5: the backoff resets at once when anything arrives from that partner).
+    # back (docs/architecture.md: the backoff resets at once when anything arrives from that partner).
     await fed.enqueue(fed.receiver, fed.sender.region, burst(cases=1, per_case=1, prefix="XT-HI"))
     await fed.sender.start()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from node.cases.views import CITIZEN_LIMITER
+from node.appkeys import CITIZEN_LIMITER
 from node.config import ConfigError, NodeConfig
 from node.forwarded import client_address, parse_networks
 from node.provisioning import init_node

@@ -19,10 +19,10 @@ import jwt
 import pytest
 
 from inspection import tokens
-from inspection.manifest import verify_manifest
 from inspection.models import inspection_sessions
 from inspection.snapshots import quarters
 from node.cases.cli import verify_cases
+from protocol.evidence import verify_manifest
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory
 from tests.support.inspections import accepted_case, schedule, until, ws_url

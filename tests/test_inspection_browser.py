@@ -22,8 +22,8 @@ import av
 import pytest
 from playwright.async_api import Browser, Page, Playwright, async_playwright
 
-from inspection.manifest import verify_manifest
 from inspection.snapshots import quarters
+from protocol.evidence import verify_manifest
 from tests.support.api import ApiClient
 from tests.support.browser import ARGS, CHROMIUM, PHONE, overflowing, sign_in
 from tests.support.databases import DatabaseFactory

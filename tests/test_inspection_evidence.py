@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from inspection.manifest import MEDIA_TYPE, NAME, now_iso, sign_manifest
+from node.clock import china_iso as now_iso
+from protocol.evidence import MEDIA_TYPE, NAME, sign_manifest
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory
 from tests.support.inspections import InspectionCase, accepted_case, schedule, until

@@ -27,7 +27,7 @@ from tests.support.media import QUARTERS, luma_plane, matches_quarters
 
 def test_aiortc_internals_we_rely_on_are_still_there() -> None:
     """Pinned to aiortc 1.16: if any of these move, passthrough recording and PLI relay must be
-    revisited (FINDINGS: WebRTC)."""
+    revisited (docs/inspection.md, "Media")."""
     assert aiortc.__version__ == "1.16.0"
     assert callable(rtcrtpreceiver.get_decoder)
     assert "get_decoder(codec)" in inspect.getsource(rtcrtpreceiver.decoder_worker)

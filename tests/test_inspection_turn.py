@@ -36,8 +36,8 @@ from aiortc import (
     RTCPeerConnection,
 )
 
-from inspection.hub import HUB
 from inspection.media import probe
+from node.appkeys import HUB
 from node.catalog.service import refresh_partner_catalog
 from node.config import CONFIG_FILE, NodeConfig
 from tests.support.api import ApiClient

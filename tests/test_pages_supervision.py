@@ -9,8 +9,8 @@ from pathlib import Path
 
 import aiohttp
 
-from node.cases.service import today_in_china
-from node.cases.views import CASES
+from node.appkeys import CASES
+from node.clock import today_in_china
 from node.federation.models import outbox
 from node.workdays.service import load_calendar
 from tests.support.api import ApiClient

@@ -18,7 +18,6 @@ from node.cli import main
 from node.config import NodeConfig
 from node.storage.database import Database
 from node.storage.migrate import upgrade
-from node.workdays import service
 from node.workdays.cache import CalendarCache
 from node.workdays.calendar import Deadline, HolidayCalendar
 from node.workdays.calendar_file import CalendarFileError
@@ -155,7 +154,7 @@ async def test_bad_files_change_nothing(
 
 
 async def test_hooks_run_inside_the_load_and_a_failing_one_undoes_it(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, tmp_path: Path
 ) -> None:
     seen: list[tuple[bool, int]] = []
 
@@ -167,13 +166,13 @@ async def test_hooks_run_inside_the_load_and_a_failing_one_undoes_it(
     async def broken(conn: AsyncConnection, calendar: HolidayCalendar) -> None:
         raise RuntimeError("recompute failed")
 
-    monkeypatch.setattr(service, "AFTER_LOAD", [recompute])
-    await load_calendar_file(db, write(tmp_path, "2027.toml", EXAMPLE_2027))
+    await load_calendar_file(db, write(tmp_path, "2027.toml", EXAMPLE_2027), after_load=[recompute])
     assert seen == [(True, 1)]
 
-    monkeypatch.setattr(service, "AFTER_LOAD", [recompute, broken])
     with pytest.raises(RuntimeError):
-        await load_calendar_file(db, write(tmp_path, "fix.toml", CORRECTED))
+        await load_calendar_file(
+            db, write(tmp_path, "fix.toml", CORRECTED), after_load=[recompute, broken]
+        )
     assert seen == [(True, 1), (True, 2)]
     years, _days = await stored(db)
     assert [y for y, _ in years] == [2027]

@@ -1,15 +1,18 @@
-"""The case state machine (DESIGN §3): pure data and functions, no I/O.
+"""The case state machine (docs/cases.md): pure data and functions, no I/O.
 
 Every action says which side of the case performs it (the receiving region 收件地 or the
 handling region 办理地), which roles may, from which states, to which state, and which message
-tells the other side. The service functions in node.cases.service are the only code that
-applies these transitions.
+tells the other side. The front in node.cases.service checks an action against this table
+before any handler runs, for staff and partner messages alike (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+from node.cases.errors import CaseError, CaseErrorCode
 
 
 class Status(StrEnum):
@@ -41,7 +44,7 @@ STATUS_LABELS: dict[Status, str] = {
     Status.WITHDRAWN: "已撤件",
 }
 
-#: Status codes common in provincial systems (FINDINGS "Domain"), kept for upward reporting.
+#: Status codes common in provincial systems (docs/cases.md), kept for upward reporting.
 PROVINCIAL_CODES: dict[Status, int] = {
     Status.RECEIVED: 1,
     Status.FORWARDED: 1,
@@ -86,7 +89,8 @@ class Mode(StrEnum):
 class Action:
     name: str
     label: str
-    side: Side
+    #: The side that performs the action; None: either party (``case.error``).
+    side: Side | None
     roles: frozenset[str]
     sources: frozenset[Status]
     #: The state after the action; None keeps the state (rate, rectify, progress, withdraw
@@ -94,19 +98,31 @@ class Action:
     targets: frozenset[Status]
     #: The message that tells the other side, when the case spans two nodes.
     message: str | None
+    #: Whether staff perform it through ``POST /api/v1/cases/{id}/actions/{name}`` (``submit``
+    #: has routes of its own; ``partner_error`` only ever arrives from a partner).
+    by_staff: bool = True
 
 
 def _a(
     name: str,
     label: str,
-    side: Side,
+    side: Side | None,
     roles: set[str],
     sources: set[Status],
     targets: set[Status],
     message: str | None,
+    *,
+    by_staff: bool = True,
 ) -> Action:
     return Action(
-        name, label, side, frozenset(roles), frozenset(sources), frozenset(targets), message
+        name,
+        label,
+        side,
+        frozenset(roles),
+        frozenset(sources),
+        frozenset(targets),
+        message,
+        by_staff,
     )
 
 
@@ -123,6 +139,7 @@ ACTIONS: dict[str, Action] = {
             set(),
             {Status.FORWARDED},
             "case.submit",
+            by_staff=False,
         ),
         _a(
             "accept",
@@ -236,7 +253,8 @@ ACTIONS: dict[str, Action] = {
             "rate",
             "好差评",
             Side.RECEIVING,
-            {"clerk"},
+            # "citizen": the applicant on the public rating endpoint (never a staff role).
+            {"clerk", "citizen"},
             {Status.ACCEPTED, Status.SUPPLEMENT_PENDING, Status.INSPECTION, Status.NOT_ACCEPTED}
             | _AFTER_DECISION,
             set(),
@@ -260,46 +278,73 @@ ACTIONS: dict[str, Action] = {
             set(),
             "case.progress",
         ),
+        _a(
+            "partner_error",
+            "对方退回说明",
+            None,
+            set(),
+            set(Status),
+            set(),
+            "case.error",
+            by_staff=False,
+        ),
     )
 }
 
-#: The actions of the staff API (DESIGN §7), plus our additions.
-API_ACTIONS = frozenset(ACTIONS) - {"submit"}
+#: The actions of the staff API (``POST /api/v1/cases/{id}/actions/{action}``).
+API_ACTIONS = frozenset(name for name, action in ACTIONS.items() if action.by_staff)
+
+#: Message type → the action it tells of. ``case.supplemented`` tells of two: 补正 materials,
+#: or 容缺 catch-up (``deferred: true``); see ``action_for_message``.
+MESSAGE_ACTIONS: dict[str, tuple[str, ...]] = {}
+for _action in ACTIONS.values():
+    if _action.message is not None:
+        MESSAGE_ACTIONS.setdefault(_action.message, ())
+        MESSAGE_ACTIONS[_action.message] += (_action.name,)
 
 
-class TransitionError(Exception):
-    """An action not allowed here; ``code`` is stable, ``message`` is for people."""
+def action_for_message(typ: str, body: dict[str, Any]) -> Action | None:
+    """The action a partner's message of type ``typ`` performs, or None for an unknown type."""
+    names = MESSAGE_ACTIONS.get(typ)
+    if not names:
+        return None
+    if typ == "case.supplemented":
+        return ACTIONS["catch_up" if body.get("deferred") else "supplement"]
+    return ACTIONS[names[0]]
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+
+def side_label(side: Side) -> str:
+    return "收件地" if side is Side.RECEIVING else "办理地"
 
 
 def check(action: Action, *, state: Status, role: str | None, sides: frozenset[Side]) -> None:
-    """Raise TransitionError unless ``role`` may perform ``action`` on a case in ``state``
-    held by this node as ``sides``. ``role`` None is the partner node or the system."""
-    if action.side not in sides:
-        raise TransitionError(
-            409 if role is None else 403,
-            "wrong_side",
-            f"「{action.label}」由{'收件地' if action.side is Side.RECEIVING else '办理地'}办理",
+    """Refuse (CaseError) unless ``action`` may be performed on a case in ``state`` by one who
+    holds ``sides`` of it in ``role``. ``role`` None is a partner node (its side is checked,
+    not a role). The order is fixed: side, then role, then state."""
+    if action.side is not None and action.side not in sides:
+        raise CaseError(
+            CaseErrorCode.WRONG_SIDE,
+            f"「{action.label}」由{side_label(action.side)}办理",
+            detail=f"{action.name} is performed by the {action.side} region",
         )
     if role is not None and role not in action.roles:
-        raise TransitionError(403, "forbidden", f"当前角色无权执行「{action.label}」")
+        raise CaseError(
+            CaseErrorCode.FORBIDDEN,
+            f"当前角色无权执行「{action.label}」",
+            detail=f"role {role} may not {action.name}",
+        )
     if action.sources and state not in action.sources:
-        raise TransitionError(
-            409,
-            "transition_not_allowed",
+        raise CaseError(
+            CaseErrorCode.TRANSITION_NOT_ALLOWED,
             f"案件处于「{STATUS_LABELS[state]}」状态，不能执行「{action.label}」",
+            detail=f"{action.name} not allowed in state {state}",
         )
 
 
 def sides_of(
     mode: Mode, receiving_region: str, handling_region: str, region: str
 ) -> frozenset[Side]:
-    """Which sides of a case this node (``region``) holds."""
+    """Which sides of a case ``region`` holds."""
     held = set()
     if mode is Mode.ONLINE or receiving_region == region:
         held.add(Side.RECEIVING)

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Row
 
 from node.cases import records
 from node.cases.lifecycle import STATUS_LABELS, Status
-from node.cases.service import CHINA
+from node.clock import CHINA
 
 _PLAIN = {
     "submit": "窗口已收件，材料已转交办理地",
@@ -26,7 +26,7 @@ _PLAIN = {
     "dispatch": "结果已出件",
     "deliver": "结果已送达",
     "withdraw": "已申请撤件",
-    "withdrawn": "案件已撤回",
+    "withdrawn": "案件已撤回",  # and why, below
     "rate": "感谢您的评价",
     "rectify": "您的意见已整改并回访",
     "progress": "办理进度更新：{reason}",
@@ -59,6 +59,9 @@ def timeline(row: Row[Any], events: list[Row[Any]], today: date) -> dict[str, An
             text = text.format(**{k: v for k, v in data.items() if isinstance(v, str | int)})
         except (KeyError, IndexError):
             text = text.split("，")[0]
+        if event.action == "withdrawn":
+            reason = data.get("reason")
+            text = f"案件已撤回：{reason}" if isinstance(reason, str) and reason else "案件已撤回"
         if event.action == "decide":
             # Not every item is a licence (许可): 办理 fits them all.
             text = "已办结：" + ("准予办理" if data.get("outcome") == "approved" else "不予办理")

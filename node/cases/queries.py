@@ -114,7 +114,7 @@ async def inbox(
             .order_by(*_due(cases))
             .limit(offset + limit)
             .subquery()
-            for s in statuses or [None]
+            for s in (statuses or [None])  # type: ignore[list-item]
             for terms in alternatives
         ]
         merged = union_all(*(select(b) for b in branches)).subquery()

@@ -1,12 +1,13 @@
 """When a new year's calendar is loaded, provisional deadlines become final: recompute them
-from their stored inputs (registered in node.workdays.service.AFTER_LOAD). That is the
+from their stored inputs (node/app.py and node/cli.py pass ``recompute_provisional`` to every
+calendar load). That is the
 promised deadline of accepted cases, the 容缺 catch-up deadline and the 差评 rectification
 deadline."""
 
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,8 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from node.cases import records
 from node.cases.deadlines import Calendar, catch_up, compute
 from node.cases.models import cases, ratings
-
-CHINA = timezone(timedelta(hours=8))
+from node.clock import CHINA
 
 
 async def recompute_provisional(conn: AsyncConnection, calendar: Calendar) -> int:
@@ -151,11 +151,3 @@ async def _recompute_rectification(conn: AsyncConnection, calendar: Calendar) ->
             .values(rectification_due=new)
         )
     return len(rows)
-
-
-def register() -> None:
-    """Hook the recompute into calendar loads (idempotent; called by the app and the CLI)."""
-    from node.workdays.service import AFTER_LOAD
-
-    if recompute_provisional not in AFTER_LOAD:
-        AFTER_LOAD.append(recompute_provisional)

@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.cases.audit import GENESIS, event_hash, hashed_fields
 from node.cases.deadlines import TIME_STATUS_LABELS, catch_up_status, time_status
+from node.cases.errors import CaseError, CaseErrorCode
 from node.cases.lifecycle import PROVINCIAL_CODES, STATUS_LABELS, Mode, Side, Status, sides_of
-from node.cases.models import case_due_counts, case_events, case_status_counts, cases
+from node.cases.models import case_due_counts, case_events, case_status_counts, cases, uploads
 from node.federation.outbox import Outbox
-from node.http_errors import ApiError
 from protocol.errors import ProtocolError
 
 
@@ -47,12 +47,40 @@ async def load_by_xt(conn: AsyncConnection, xt_id: str, *, lock: bool = True) ->
     return (await conn.execute(query)).first()
 
 
+async def upload(conn: AsyncConnection, sha256: str) -> Row[Any] | None:
+    """The ``uploads`` row of a stored file (type decided by its bytes, size, name)."""
+    return (await conn.execute(select(uploads).where(uploads.c.sha256 == sha256))).first()
+
+
+async def blob_refs(conn: AsyncConnection, digests: list[str]) -> list[dict[str, Any]]:
+    """Envelope blob references of uploads (type, size and name as we stored them)."""
+    if not digests:
+        return []
+    rows = (await conn.execute(select(uploads).where(uploads.c.sha256.in_(digests)))).all()
+    return [
+        {"sha256": r.sha256, "size": r.size, "media_type": r.media_type, "name": r.name}
+        for r in rows
+    ]
+
+
+async def events(conn: AsyncConnection, case_id: int) -> list[Row[Any]]:
+    return list(
+        (
+            await conn.execute(
+                select(case_events)
+                .where(case_events.c.case_id == case_id)
+                .order_by(case_events.c.seq)
+            )
+        ).all()
+    )
+
+
 def sides(row: Row[Any], region: str) -> frozenset[Side]:
     return sides_of(Mode(row.mode), row.receiving_region, row.handling_region, region)
 
 
 def spans_two_nodes(row: Row[Any]) -> bool:
-    return row.receiving_region != row.handling_region and row.mode != Mode.ONLINE
+    return bool(row.receiving_region != row.handling_region and row.mode != Mode.ONLINE)
 
 
 async def record(
@@ -102,7 +130,9 @@ async def record(
             )
         except ProtocolError as exc:
             # Input checks should have caught this; never sign what a partner would refuse.
-            raise ApiError(400, "invalid_input", f"内容不符合交换规范：{exc.detail}") from exc
+            raise CaseError(
+                CaseErrorCode.INVALID_INPUT, f"内容不符合交换规范：{exc.detail}"
+            ) from exc
         data["envelope"] = {"typ": envelope.typ, "jti": queued.jti, "seq": queued.seq, "to": other}
     seq = row.event_count + 1
     prev = row.head_hash or GENESIS

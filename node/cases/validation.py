@@ -7,7 +7,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from node.http_errors import ApiError, field_error
+from node.cases.errors import CaseError, CaseErrorCode, field_error
 from protocol import identifiers
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -32,7 +32,7 @@ class Errors:
 
     def raise_if_any(self, message: str = "提交的信息有误，请按提示修改") -> None:
         if self.items:
-            raise ApiError(400, "invalid_input", message, self.items)
+            raise CaseError(CaseErrorCode.INVALID_INPUT, message, fields=self.items)
 
 
 def text(

@@ -30,13 +30,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from node.appkeys import DATABASE
+from node.appkeys import CATALOG_REFRESHER, DATABASE, FEDERATION
 from node.catalog.models import items as items_table
 from node.catalog.models import partner_catalogs
 from node.federation.client import PartnerClient, TransportError
 from node.federation.identity import NodeIdentity
 from node.federation.trust import TrustStore
-from node.federation.views import FEDERATION
 from node.storage.database import Database
 from protocol.catalog import (
     DEFAULT_MAX_BYTES,
@@ -708,8 +707,6 @@ class CatalogRefresher:
 
 
 # -- wiring into the app ---------------------------------------------------------------------
-
-CATALOG_REFRESHER: web.AppKey[CatalogRefresher] = web.AppKey("catalog_refresher", CatalogRefresher)
 
 
 async def start_catalog_refresher(app: web.Application) -> CatalogRefresher:

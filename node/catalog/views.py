@@ -1,6 +1,6 @@
 """HTTP routes of this area (thin: parse, call a service function, answer).
 
-- ``GET /federation/v1/catalog``: our catalogue, a JWS signed with the node key (DESIGN §4).
+- ``GET /federation/v1/catalog``: our catalogue, a JWS signed with the node key (docs/protocol.md).
 - ``GET /api/v1/catalog``: public list of our and partners' current items, with a summary of
   each; filters ``?region=``, ``?mode=``, ``?q=`` (in code, name or department).
 - ``GET /api/v1/catalog/{code}``: one item in full, with Chinese labels: what the window tells
@@ -15,10 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from node.accounts.auth import authenticate, require_role
-from node.appkeys import DATABASE
+from node.appkeys import DATABASE, FEDERATION
 from node.catalog import service
 from node.federation.runtime import Federation
-from node.federation.views import FEDERATION
 from node.http_errors import ApiError
 from protocol.catalog import MODES, Item
 

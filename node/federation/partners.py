@@ -1,4 +1,4 @@
-"""partners.toml: the trust root (DESIGN §4).
+"""partners.toml: the trust root (docs/protocol.md).
 
 One ``[[partners]]`` entry per partner region with ``region``, ``name``, ``url`` and
 ``[[partners.keys]]`` entries (``kid``, ``public_key``, ``not_before``, ``not_after``).

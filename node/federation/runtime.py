@@ -37,9 +37,6 @@ class Federation:
         config: NodeConfig,
         db: Database,
         identity: NodeIdentity,
-        *,
-        handler: MessageHandler = accept_all,
-        on_refused: RefusalHandler | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -59,7 +56,9 @@ class Federation:
             refresh_partner_keys=self.refresher.refresh,
         )
         self.outbox = Outbox(identity, self.delivery.wake)
-        self.applier = Applier(db, handler, on_refused)
+        #: Made by ``start``, with the case domain's handlers (built from our outbox and
+        #: blobs, so after this object).
+        self.applier: Applier | None = None
         self.inbound = InboundService(
             db=db,
             identity=identity,
@@ -73,7 +72,12 @@ class Federation:
         # Short-lived tasks (backoff resets) kept referenced until done.
         self._background: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
+    async def start(
+        self, handler: MessageHandler = accept_all, on_refused: RefusalHandler | None = None
+    ) -> None:
+        """Start receiving, applying (each message through ``handler``; a refusal answered
+        by ``on_refused``) and delivering."""
+        self.applier = Applier(self.db, handler, on_refused)
         self.blobs.remove_stale_parts()
         await self.blobs.start()
         await self.trust.load()
@@ -88,13 +92,15 @@ class Federation:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.stop()
-        await self.applier.stop()
+        if self.applier is not None:
+            await self.applier.stop()
         await self.inbound.stop()
         await self.client.close()
         await self.blobs.close()
 
     def _stored(self, issuers: set[str]) -> None:
-        self.applier.wake()
+        if self.applier is not None:
+            self.applier.wake()
         for region in issuers:
             task = asyncio.create_task(self.heard_from(region))
             self._background.add(task)

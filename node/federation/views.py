@@ -1,4 +1,4 @@
-"""The node API of DESIGN §4: thin handlers over the federation services."""
+"""The node API of docs/protocol.md: thin handlers over the federation services."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ import time
 
 from aiohttp import web
 
+from node.appkeys import FEDERATION
 from node.federation.descriptors import our_descriptor
 from node.federation.inbound import InboundService
-from node.federation.runtime import Federation
 from node.storage.blobs import check_digest
 from protocol.envelope import MAX_ENVELOPE_BYTES
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.request_token import verify_request_token
 
 JOSE = "application/jose"
-FEDERATION = web.AppKey("federation", Federation)
 
 
 def routes() -> web.RouteTableDef:

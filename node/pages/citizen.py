@@ -21,12 +21,14 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.engine import Row
 
-from node.appkeys import DATABASE
+from node.api.cases import combined_status
+from node.api.citizen import find_case, lookup_allowed
+from node.appkeys import CASES, CITIZEN_LIMITER, DATABASE
 from node.cases import public
+from node.cases.errors import CaseError
+from node.cases.intake import query_hash
 from node.cases.models import bundles, case_events, cases, ratings
-from node.cases.service import query_hash, today_in_china
-from node.cases.views import CASES, CITIZEN_LIMITER, combined_status
-from node.http_errors import ApiError
+from node.clock import today_in_china
 from node.pages.office import region_names
 from node.pages.rendering import day, render, when
 
@@ -81,18 +83,13 @@ def _clean(value: Any, limit: int) -> str:
 
 
 def _allowed(request: web.Request, case_no: str) -> bool:
-    """The public API's buckets: one look-up costs one token per client and per case."""
-    limiter = request.app[CITIZEN_LIMITER]
-    return bool(limiter.hit(f"ip:{request.remote}") and limiter.hit(f"case:{case_no}"))
+    """The public API's buckets: per client, and per case and client."""
+    return lookup_allowed(request.app[CITIZEN_LIMITER], request.remote, case_no)
 
 
 async def _find(request: web.Request, case_no: str, code: str) -> Row[Any] | None:
-    """The case if number and code match (constant-time, the same work either way)."""
     async with request.app[DATABASE].read() as conn:
-        row = (await conn.execute(select(cases).where(cases.c.case_no == case_no))).first()
-    expected = row.query_hash if row is not None and row.query_hash else "0" * 64
-    matches = hmac.compare_digest(query_hash(case_no, code), expected)
-    return row if row is not None and matches else None
+        return await find_case(conn, case_no, code)
 
 
 async def _find_bundle(request: web.Request, bundle_no: str, code: str) -> dict[str, Any] | None:
@@ -313,7 +310,7 @@ def routes() -> web.RouteTableDef:
                 payload["comment"] = comment
             try:
                 await request.app[CASES].rate_as_citizen(row.id, payload)
-            except ApiError as exc:
+            except CaseError as exc:
                 for field in exc.fields:
                     errors[str(field.get("field", "level"))] = str(field.get("message", ""))
                 if not errors:

@@ -16,14 +16,13 @@ from sqlalchemy import select
 
 from node.accounts.service import list_users
 from node.accounts.staff import ROLE_LABELS, Staff
-from node.appkeys import CONFIG, DATABASE
+from node.api.cases import combined_status
+from node.appkeys import CASES, CONFIG, DATABASE, FEDERATION
 from node.cases import queries, records
+from node.cases.errors import CaseError
 from node.cases.lifecycle import ACTIONS, STATUS_LABELS, Mode, Side, Status, sides_of
 from node.cases.models import bundles, cases, uploads
-from node.cases.service import today_in_china
-from node.cases.views import CASES, combined_status
-from node.federation.views import FEDERATION
-from node.http_errors import ApiError
+from node.clock import today_in_china
 from node.pages.rendering import day, render_page, when
 from node.pages.session import page_staff
 
@@ -323,7 +322,7 @@ def routes() -> web.RouteTableDef:
         try:
             case_id = int(request.match_info["id"])
             case = await request.app[CASES].get(staff, case_id)
-        except (ValueError, ApiError):
+        except (ValueError, CaseError):
             return await render_page(
                 request, "not_found.html", status=404, message="办件不存在或已被删除。"
             )

@@ -17,7 +17,7 @@ from aiohttp import web
 from node.accounts.staff import ROLE_LABELS
 from node.appkeys import CONFIG
 from node.cases.lifecycle import STATUS_LABELS, Status
-from node.cases.service import CHINA
+from node.clock import CHINA
 from node.pages.session import CSRF, STAFF, csrf_token
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -8,11 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from node.appkeys import CONFIG, DATABASE
+from node.appkeys import CONFIG, DATABASE, FEDERATION
 from node.cases import queries
 from node.cases.lifecycle import STATUS_LABELS
-from node.cases.service import today_in_china
-from node.federation.views import FEDERATION
+from node.clock import today_in_china
 from node.pages.link_health import link_health
 from node.pages.office import region_names
 from node.pages.rendering import render_page

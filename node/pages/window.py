@@ -24,15 +24,15 @@ from aiohttp import web
 from sqlalchemy import select
 
 from node.accounts.staff import Staff
-from node.appkeys import CONFIG, DATABASE
+from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, FEDERATION
 from node.cases import records
+from node.cases.errors import CaseError
+from node.cases.intake import query_hash
 from node.cases.lifecycle import ACTIONS, CLOSED, OPEN, Status
 from node.cases.models import bundles, cases
-from node.cases.service import query_hash, today_in_china
 from node.cases.validation import ID_TYPES
-from node.cases.views import CASES, CITIZEN_LIMITER
 from node.catalog import service as catalog
-from node.federation.views import FEDERATION
+from node.clock import today_in_china
 from node.pages import session
 from node.pages.rendering import day, render_page
 from protocol.catalog import Item
@@ -383,11 +383,9 @@ def _case_id(request: web.Request) -> int:
 
 async def _own_case(request: web.Request, staff: Staff) -> dict[str, Any]:
     """A case this window received (the receiving side), in full."""
-    from node.http_errors import ApiError
-
     try:
         case = await request.app[CASES].get(staff, _case_id(request))
-    except ApiError as exc:
+    except CaseError as exc:
         raise web.HTTPNotFound() from exc
     if case["receiving_region"] != request.app[CONFIG].region:
         raise web.HTTPNotFound()

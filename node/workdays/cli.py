@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from node.workdays.calendar import HolidayCalendar
 from node.workdays.calendar_file import CalendarFileError
 from node.workdays.service import (
     CHINA,
+    AfterLoad,
     LoadedYear,
     china_today,
     load_calendar,
@@ -25,8 +27,13 @@ from node.workdays.service import (
 _WEEKDAYS = "一二三四五六日"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add `calendar load` and `calendar show` to the `tongban` parser."""
+def register(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    *,
+    after_load: Sequence[AfterLoad] = (),
+) -> None:
+    """Add `calendar load` and `calendar show` to the `tongban` parser; ``after_load`` run
+    inside every load's transaction (the case domain's recompute of provisional deadlines)."""
     calendar = sub.add_parser(
         "calendar", help="holiday calendar (节假日安排) for working-day time limits"
     ).add_subparsers()
@@ -35,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("file", type=Path, help="calendar TOML file")
     p.add_argument("--dir", required=True, type=Path)
-    p.set_defaults(func=_load)
+    p.set_defaults(func=_load, after_load=after_load)
     p = calendar.add_parser("show", help="covered years, holidays and make-up workdays")
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--year", type=int, help="default: this year and next")
@@ -49,7 +56,7 @@ def _load(args: argparse.Namespace) -> int:
         db = Database(config.database_url)
         try:
             await upgrade(db)
-            return await load_calendar_file(db, args.file)
+            return await load_calendar_file(db, args.file, after_load=args.after_load)
         finally:
             await db.dispose()
 

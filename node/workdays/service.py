@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -27,12 +27,10 @@ CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 #: PostgreSQL advisory lock key, so two loads at once do not interleave their replacements.
 _LOAD_LOCK = 7_415_020_302
 
-AfterLoad = Callable[[AsyncConnection, HolidayCalendar], Awaitable[None]]
-
 #: Run by ``load_calendar_file`` inside its transaction, after the years are written, with the
-#: new calendar in force. The case domain recomputes provisional deadlines here. A hook that
-#: raises undoes the whole load.
-AFTER_LOAD: list[AfterLoad] = []
+#: new calendar in force (the case domain recomputes provisional deadlines: node/cli.py passes
+#: it). A hook that raises undoes the whole load.
+AfterLoad = Callable[[AsyncConnection, HolidayCalendar], Awaitable[object]]
 
 #: Loads committed by this process; caches compare it to reload at once (other processes'
 #: loads are seen through ``calendar_version``).
@@ -65,12 +63,16 @@ class LoadedYear:
 
 
 async def load_calendar_file(
-    db: Database, path: Path | str, *, loaded_by: str | None = None
+    db: Database,
+    path: Path | str,
+    *,
+    loaded_by: str | None = None,
+    after_load: Sequence[AfterLoad] = (),
 ) -> list[int]:
     """Validate the calendar file at ``path`` and store its years; returns them, ascending.
 
     Each year in the file replaces that year wholly (its previous holidays and make-up days are
-    removed), all in one transaction, with the ``AFTER_LOAD`` hooks run inside it. Raises
+    removed), all in one transaction, with the ``after_load`` hooks run inside it. Raises
     CalendarFileError, changing nothing, if the file is unreadable or wrong.
     """
     path = Path(path)
@@ -90,7 +92,7 @@ async def load_calendar_file(
         for year in years:
             await _replace_year(conn, year, version=version, loaded_at=now, loaded_by=who)
         calendar = await read_calendar(conn)
-        for hook in AFTER_LOAD:
+        for hook in after_load:
             await hook(conn, calendar)
         after_commit(conn, _count_local_load)
     return sorted(y.year for y in years)

@@ -1,5 +1,5 @@
 """Playwright driving Debian's Chromium (/usr/bin/chromium): its own browser download cannot
-work on these machines (FINDINGS). Screenshots go to the test's output folder."""
+work on these machines (docs/pages.md, "Browser tests"). Screenshots go to the test's output folder."""
 
 from __future__ import annotations
 

@@ -18,11 +18,11 @@ import aiohttp
 from aiohttp import web
 
 from node.app import create_app
+from node.appkeys import FEDERATION
 from node.config import NodeConfig
 from node.federation.identity import NodeIdentity
 from node.federation.outbox import Outbox, Queued
 from node.federation.runtime import Federation
-from node.federation.views import FEDERATION
 from node.provisioning import init_node, link_all
 from node.storage.database import Database
 from tests.support.databases import DatabaseFactory

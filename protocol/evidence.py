@@ -1,4 +1,5 @@
-"""The evidence manifest (证据清单): what a session produced, sealed by the node's key.
+"""The evidence manifest (证据清单) of a video inspection: what a session produced, sealed by
+the handling node's key (docs/inspection.md, vectors in tests/vectors/evidence/).
 
 The manifest file is a compact JWS (EdDSA, header typ ``tongban-evidence+jwt``, kid of the
 handling node's key) whose claims are ``iss`` (region), ``iat`` and ``manifest``: case,
@@ -11,7 +12,6 @@ checks the signature with the sender's trusted key and every file's digest and s
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -87,10 +87,3 @@ def check_files(
         digest = entry.get("sha256")
         if stored.get(digest) != entry.get("size"):
             raise EvidenceError("evidence_digest_mismatch", f"file {digest} differs")
-
-
-def now_iso(moment: float | None = None) -> str:
-    from datetime import datetime, timedelta, timezone
-
-    value = time.time() if moment is None else moment
-    return datetime.fromtimestamp(value, timezone(timedelta(hours=8))).isoformat(timespec="seconds")
