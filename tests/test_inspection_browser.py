@@ -25,7 +25,15 @@ from playwright.async_api import Browser, Page, Playwright, async_playwright
 from inspection.manifest import verify_manifest
 from inspection.snapshots import quarters
 from tests.support.api import ApiClient
-from tests.support.browser import ARGS, CHROMIUM, PHONE, overflowing, sign_in
+from tests.support.browser import (
+    ARGS,
+    CHROMIUM,
+    PHONE,
+    assert_no_policy_violations,
+    overflowing,
+    sign_in,
+    watch_policy,
+)
 from tests.support.databases import DatabaseFactory
 from tests.support.inspections import InspectionCase, accepted_case, schedule, until
 from tests.support.media import matches_quarters, write_y4m
@@ -171,6 +179,7 @@ async def test_inspection_in_real_browsers(regions: list[RunningNode], tmp_path:
         own = OwnChromium(tmp_path, "both", y4m)
         async with async_playwright() as pw:
             browser = await own.start(pw)
+            watch_policy(browser)  # every page below runs under the node's CSP
             try:
                 # The window prints the invitation with the QR code.
                 window_ctx = await browser.new_context()
@@ -227,6 +236,9 @@ async def test_inspection_in_real_browsers(regions: list[RunningNode], tmp_path:
                     timeout=30_000,
                 )
                 await applicant.screenshot(path=str(shots / "applicant-ended.png"), full_page=True)
+                # The invitation, the console and the applicant's page ran without breaking
+                # their Content-Security-Policy (no inline script, style or plugin).
+                assert_no_policy_violations(browser)
             finally:
                 with contextlib.suppress(Exception):
                     await browser.close()
@@ -300,6 +312,8 @@ async def test_killing_the_applicants_browser_leaves_a_playable_recording(
         async with async_playwright() as pw:
             phone_browser = await phone.start(pw)
             desk_browser = await desk.start(pw)
+            watch_policy(phone_browser)
+            watch_policy(desk_browser)
             try:
                 console = await _console(desk_browser, shaoyang, case)
                 applicant = await _applicant_page(phone_browser)
@@ -324,6 +338,8 @@ async def test_killing_the_applicants_browser_leaves_a_playable_recording(
                     "document.getElementById('end-result').textContent.includes('已签署')",
                     timeout=60_000,
                 )
+                assert_no_policy_violations(desk_browser)
+                assert_no_policy_violations(phone_browser)
             finally:
                 with contextlib.suppress(Exception):
                     await desk_browser.close()
