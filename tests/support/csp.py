@@ -50,6 +50,14 @@ def inline_code(html: str) -> list[str]:
     return finder.problems
 
 
+def without_jinja(template: str) -> str:
+    """A template's HTML with Jinja statements and comments blanked and expressions replaced by
+    ``x``, so that ``<tr{% if online %} class="new"{% endif %}>`` is not read as an ``online``
+    attribute; the attributes of every branch stay."""
+    template = re.sub(r"\{#.*?#\}|\{%.*?%\}", " ", template, flags=re.DOTALL)
+    return re.sub(r"\{\{.*?\}\}", "x", template, flags=re.DOTALL)
+
+
 def directives(policy: str) -> dict[str, list[str]]:
     """A Content-Security-Policy header as {directive: [sources]}."""
     parsed: dict[str, list[str]] = {}
