@@ -31,6 +31,7 @@ from node.http_errors import error_middleware
 from node.openapi import routes as openapi_routes
 from node.pages.citizen import routes as citizen_routes
 from node.pages.office import routes as office_routes
+from node.pages.security_headers import security_headers_middleware
 from node.pages.session import session_middleware
 from node.pages.supervision import routes as supervision_routes
 from node.pages.views import routes as page_routes
@@ -46,6 +47,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app = web.Application(
         middlewares=[
             forwarded_middleware(config.http.trusted_proxies),
+            security_headers_middleware,
             error_middleware,
             session_middleware,
         ],

@@ -25,7 +25,15 @@ from playwright.async_api import Browser, Page, Playwright, async_playwright
 from inspection.snapshots import quarters
 from protocol.evidence import verify_manifest
 from tests.support.api import ApiClient
-from tests.support.browser import ARGS, CHROMIUM, PHONE, overflowing, sign_in
+from tests.support.browser import (
+    ARGS,
+    CHROMIUM,
+    PHONE,
+    assert_no_policy_violations,
+    overflowing,
+    sign_in,
+    watch_policy,
+)
 from tests.support.databases import DatabaseFactory
 from tests.support.inspections import InspectionCase, accepted_case, schedule, until
 from tests.support.media import matches_quarters, write_y4m
@@ -120,7 +128,7 @@ async def _applicant_joins(page: Page, case: InspectionCase, shots: Path) -> Non
     await page.screenshot(path=str(shots / "applicant-start.png"), full_page=True)
     await page.get_by_role("button", name="开始").click()
     await page.wait_for_function(
-        "document.getElementById('status').textContent.includes('已连接')"
+        "() => document.getElementById('status').textContent.includes('已连接')"
         " || document.getElementById('status').textContent.includes('工作人员已接入')",
         timeout=30_000,
     )
@@ -171,6 +179,7 @@ async def test_inspection_in_real_browsers(regions: list[RunningNode], tmp_path:
         own = OwnChromium(tmp_path, "both", y4m)
         async with async_playwright() as pw:
             browser = await own.start(pw)
+            watch_policy(browser)  # every page below runs under the node's CSP
             try:
                 # The window prints the invitation with the QR code.
                 window_ctx = await browser.new_context()
@@ -186,7 +195,7 @@ async def test_inspection_in_real_browsers(regions: list[RunningNode], tmp_path:
                 connected_at = time.monotonic()
                 await _video_playing(console)
                 await console.wait_for_function(
-                    "document.getElementById('location').textContent.includes('27.05')",
+                    "() => document.getElementById('location').textContent.includes('27.05')",
                     timeout=30_000,
                 )
                 await applicant.screenshot(path=str(shots / "applicant-live.png"), full_page=True)
@@ -196,7 +205,7 @@ async def test_inspection_in_real_browsers(regions: list[RunningNode], tmp_path:
                 for n in (1, 2):
                     await console.get_by_role("button", name="截图取证").click()
                     await console.wait_for_function(
-                        f"document.querySelectorAll('#snapshots figure').length >= {n}",
+                        f"() => document.querySelectorAll('#snapshots figure').length >= {n}",
                         timeout=30_000,
                     )
                 points = console.locator(".checklist li")
@@ -206,7 +215,7 @@ async def test_inspection_in_real_browsers(regions: list[RunningNode], tmp_path:
                 await points.nth(2).locator(".note").fill("缺少水分测定仪")
                 await points.nth(2).locator(".note").dispatch_event("change")
                 await console.wait_for_function(
-                    "document.querySelectorAll('.checklist li.saved').length === "
+                    "() => document.querySelectorAll('.checklist li.saved').length === "
                     "document.querySelectorAll('.checklist li').length",
                     timeout=30_000,
                 )
@@ -217,16 +226,19 @@ async def test_inspection_in_real_browsers(regions: list[RunningNode], tmp_path:
                 await console.screenshot(path=str(shots / "console-live.png"), full_page=True)
                 await console.get_by_role("button", name="结束并签署").click()
                 await console.wait_for_function(
-                    "document.getElementById('end-result').textContent.includes('已签署')",
+                    "() => document.getElementById('end-result').textContent.includes('已签署')",
                     timeout=60_000,
                 )
                 call_length = time.monotonic() - connected_at
                 await console.screenshot(path=str(shots / "console-signed.png"), full_page=True)
                 await applicant.wait_for_function(
-                    "document.getElementById('status').textContent.includes('已结束')",
+                    "() => document.getElementById('status').textContent.includes('已结束')",
                     timeout=30_000,
                 )
                 await applicant.screenshot(path=str(shots / "applicant-ended.png"), full_page=True)
+                # The invitation, the console and the applicant's page ran without breaking
+                # their Content-Security-Policy (no inline script, style or plugin).
+                assert_no_policy_violations(browser)
             finally:
                 with contextlib.suppress(Exception):
                     await browser.close()
@@ -300,6 +312,8 @@ async def test_killing_the_applicants_browser_leaves_a_playable_recording(
         async with async_playwright() as pw:
             phone_browser = await phone.start(pw)
             desk_browser = await desk.start(pw)
+            watch_policy(phone_browser)
+            watch_policy(desk_browser)
             try:
                 console = await _console(desk_browser, shaoyang, case)
                 applicant = await _applicant_page(phone_browser)
@@ -307,7 +321,7 @@ async def test_killing_the_applicants_browser_leaves_a_playable_recording(
                 await _video_playing(console)
                 phone.kill()  # the phone is gone: no goodbye
                 await console.wait_for_function(
-                    "document.getElementById('status').textContent.includes('申请人已断开')",
+                    "() => document.getElementById('status').textContent.includes('申请人已断开')",
                     timeout=20_000,
                 )
                 await console.screenshot(path=str(shots / "console-lost.png"), full_page=True)
@@ -321,9 +335,11 @@ async def test_killing_the_applicants_browser_leaves_a_playable_recording(
                 await console.fill("#record", "申请人网络中断，勘验未完成。")
                 await console.get_by_role("button", name="结束并签署").click()
                 await console.wait_for_function(
-                    "document.getElementById('end-result').textContent.includes('已签署')",
+                    "() => document.getElementById('end-result').textContent.includes('已签署')",
                     timeout=60_000,
                 )
+                assert_no_policy_violations(desk_browser)
+                assert_no_policy_violations(phone_browser)
             finally:
                 with contextlib.suppress(Exception):
                     await desk_browser.close()

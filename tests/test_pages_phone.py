@@ -5,7 +5,8 @@ health or static files), so a page added later is covered without touching this 
 parameters are filled from real data made through the API of three running nodes: a 异地代收代办
 case with a scheduled video inspection and a 多地联办 bundle. Each page is loaded without a
 session and as each staff role until one is allowed to see it; a screenshot of each goes to
-test-output/test_every_page_fits_a_phone/.
+test-output/test_every_page_fits_a_phone/. Each page must also come with its
+Content-Security-Policy, hold nothing inline that the policy blocks, and cause no violation.
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from playwright.async_api import Page
 
 from node.accounts.staff import ROLE_LABELS
 from node.pages.session import cookie_name
 from tests.support.api import PASSWORD, ApiClient
 from tests.support.browser import PHONE, chromium, output_dir, overflowing
+from tests.support.csp import directives, inline_code
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
 from tests.support.nodes import RunningNode
+from tests.support.pages import page_paths
 from tests.support.regions import materials_for, start_regions
 from tests.support.waiting import wait_until
 
-NOT_PAGES = ("/api/", "/federation/", "/.well-known/", "/metrics", "/healthz", "/readyz", "/static")
 ITEM = "430400-XK-0002"  # 公共场所卫生许可（新办）: 衡阳市 inspects the site by video
 APPLICANT = {
     "kind": "person",
@@ -37,24 +38,6 @@ APPLICANT = {
     "id_number": "11010519491231002X",
     "phone": "13973900002",
 }
-
-
-def page_paths(app: web.Application) -> list[str]:
-    """The GET routes that serve pages for people."""
-    paths = []
-    for route in app.router.routes():
-        if route.method != "GET" or route.resource is None:
-            continue
-        info = route.resource.get_info()
-        path = info.get("path") or info.get("formatter")
-        if not path or path.startswith(NOT_PAGES) or path == "/":
-            continue  # "/" only redirects to the role's start page
-        if path.endswith("/ws"):
-            continue  # WebSocket
-        if "/v1/" in path and not path.endswith("/invitation"):
-            continue  # a JSON API beside its pages (the invitation is a printable page)
-        paths.append(path)
-    return sorted(set(paths))
 
 
 def fill(path: str, values: dict[str, Any]) -> str | None:
@@ -221,6 +204,12 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
                     page = tabs[who]
                     response = await page.goto(node.url + url_path)
                     assert response is not None and response.status == 200, (url_path, who)
+                    # Each page as served: under the CSP, with nothing inline it would block.
+                    policy = directives(
+                        await response.header_value("content-security-policy") or ""
+                    )
+                    assert policy.get("script-src") == ["'self'"], (url_path, who)
+                    assert not inline_code(await response.text()), (url_path, who)
                     name = re.sub(r"[^A-Za-z0-9]+", "_", url_path).strip("_")[:60]
                     await page.screenshot(
                         path=shots / f"{node.config.region}-{name}-{who}.png", full_page=True

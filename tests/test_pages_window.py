@@ -14,7 +14,15 @@ from playwright.async_api import Page, expect
 from node.pages.session import cookie_name
 from protocol.identifiers import resident_id_check_digit
 from tests.support.api import ApiClient, pdf
-from tests.support.browser import DESKTOP, PHONE, chromium, output_dir, overflowing, sign_in
+from tests.support.browser import (
+    DESKTOP,
+    PHONE,
+    assert_no_policy_violations,
+    chromium,
+    output_dir,
+    overflowing,
+    sign_in,
+)
 from tests.support.databases import DatabaseFactory
 from tests.support.nodes import RunningNode
 from tests.support.regions import start_regions
@@ -193,6 +201,8 @@ async def test_clerk_takes_application_and_prints_receipt(
             await expect(slip).to_contain_text("收件人员王芳")
             await expect(slip).to_contain_text(ITEM_NAME)
             receipt_url = page.url
+            # Application form, uploads, live checks and the receipt: all under the CSP.
+            assert_no_policy_violations(browser)
             await _shot(page, shots, "07-receipt")
             await page.emulate_media(media="print")
             await _shot(page, shots, "08-receipt-print")

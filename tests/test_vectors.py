@@ -16,6 +16,9 @@ from protocol.errors import ErrorCode
 from protocol.messages import MESSAGE_TYPES
 from tests.vectors import generate, runner
 
+#: The codes an evidence manifest is refused with (a case.error code, docs/inspection.md).
+EVIDENCE_CODES = {"evidence_signature_invalid", "evidence_manifest_invalid"}
+
 
 def _cases() -> list[Any]:
     cases = []
@@ -57,7 +60,8 @@ def _check_file(data: dict[str, Any], kind: str) -> None:
     for vector in data["vectors"]:
         assert {"name", "description", "expected"} <= vector.keys()
         assert ("token" in vector) != ("token_runs" in vector)
-        assert vector["expected"] == "valid" or vector["expected"] in set(ErrorCode)
+        codes = EVIDENCE_CODES if kind == "evidence" else set(ErrorCode)
+        assert vector["expected"] == "valid" or vector["expected"] in codes
     for entry in data["keys"]:
         assert set(entry) == runner.KEY_FIELDS
 
@@ -72,6 +76,11 @@ def test_files_hold_no_private_key() -> None:
         text = (runner.HERE / filename).read_text(encoding="utf-8")
         assert "PRIVATE" not in text
         assert '"d"' not in text  # a JWK private part
+
+
+def test_evidence_vectors_cover_every_refusal() -> None:
+    vectors = runner.load(runner.HERE / "evidence.json")["vectors"]
+    assert {v["expected"] for v in vectors} == {"valid"} | EVIDENCE_CODES
 
 
 def test_envelope_vectors_cover_the_contract() -> None:

@@ -1,15 +1,23 @@
 """Playwright driving Debian's Chromium (/usr/bin/chromium): its own browser download cannot
-work on these machines (docs/pages.md, "Browser tests"). Screenshots go to the test's output folder."""
+work on these machines (docs/pages.md, "Browser tests"). Screenshots go to the test's output
+folder.
+
+Every page opened through ``chromium()`` is watched for Content-Security-Policy violations (the
+``securitypolicyviolation`` event and Chromium's own console message); a test whose pages
+caused one fails when its browser closes, and ``assert_no_policy_violations`` checks at any
+point of a flow."""
 
 from __future__ import annotations
 
 import os
 import re
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from tests.support.api import PASSWORD
 
@@ -31,14 +39,72 @@ PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1366, "height": 900}
 
 
+#: Runs in every page before its own scripts (Playwright's init scripts are not subject to the
+#: page's CSP) and reports each violation on the console, where the watch collects it.
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.effectiveDirective} blocked ${e.blockedURI || "(inline)"}`
+    + ` at ${e.sourceFile}:${e.lineNumber} on ${location.pathname}`);
+}, true);
+"""
+_VIOLATIONS: weakref.WeakKeyDictionary[Browser, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _is_violation(message: ConsoleMessage) -> bool:
+    text = message.text
+    return text.startswith("CSP violation:") or "Content Security Policy" in text
+
+
+def watch_policy(browser: Browser) -> list[str]:
+    """Collect the CSP violations of every context and page ``browser`` opens."""
+    seen: list[str] = []
+    _VIOLATIONS[browser] = seen
+
+    def on_console(message: ConsoleMessage) -> None:
+        if _is_violation(message):
+            seen.append(message.text)
+
+    open_context, open_page = browser.new_context, browser.new_page
+
+    async def new_context(**kwargs: Any) -> BrowserContext:
+        context = await open_context(**kwargs)
+        await context.add_init_script(REPORT_VIOLATIONS)
+        context.on("console", on_console)
+        return context
+
+    async def new_page(**kwargs: Any) -> Page:
+        page = await open_page(**kwargs)
+        await page.add_init_script(REPORT_VIOLATIONS)
+        page.on("console", on_console)
+        return page
+
+    browser.new_context = new_context  # type: ignore[method-assign]
+    browser.new_page = new_page  # type: ignore[method-assign]
+    return seen
+
+
+def policy_violations(browser: Browser) -> list[str]:
+    """The CSP violations the pages of ``browser`` caused so far (a live list)."""
+    return _VIOLATIONS[browser]
+
+
+def assert_no_policy_violations(browser: Browser) -> None:
+    seen = policy_violations(browser)
+    assert not seen, "Content-Security-Policy violations:\n" + "\n".join(seen)
+
+
 @asynccontextmanager
 async def chromium(*extra_args: str) -> AsyncIterator[Browser]:
+    """Chromium for one test; fails the test if a page violated its CSP (checked when the
+    browser closes after the test's body succeeded)."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, *extra_args])
+        seen = watch_policy(browser)
         try:
             yield browser
         finally:
             await browser.close()
+        assert not seen, "Content-Security-Policy violations:\n" + "\n".join(seen)
 
 
 def output_dir(test_name: str) -> Path:

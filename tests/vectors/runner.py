@@ -14,6 +14,7 @@ from typing import Any
 from protocol.descriptor import verify_descriptor
 from protocol.envelope import verify_envelope
 from protocol.errors import ProtocolError
+from protocol.evidence import EvidenceError, verify_manifest
 from protocol.keys import KeySet, TrustedKey
 from protocol.receipt import verify_receipt
 from protocol.request_token import verify_request_token
@@ -26,6 +27,7 @@ FILES = {
     "receipts.json": "receipt",
     "descriptors.json": "descriptor",
     "request_tokens.json": "request_token",
+    "evidence.json": "evidence",
 }
 KEY_FIELDS = frozenset({"region", "kid", "public_key", "not_before", "not_after"})
 
@@ -86,10 +88,20 @@ def outcome(kind: str, vector: dict[str, Any], keys: KeySet) -> tuple[str, Any]:
                 sha256=vector["sha256"],
                 now=vector["now"],
             )
+        elif kind == "evidence":
+
+            def lookup(kid: str) -> Any:
+                key = keys.get(kid)
+                return key.public_key if key is not None else None
+
+            manifest = verify_manifest(token.encode("ascii"), issuer=vector["issuer"], keys=lookup)
+            result = {"session_id": manifest["session"]["id"], "files": len(manifest["files"])}
         else:
             raise ValueError(f"unknown vector kind {kind}")
     except ProtocolError as exc:
         return str(exc.code), exc
+    except EvidenceError as exc:
+        return exc.code, exc
     return "valid", result
 
 
@@ -109,6 +121,8 @@ def mismatches(kind: str, vector: dict[str, Any], keys: KeySet) -> list[str]:
     for name, value in vector.get("expect", {}).items():
         if kind == "descriptor" and name == "keys":
             actual: Any = [k.kid for k in result.keys]
+        elif isinstance(result, dict):
+            actual = result[name]
         else:
             actual = getattr(result, name)
         if actual != value:

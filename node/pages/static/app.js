@@ -205,5 +205,11 @@
     if (el.dataset && el.dataset.validate) liveCheck(el);
   });
 
+  // Print buttons (the 收件凭证, the 一次告知 sheet, the inspection invitation).
+  document.addEventListener("click", (event) => {
+    const button = event.target instanceof Element && event.target.closest("[data-print]");
+    if (button) window.print();
+  });
+
   window.Tongban = { api, upload, formBody, showErrors, clearErrors, idProblem, phoneProblem, creditProblem, liveCheck };
 })();

@@ -297,7 +297,6 @@
   });
   document.querySelectorAll("form[data-window-apply]").forEach(wireApply);
   document.querySelectorAll("form[data-upload-action]").forEach(wireSlots);
-  document.querySelectorAll("[data-print]").forEach((b) => b.addEventListener("click", () => window.print()));
   document.querySelectorAll("[data-dispatch]").forEach((r) => r.addEventListener("change", () => {
     const mail = document.querySelector("[data-dispatch]:checked").value === "mail";
     document.querySelectorAll(".mail-only").forEach((n) => { n.hidden = !mail; });
