@@ -227,8 +227,12 @@ async def test_clerk_takes_application_and_prints_receipt(
             async with aiohttp.ClientSession() as http:
                 approver = await ApiClient(hengyang.url, http).login("approver")
                 case = await _handling_case(hengyang, approver, case_no)
+                # Masked in the case; in full only when asked, and the asking is recorded.
+                revealed = await approver.act(case["id"], "reveal", {"reason": "verify"})
             assert case["status"] == "forwarded"
-            assert case["applicant"]["id_number"] == GOOD_ID
+            assert case["applicant"]["id_number"] == GOOD_ID[:3] + "*" * 11 + GOOD_ID[-4:]
+            assert revealed["revealed"]["id_number"] == GOOD_ID
+            assert revealed["events"][-1]["action"] == "reveal"
             statuses = {m["code"]: m["status"] for m in case["application"]["materials"]}
             assert statuses == {
                 "M01": "provided",

@@ -279,6 +279,17 @@ ACTIONS: dict[str, Action] = {
             "case.progress",
         ),
         _a(
+            # Personal data is shown masked; staff who need the full ID number and phone
+            # (to call the applicant, to check a document) ask, and the asking is recorded.
+            "reveal",
+            "查看完整身份信息",
+            None,
+            {"clerk", "approver", "inspector"},
+            set(Status),
+            set(),
+            None,
+        ),
+        _a(
             "partner_error",
             "对方退回说明",
             None,

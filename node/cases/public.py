@@ -52,7 +52,7 @@ def timeline(row: Row[Any], events: list[Row[Any]], today: date) -> dict[str, An
             if seen_submit:  # the handling node's copy of the same step
                 continue
             seen_submit = True
-        if event.action == "partner_error":
+        if event.action in ("partner_error", "reveal"):
             continue
         text = _PLAIN.get(event.action, "办理进度更新")
         try:

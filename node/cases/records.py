@@ -342,8 +342,9 @@ def detail(
         "kind": row.applicant_kind,
         "name": row.applicant_name,
         "id_type": row.applicant_id_type,
-        "id_number": row.applicant_id_number,
-        "phone": row.applicant_phone,
+        # Masked: the full values only through the recorded ``reveal`` action.
+        "id_number": mask_id_number(row.applicant_id_number),
+        "phone": mask_phone(row.applicant_phone),
     }
     out["application"] = json.loads(row.application)
     out["details"] = json.loads(row.details)

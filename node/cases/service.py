@@ -84,14 +84,14 @@ class CaseService:
     async def act(self, actor: Actor, case_id: int, name: str, payload: Any) -> dict[str, Any]:
         """Perform staff action ``name`` on case ``case_id``; returns the case as it is now."""
         async with self.db.write() as conn:
-            await self.act_in(conn, actor, case_id, name, payload)
-            return await self._detail(conn, case_id)
+            result = await self.act_in(conn, actor, case_id, name, payload)
+            return {**await self._detail(conn, case_id), **(result or {})}
 
     async def act_in(
         self, conn: AsyncConnection, actor: Actor, case_id: int, name: str, payload: Any
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """``act`` inside the caller's transaction (the inspection console ends its session
-        in the same one)."""
+        in the same one); returns what the handler hands back beside the case, if anything."""
         action = ACTIONS.get(name)
         if action is None or not action.by_staff:
             raise CaseError(CaseErrorCode.UNKNOWN_ACTION, "没有这个办理操作")
@@ -107,7 +107,9 @@ class CaseService:
         )
         handler = registry.staff_handler(name)
         assert handler is not None, name  # tests/test_case_actions.py: every action has one
-        await handler(Step(self, conn, row, actor, action), payload)
+        step = Step(self, conn, row, actor, action)
+        await handler(step, payload)
+        return step.result
 
     def may(self, role: str, name: str) -> bool:
         """Whether ``role`` may perform action ``name`` at all (state and side aside)."""

@@ -6,6 +6,7 @@ from node.cases.actions import (  # noqa: F401 - each module registers its handl
     decision,
     handover,
     inspection,
+    personal_data,
     progress,
     rating,
     supplement,

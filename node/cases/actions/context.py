@@ -69,6 +69,8 @@ class Step:
     action: Action
     #: The partner's message, when a partner performs the action.
     envelope: Envelope | None = None
+    #: What the handler hands back to the caller beside the case (``reveal``).
+    result: dict[str, Any] | None = None
 
     # -- time ------------------------------------------------------------------------------
 

@@ -301,4 +301,15 @@
     const mail = document.querySelector("[data-dispatch]:checked").value === "mail";
     document.querySelectorAll(".mail-only").forEach((n) => { n.hidden = !mail; });
   }));
+  // 显示完整号码: the answer of the recorded reveal fills the masked ID number and phone.
+  const reveal = document.getElementById("reveal");
+  if (reveal) {
+    reveal.addEventListener("tongban:done", (e) => {
+      const full = (e.detail && e.detail.revealed) || {};
+      document.querySelectorAll("[data-revealed]").forEach((n) => {
+        if (full[n.dataset.revealed]) n.textContent = full[n.dataset.revealed];
+      });
+      reveal.hidden = true;
+    });
+  }
 })();
