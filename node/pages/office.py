@@ -24,12 +24,15 @@ from node.cases.service import today_in_china
 from node.cases.views import CASES, combined_status
 from node.federation.views import FEDERATION
 from node.http_errors import ApiError
+from node.http_json import path_int, query_int
 from node.pages.rendering import day, render_page, when
 from node.pages.session import page_staff
 
 #: Who may read the inbox and case pages.
 READERS = ("approver", "inspector", "clerk", "supervisor", "admin")
 PAGE_SIZE = 20
+#: Highest page number of the inbox: far past any real inbox, far below any column's range.
+MAX_PAGE = 100_000
 
 SIDE_LABELS = {"handling": "办理（本地办理）", "receiving": "收件（本地收件）"}
 APPLICANT_KINDS = {"person": "自然人", "org": "法人或其他组织"}
@@ -235,10 +238,7 @@ def _inbox_filters(request: web.Request) -> dict[str, Any]:
     status = [s for s in q.getall("status", []) if s in {str(x) for x in Status}]
     time_status = q.get("time_status") if q.get("time_status") in TIME_FILTERS else ""
     side = q.get("side") if q.get("side") in SIDE_LABELS else ""
-    try:
-        page = max(1, int(q.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = query_int(request, "page", 1, 1, MAX_PAGE)
     return {
         "status": status,
         "time_status": time_status,
@@ -320,10 +320,12 @@ def routes() -> web.RouteTableDef:
     @table.get("/office/cases/{id}")
     async def case_page(request: web.Request) -> web.Response:
         staff = await page_staff(request, *READERS)
+        case_id = path_int(request)
         try:
-            case_id = int(request.match_info["id"])
+            if case_id is None:
+                raise ApiError(404, "case_not_found", "办件不存在")
             case = await request.app[CASES].get(staff, case_id)
-        except (ValueError, ApiError):
+        except ApiError:
             return await render_page(
                 request, "not_found.html", status=404, message="办件不存在或已被删除。"
             )
