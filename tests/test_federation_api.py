@@ -462,3 +462,131 @@ def json_claims(token: bytes) -> dict[str, Any]:
 
     payload = token.split(b".")[1]
     return dict(json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4))))
+
+
+# -- rejections: counted, not one row each -------------------------------------------------------
+
+
+async def test_a_thousand_bad_envelopes_leave_a_few_counted_rows(pair: list[RunningNode]) -> None:
+    """Unauthenticated garbage costs the database one row per (source, endpoint, code, hour),
+    with a count and when it was last seen, not a row per request; old hours are pruned."""
+    import asyncio
+
+    from sqlalchemy import insert as sql_insert
+
+    shaoyang, hengyang = pair
+    # An aggregate from long ago: pruned by the next rejection.
+    old_hour = (int(time.time()) // 3600 - 24 * 40) * 3600
+    async with hengyang.db.write() as conn:
+        await conn.execute(
+            sql_insert(rejections).values(
+                hour=old_hour,
+                source="192.0.2.1",
+                endpoint="envelopes",
+                code="bad_signature",
+                count=5,
+                first_at=old_hour,
+                last_at=old_hour + 10,
+                detail="old",
+            )
+        )
+    forged = signed(shaoyang)[:-6] + "AAAAAA"
+    bodies = [b"not-a-jws"] * 600 + [forged.encode()] * 400
+    gate = asyncio.Semaphore(16)
+    started = time.time()
+
+    async def send(http: aiohttp.ClientSession, body: bytes) -> int:
+        async with (
+            gate,
+            http.post(f"{hengyang.url}/federation/v1/envelopes", data=body, headers=JOSE) as resp,
+        ):
+            await resp.read()
+            return resp.status
+
+    async with aiohttp.ClientSession() as http:
+        statuses = await asyncio.gather(*(send(http, body) for body in bodies))
+    assert sorted(set(statuses)) == [400, 401]
+    async with hengyang.db.read() as conn:
+        found = (await conn.execute(select(rejections))).all()
+    by_code: dict[str, int] = {}
+    for row in found:
+        assert row.source == "127.0.0.1"
+        assert row.endpoint == "envelopes"
+        assert row.first_at <= row.last_at
+        assert started - 1 <= row.last_at <= time.time() + 1
+        by_code[row.code] = by_code.get(row.code, 0) + row.count
+    assert by_code == {"malformed_jws": 600, "bad_signature": 400}
+    # One row per code, or two if the test ran across the turn of an hour.
+    assert 2 <= len(found) <= 4
+    assert await rows(hengyang, inbound_envelopes) == 0
+
+
+async def test_migration_folds_old_rejection_rows_into_counts(databases: DatabaseFactory) -> None:
+    """A database from before the counts: its rows become one aggregate per (hour, source,
+    endpoint, code), and a downgrade gives the old table back."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from node.storage.database import Database
+    from node.storage.migrate import alembic_config, upgrade
+
+    db = Database(await databases.new_url("migrate"))
+
+    def to(revision: str, down: bool = False) -> Any:
+        def run(sync_conn: Any) -> None:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = sync_conn
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+
+        return run
+
+    try:
+        async with db.write() as conn:
+            await conn.run_sync(to("0009_case_pause_start"))
+            hour = 1_782_864_000  # a whole hour
+            old = [
+                (hour + 5, "envelopes", "bad_signature", "127.0.0.1", "430523"),
+                (hour + 50, "envelopes", "bad_signature", "127.0.0.1", "430523"),
+                (hour + 3599, "envelopes", "bad_signature", "127.0.0.1", None),
+                (hour + 3600, "envelopes", "bad_signature", "127.0.0.1", None),
+                (hour + 7, "blobs", "token_invalid", None, "430523"),
+            ]
+            for at, endpoint, code, remote, iss in old:
+                await conn.execute(
+                    text(
+                        "INSERT INTO rejections (at, endpoint, code, detail, remote, iss)"
+                        " VALUES (:at, :endpoint, :code, 'x', :remote, :iss)"
+                    ),
+                    {"at": at, "endpoint": endpoint, "code": code, "remote": remote, "iss": iss},
+                )
+        await upgrade(db)
+        async with db.read() as conn:
+            found = (
+                await conn.execute(
+                    select(
+                        rejections.c.hour,
+                        rejections.c.source,
+                        rejections.c.endpoint,
+                        rejections.c.count,
+                        rejections.c.first_at,
+                        rejections.c.last_at,
+                    ).order_by(rejections.c.hour, rejections.c.endpoint)
+                )
+            ).all()
+        assert [tuple(r) for r in found] == [
+            (hour, "iss:430523", "blobs", 1, hour + 7, hour + 7),
+            (hour, "127.0.0.1", "envelopes", 3, hour + 5, hour + 3599),
+            (hour + 3600, "127.0.0.1", "envelopes", 1, hour + 3600, hour + 3600),
+        ]
+        async with db.write() as conn:
+            await conn.run_sync(to("0009_case_pause_start", down=True))
+        async with db.read() as conn:
+            back = (await conn.execute(text("SELECT endpoint, remote FROM rejections"))).all()
+        assert sorted(tuple(r) for r in back) == [
+            ("blobs", None),
+            ("envelopes", "127.0.0.1"),
+            ("envelopes", "127.0.0.1"),
+        ]
+        await upgrade(db)  # and up again, names and sequences intact
+    finally:
+        await db.dispose()
