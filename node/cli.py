@@ -124,13 +124,18 @@ def _init(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from node.app import create_app
+    from node.http_timeouts import body_timeout_middleware, server_options
     from node.logging_setup import JsonAccessLogger, configure_logging
     from node.ops.tls import server_ssl_context
 
     config = NodeConfig.load(args.dir)
     configure_logging()
+    app = create_app(config)
+    # Outermost, so that it watches every body whatever the other middlewares do.
+    app.middlewares.insert(0, body_timeout_middleware(config.http.body_timeout))
     web.run_app(
-        create_app(config),
+        app,
+        **server_options(config.http),
         host=args.host or config.host,
         port=args.port or config.port,
         ssl_context=server_ssl_context(config),
