@@ -28,6 +28,7 @@ from node.federation.views import routes as federation_routes
 from node.forwarded import forwarded_middleware
 from node.health import routes as health_routes
 from node.http_errors import error_middleware
+from node.http_timeouts import body_timeout_middleware
 from node.openapi import routes as openapi_routes
 from node.pages.citizen import routes as citizen_routes
 from node.pages.office import routes as office_routes
@@ -46,6 +47,8 @@ def create_app(config: NodeConfig) -> web.Application:
     """The whole node: federation API, staff and citizen API, pages and video inspection."""
     app = web.Application(
         middlewares=[
+            # Outermost, so that it watches every body whatever the other middlewares do.
+            body_timeout_middleware(config.http.body_timeout),
             forwarded_middleware(config.http.trusted_proxies),
             security_headers_middleware,
             error_middleware,

@@ -124,6 +124,7 @@ def _init(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from node.app import create_app
+    from node.http_timeouts import server_options
     from node.logging_setup import JsonAccessLogger, configure_logging
     from node.ops.tls import server_ssl_context
 
@@ -131,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging()
     web.run_app(
         create_app(config),
+        **server_options(config.http),
         host=args.host or config.host,
         port=args.port or config.port,
         ssl_context=server_ssl_context(config),

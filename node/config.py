@@ -105,6 +105,17 @@ class HttpSettings:
     #: Networks of reverse proxies (nginx) whose X-Forwarded-For is believed, e.g.
     #: ["127.0.0.1/32", "172.16.0.0/12"]. Empty: the TCP peer is the client, always.
     trusted_proxies: tuple[str, ...] = ()
+    #: Seconds a connection may wait for a request's headers to be complete: an idle
+    #: keep-alive connection, a new connection that sends nothing, or one whose headers never
+    #: finish (slowloris) is closed then. aiohttp's keep-alive timer does both.
+    keepalive_timeout: float = 15.0
+    #: Longest pause, seconds, while a request body is being received before the connection
+    #: is closed (a body trickled byte by byte, or never finished).
+    body_timeout: float = 30.0
+
+
+#: The allowed range of each ``[http]`` timeout, seconds.
+HTTP_TIMEOUT_RANGE = (0.5, 3600.0)
 
 
 @dataclass(frozen=True)
@@ -284,7 +295,17 @@ def _http_settings(data: Any) -> HttpSettings:
                 f"[http] trusted_proxies: {network!r} would believe every client's own "
                 "X-Forwarded-For; list only the proxies' addresses"
             )
-    return HttpSettings(trusted_proxies=tuple(str(n) for n in proxies))
+    timeouts: dict[str, float] = {}
+    for name in ("keepalive_timeout", "body_timeout"):
+        if name not in data:
+            continue
+        value = data[name]
+        low, high = HTTP_TIMEOUT_RANGE
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not low <= value <= high:
+            raise ConfigError(f"[http] {name}: seconds, a number from {low} to {high:.0f}")
+        timeouts[name] = float(value)
+    return HttpSettings(trusted_proxies=tuple(str(n) for n in proxies), **timeouts)
 
 
 def _case_settings(data: Any) -> CaseSettings:

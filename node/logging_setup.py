@@ -1,10 +1,17 @@
 """Structured JSON logs on stderr: one object per line, with the ``extra`` fields a call
-passes (case and envelope ids). Personal data is never passed to a logger."""
+passes (case and envelope ids). Personal data is never passed to a logger.
+
+As a second line of defence, every message and exception text is scrubbed before it is
+written (``scrub``): error text is not ours to choose (a database driver quotes the key that
+violated a constraint), so Chinese resident ID numbers, mobile phone numbers and long hex
+digests (query hashes) are masked wherever they appear.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
@@ -14,6 +21,48 @@ from aiohttp.abc import AbstractAccessLogger
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+#: What ``scrub`` masks, most specific first. Boundaries: not inside a longer run of the same
+#: kind of characters (a case number, a timestamp, a kid or a UUID stays readable).
+_SCRUB: tuple[tuple[re.Pattern[str], str], ...] = (
+    # PostgreSQL quotes the values of the row it refused in an error's DETAIL: "Key
+    # (applicant_name)=(...) already exists", "Failing row contains (...)".
+    (
+        re.compile(r"(Key \([^()\n]*\)=)\(.*?\)(?= already exists| is not present|$)", re.M),
+        r"\1(…)",
+    ),
+    (re.compile(r"(Failing row contains )\(.*\)"), r"\1(…)"),
+    # Resident ID number (GB 11643): 17 digits and a check character, a digit or X. Masked
+    # whether or not the check character is right: a mistyped ID number is still one.
+    (re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])"), "[id_number]"),
+    # Mainland mobile number, with or without +86 / 86.
+    (re.compile(r"(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9]{9}(?![0-9])"), "[phone]"),
+    # A hex digest of 128 bits or more (query hashes, HMACs, SHA-256).
+    (re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{32,}(?![0-9A-Fa-f])"), "[digest]"),
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with resident ID numbers, mobile numbers and long hex digests masked."""
+    for pattern, mask in _SCRUB:
+        text = pattern.sub(mask, text)
+    return text
+
+
+class ScrubbingFilter(logging.Filter):
+    """Scrubs a record's message and exception text in place, for any handler and formatter
+    (``configure_logging`` puts it on its handler; JsonFormatter scrubs by itself too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -21,19 +70,24 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": scrub(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = scrub(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exc"] = scrub(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = scrub(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(ScrubbingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -77,14 +77,35 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def loads_object(data: bytes) -> dict[str, Any]:
-    """Parse ``data`` as a strict JSON object or raise ProtocolError."""
+#: A JSON string (as JSON spells it) and the brackets outside strings.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def scan_depth(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the nesting of ``text`` stays within ``limit``, judged from its brackets
+    before any parsing (so a hostile ``[[[[...`` never reaches a recursive parser).
+
+    Exact for valid JSON; for text that is not JSON it may over-count (the parser refuses that
+    text anyway)."""
+    depth = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        else:
+            depth -= 1
+    return True
+
+
+def _parse(data: bytes) -> Any:
     try:
         text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise ProtocolError(ErrorCode.INVALID_ENCODING, "not valid UTF-8") from exc
     try:
-        value = json.loads(
+        return json.loads(
             text,
             object_pairs_hook=_no_duplicates,
             parse_constant=_no_constants,
@@ -98,8 +119,25 @@ def loads_object(data: bytes) -> dict[str, Any]:
     except ValueError as exc:
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else "bad value"
         raise ProtocolError(ErrorCode.INVALID_JSON, f"not JSON: {message}") from exc
+
+
+def loads_object(data: bytes) -> dict[str, Any]:
+    """Parse ``data`` as a strict JSON object or raise ProtocolError."""
+    value = _parse(data)
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.INVALID_JSON, "top level is not a JSON object")
+    if _depth(value) > MAX_DEPTH:
+        raise ProtocolError(ErrorCode.JSON_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
+    return value
+
+
+def loads_value(data: bytes) -> Any:
+    """Parse ``data`` as any strict JSON value (the rules of ``loads_object`` but for the top
+    level), bounding the depth before parsing; raise ProtocolError. For request bodies of the
+    staff and citizen API."""
+    if not scan_depth(data.decode("utf-8", errors="replace")):
+        raise ProtocolError(ErrorCode.JSON_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
+    value = _parse(data)
     if _depth(value) > MAX_DEPTH:
         raise ProtocolError(ErrorCode.JSON_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
     return value

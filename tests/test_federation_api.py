@@ -21,6 +21,7 @@ from node.federation.partners import Partner, load_partners, render_partners
 from protocol.envelope import new_claims
 from protocol.keys import generate_private_key, key_id, public_raw
 from protocol.messages import example_body
+from protocol.receipt import verify_receipt
 from protocol.request_token import sign_request_token
 from tests.support.databases import DatabaseFactory
 from tests.support.forge import hs256_with_public_key, jws, jws_raw
@@ -343,3 +344,249 @@ async def test_bad_blob_upload_is_refused_and_nothing_is_kept(
     assert (status, answer["error"]) == expected
     assert not await hengyang.fed.blobs.has(sha)
     assert list((hengyang.config.blob_dir / "tmp").iterdir()) == []
+
+
+# -- envelope bodies that arrive in pieces -----------------------------------------------------
+
+
+def sized_envelope(node: RunningNode, size: int, **changes: Any) -> bytes:
+    """A valid signed envelope of exactly ``size`` bytes: JSON whitespace pads the payload (and,
+    for a base64 length that cannot occur, the header)."""
+    import json
+
+    from protocol.envelope import MAX_ENVELOPE_BYTES
+    from tests.support.forge import b64, jws_raw
+
+    identity = node.fed.identity
+    header = {"alg": "EdDSA", "typ": "tongban-envelope+jwt", "kid": identity.kid}
+    payload = json.dumps(claims(**changes), separators=(",", ":"))
+    assert size <= MAX_ENVELOPE_BYTES + 8
+    for head_pad in range(4):
+        head = "{" + " " * head_pad + json.dumps(header, separators=(",", ":"))[1:]
+        room = size - len(b64(head.encode())) - 2 - 86  # two dots, a 64-byte signature
+        spaces = room * 3 // 4 - len(payload.encode())
+        for extra in (-1, 0, 1):
+            padded = "{" + " " * (spaces + extra) + payload[1:]
+            if len(b64(padded.encode())) == room:
+                token = jws_raw(head.encode(), padded.encode(), identity.private_key)
+                assert len(token) == size
+                return token.encode("ascii")
+    raise AssertionError(f"no padding gives {size} bytes")
+
+
+async def test_envelope_just_under_1_mib_sent_in_slow_chunks_gets_its_receipt(
+    pair: list[RunningNode],
+) -> None:
+    """The body is read up to the limit, however it arrives: a sender's TCP writes, proxies
+    and the network cut it anywhere. Chunked, with no Content-Length, in 64 KiB pieces."""
+    import asyncio
+
+    from protocol.envelope import MAX_ENVELOPE_BYTES
+
+    shaoyang, hengyang = pair
+    token = sized_envelope(shaoyang, MAX_ENVELOPE_BYTES - 1, xt="XT-BIG")
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for start in range(0, len(token), 64 * 1024):
+            yield token[start : start + 64 * 1024]
+            await asyncio.sleep(0.01)
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{hengyang.url}/federation/v1/envelopes", data=slowly(), headers=JOSE) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        receipt = await resp.text()
+    verified = verify_receipt(
+        receipt,
+        shaoyang.fed.trust.keys,
+        sender="430523",
+        receiver="430400",
+        ref=json_claims(token)["jti"],
+        digest=hashlib.sha256(token).hexdigest(),
+    )
+    assert verified.iss == "430400"
+    assert await rows(hengyang, inbound_envelopes) == 1
+    assert await rows(hengyang, rejections) == 0
+
+
+async def test_small_envelope_in_two_tcp_writes_gets_its_receipt(pair: list[RunningNode]) -> None:
+    """With Content-Length, the second half arriving after a pause."""
+    import asyncio
+
+    shaoyang, hengyang = pair
+    token = signed(shaoyang, xt="XT-TWO").encode()
+    reader, writer = await _open(hengyang)
+    writer.write(
+        b"POST /federation/v1/envelopes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/jose\r\n"
+        + f"Content-Length: {len(token)}\r\n\r\n".encode()
+        + token[:100]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.write(token[100:])
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 200"), response[:300]
+    assert await rows(hengyang, inbound_envelopes) == 1
+
+
+async def test_envelope_just_over_1_mib_in_chunks_is_too_large(pair: list[RunningNode]) -> None:
+    """Chunked (no Content-Length to refuse early): the reader stops one byte past the limit."""
+    import asyncio
+
+    from protocol.envelope import MAX_ENVELOPE_BYTES
+
+    shaoyang, hengyang = pair
+    token = sized_envelope(shaoyang, MAX_ENVELOPE_BYTES + 1, xt="XT-HUGE")
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for start in range(0, len(token), 128 * 1024):
+            yield token[start : start + 128 * 1024]
+            await asyncio.sleep(0.01)
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{hengyang.url}/federation/v1/envelopes", data=slowly(), headers=JOSE) as resp,
+    ):
+        assert resp.status == 413
+        assert (await resp.json())["error"] == "too_large"
+    assert await rows(hengyang, inbound_envelopes) == 0
+
+
+def json_claims(token: bytes) -> dict[str, Any]:
+    import base64
+    import json
+
+    payload = token.split(b".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4))))
+
+
+# -- rejections: counted, not one row each -------------------------------------------------------
+
+
+async def test_a_thousand_bad_envelopes_leave_a_few_counted_rows(pair: list[RunningNode]) -> None:
+    """Unauthenticated garbage costs the database one row per (source, endpoint, code, hour),
+    with a count and when it was last seen, not a row per request; old hours are pruned."""
+    import asyncio
+
+    from sqlalchemy import insert as sql_insert
+
+    shaoyang, hengyang = pair
+    # An aggregate from long ago: pruned by the next rejection.
+    old_hour = (int(time.time()) // 3600 - 24 * 40) * 3600
+    async with hengyang.db.write() as conn:
+        await conn.execute(
+            sql_insert(rejections).values(
+                hour=old_hour,
+                source="192.0.2.1",
+                endpoint="envelopes",
+                code="bad_signature",
+                count=5,
+                first_at=old_hour,
+                last_at=old_hour + 10,
+                detail="old",
+            )
+        )
+    forged = signed(shaoyang)[:-6] + "AAAAAA"
+    bodies = [b"not-a-jws"] * 600 + [forged.encode()] * 400
+    gate = asyncio.Semaphore(16)
+    started = time.time()
+
+    async def send(http: aiohttp.ClientSession, body: bytes) -> int:
+        async with (
+            gate,
+            http.post(f"{hengyang.url}/federation/v1/envelopes", data=body, headers=JOSE) as resp,
+        ):
+            await resp.read()
+            return resp.status
+
+    async with aiohttp.ClientSession() as http:
+        statuses = await asyncio.gather(*(send(http, body) for body in bodies))
+    assert sorted(set(statuses)) == [400, 401]
+    async with hengyang.db.read() as conn:
+        found = (await conn.execute(select(rejections))).all()
+    by_code: dict[str, int] = {}
+    for row in found:
+        assert row.source == "127.0.0.1"
+        assert row.endpoint == "envelopes"
+        assert row.first_at <= row.last_at
+        assert started - 1 <= row.last_at <= time.time() + 1
+        by_code[row.code] = by_code.get(row.code, 0) + row.count
+    assert by_code == {"malformed_jws": 600, "bad_signature": 400}
+    # One row per code, or two if the test ran across the turn of an hour.
+    assert 2 <= len(found) <= 4
+    assert await rows(hengyang, inbound_envelopes) == 0
+
+
+async def test_migration_folds_old_rejection_rows_into_counts(databases: DatabaseFactory) -> None:
+    """A database from before the counts: its rows become one aggregate per (hour, source,
+    endpoint, code), and a downgrade gives the old table back."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from node.storage.database import Database
+    from node.storage.migrate import alembic_config, upgrade
+
+    db = Database(await databases.new_url("migrate"))
+
+    def to(revision: str, down: bool = False) -> Any:
+        def run(sync_conn: Any) -> None:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = sync_conn
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+
+        return run
+
+    try:
+        async with db.write() as conn:
+            await conn.run_sync(to("0009_case_pause_start"))
+            hour = 1_782_864_000  # a whole hour
+            old = [
+                (hour + 5, "envelopes", "bad_signature", "127.0.0.1", "430523"),
+                (hour + 50, "envelopes", "bad_signature", "127.0.0.1", "430523"),
+                (hour + 3599, "envelopes", "bad_signature", "127.0.0.1", None),
+                (hour + 3600, "envelopes", "bad_signature", "127.0.0.1", None),
+                (hour + 7, "blobs", "token_invalid", None, "430523"),
+            ]
+            for at, endpoint, code, remote, iss in old:
+                await conn.execute(
+                    text(
+                        "INSERT INTO rejections (at, endpoint, code, detail, remote, iss)"
+                        " VALUES (:at, :endpoint, :code, 'x', :remote, :iss)"
+                    ),
+                    {"at": at, "endpoint": endpoint, "code": code, "remote": remote, "iss": iss},
+                )
+        await upgrade(db)
+        async with db.read() as conn:
+            found = (
+                await conn.execute(
+                    select(
+                        rejections.c.hour,
+                        rejections.c.source,
+                        rejections.c.endpoint,
+                        rejections.c.count,
+                        rejections.c.first_at,
+                        rejections.c.last_at,
+                    ).order_by(rejections.c.hour, rejections.c.endpoint)
+                )
+            ).all()
+        assert [tuple(r) for r in found] == [
+            (hour, "iss:430523", "blobs", 1, hour + 7, hour + 7),
+            (hour, "127.0.0.1", "envelopes", 3, hour + 5, hour + 3599),
+            (hour + 3600, "127.0.0.1", "envelopes", 1, hour + 3600, hour + 3600),
+        ]
+        async with db.write() as conn:
+            await conn.run_sync(to("0009_case_pause_start", down=True))
+        async with db.read() as conn:
+            back = (await conn.execute(text("SELECT endpoint, remote FROM rejections"))).all()
+        assert sorted(tuple(r) for r in back) == [
+            ("blobs", None),
+            ("envelopes", "127.0.0.1"),
+            ("envelopes", "127.0.0.1"),
+        ]
+        await upgrade(db)  # and up again, names and sequences intact
+    finally:
+        await db.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,74 @@ async def test_a_case_walk_logs_ids_and_no_personal_data(
     lookups = [e for e in access if e.get("case_no") == case_no]
     assert {e["status"] for e in lookups} == {200, 404}
     assert not [e for e in access if e["route"] in ("/healthz", "/readyz", "/metrics")]
+
+
+async def test_a_database_error_logs_no_personal_data(
+    pair: list[RunningNode], captured: io.StringIO
+) -> None:
+    """A case insert that the database refuses (a unique index an operator added: a real
+    constraint violation) fails the request with a 500; its log lines name the error but hold
+    none of the applicant's data: no SQL parameters, no key values in the driver's message."""
+    from sqlalchemy import text
+
+    shaoyang, _hengyang = pair
+    async with shaoyang.db.write() as conn:
+        await conn.execute(
+            text("CREATE UNIQUE INDEX ix_test_one ON cases (applicant_name, applicant_phone)")
+        )
+    async with aiohttp.ClientSession() as http:
+        clerk = await ApiClient(shaoyang.url, http).login("clerk")
+        item = await clerk.ok("GET", f"/api/v1/catalog/{ITEM}")
+        application = {
+            "item_code": ITEM,
+            "mode": "proxy",
+            "applicant": APPLICANT,
+            "form": form_for(item),
+            "materials": await materials_for(clerk, item),
+            "identity_verified": True,
+            "delivery": {"method": "mail", "address": ADDRESS},
+        }
+        await clerk.ok("POST", "/api/v1/cases", application, status=201)
+        status, _body = await clerk.call("POST", "/api/v1/cases", application)
+    assert status == 500
+    entries = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
+    failures = [e for e in entries if e["level"] == "error" and "exc" in e]
+    assert failures, "the database error was not logged"
+    assert any("IntegrityError" in e["exc"] for e in failures)
+    text_ = captured.getvalue()
+    for secret in (APPLICANT["id_number"], APPLICANT["phone"], APPLICANT["name"], ADDRESS):
+        assert secret not in text_, f"personal data in logs: {secret}"
+    assert json.dumps(APPLICANT["name"])[1:-1] not in text_
+    for entry in failures:
+        assert "[parameters:" not in entry["exc"]
+        # No digest either (the query code's hash is one of the parameters).
+        assert not re.search(r"[0-9a-f]{32}", entry["exc"] + entry["msg"]), entry["exc"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        ("applicant 11010519491231002X phone 13973900002", "applicant"),
+        ("Key (applicant_id_number)=(43052319900101123x) already exists", "already exists"),
+        ("Key (applicant_name)=(欧阳娜娜) already exists.", "already exists"),
+        ("DETAIL:  Failing row contains (7, 欧阳娜娜, null).", "Failing row"),
+        ("query_hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "query"),
+    ],
+)
+def test_scrubbing_masks_id_numbers_phones_and_digests(raw: str, kept: str) -> None:
+    record = logging.makeLogRecord({"msg": "failed: %s", "args": (raw,), "levelno": 40})
+    try:
+        raise ValueError(raw)
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    entry = json.loads(JsonFormatter().format(record))
+    for value in ("11010519491231002X", "13973900002", "43052319900101123x", "9f86d", "欧阳"):
+        assert value not in entry["msg"] and value not in entry["exc"]
+    assert kept in entry["msg"] and kept in entry["exc"]
+    # Ids that are not personal data stay readable: case numbers, times, kids, jtis.
+    plain = "case 430523-20261127-0001 at 1782864000.5 kid 430523:f23240553658e93d"
+    plain += " jti 0b7c6a52-9d4e-4c1e-8f0a-3c2b1d0e9f8a"
+    record = logging.makeLogRecord({"msg": plain})
+    assert json.loads(JsonFormatter().format(record))["msg"] == plain

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import re
 import shutil
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -349,6 +351,7 @@ def _nginx_config(tmp: Path, certs: Path, port: int, http_port: int, replicas: l
     for name, replica in zip(("a", "b"), replicas, strict=True):
         text = text.replace(f"node-430400-{name}:8400", f"127.0.0.1:{replica}")
     text = text.replace("/etc/nginx/certs/", f"{certs}/")
+    text = text.replace("/var/log/nginx/access.log", f"{tmp}/access.log")
     text = text.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
     text = text.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
     version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr
@@ -462,6 +465,17 @@ async def test_two_replicas_behind_nginx_tls_receive_from_a_partner_trusting_the
         finally:
             await db.dispose()
         assert received == 20
+        # The access log has the path of a citizen's query, never its query string.
+        query = "/api/v1/public/cases/430523-20261127-0001?code=123456"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"https://localhost:{proxy_port}{query}", ssl=_ca_context(certs)) as resp,
+        ):
+            assert resp.status in (400, 404)  # no such case, but it went through
+        access_log = (tmp_path / "nginx" / "access.log").read_text(encoding="utf-8")
+        assert "/api/v1/public/cases/430523-20261127-0001 " in access_log
+        assert "123456" not in access_log
+        assert "/federation/v1/envelopes" in access_log
     finally:
         await client.close()
         if sender is not None:
@@ -473,3 +487,47 @@ async def test_two_replicas_behind_nginx_tls_receive_from_a_partner_trusting_the
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _ca_context(certs: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(certs / "ca.crt"))
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
+def test_nginx_template_is_valid_and_logs_no_query_strings(tmp_path: Path) -> None:
+    """`nginx -t` accepts the template (with the test's certificates and ports), and no access
+    log format names $request, $request_uri, $args or the Referer."""
+    certs = tmp_path / "certs"
+    made = subprocess.run(
+        [
+            "sh",
+            str(Path(__file__).resolve().parents[1] / "docker" / "make-certs.sh"),
+            str(certs),
+            "430400",
+        ],
+        capture_output=True,
+    )
+    assert made.returncode == 0, made.stderr
+    conf = _nginx_config(tmp_path / "nginx", certs, free_port(), free_port(), [free_port()] * 2)
+    checked = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path / "nginx"), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr
+    template = Path(__file__).resolve().parents[1] / "docker" / "nginx" / "region.conf.template"
+    text = template.read_text(encoding="utf-8")
+    formats = re.findall(r"log_format\s+\S+\s+([^;]*);", text)
+    assert formats
+    for fmt in formats:
+        for variable in (
+            "$request ",
+            '$request"',
+            "$request_uri",
+            "$args",
+            "$query_string",
+            "$http_referer",
+        ):
+            assert variable not in fmt
+    access_logs = re.findall(r"^\s*access_log\s+([^;]*);", text, re.M)
+    assert access_logs and all(line.endswith(" tongban_path") for line in access_logs)

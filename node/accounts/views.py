@@ -13,7 +13,6 @@ Passwords and tokens are never logged.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import weakref
@@ -27,6 +26,7 @@ from node.accounts.ratelimit import RateLimiter
 from node.accounts.staff import ROLE_LABELS, Staff
 from node.appkeys import CONFIG, DATABASE
 from node.http_errors import ApiError, field_error
+from node.http_json import path_int, read_json
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,7 @@ def api_error(exc: service.AccountError) -> ApiError:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", "请求体不是有效的 JSON") from exc
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_input", "请求体应为 JSON 对象")
     return body
@@ -103,10 +100,10 @@ def _string_fields(body: dict[str, Any], *names: str) -> dict[str, str]:
 
 
 def _user_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise api_error(service.UserNotFound()) from None
+    user_id = path_int(request)
+    if user_id is None:
+        raise api_error(service.UserNotFound())
+    return user_id
 
 
 def _me(staff: Staff) -> dict[str, Any]:

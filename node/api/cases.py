@@ -15,7 +15,7 @@ from node.cases.errors import CaseError, CaseErrorCode
 from node.cases.models import bundles, cases
 from node.clock import today_in_china
 from node.http_errors import ApiError
-from node.http_json import query_int, read_json
+from node.http_json import path_int, query_int, read_json
 from node.workdays.cache import cache_for
 
 STAFF = ("clerk", "approver", "inspector", "supervisor", "admin")
@@ -23,12 +23,12 @@ STAFF = ("clerk", "approver", "inspector", "supervisor", "admin")
 MAX_OFFSET = 1_000_000
 
 
-def path_int(request: web.Request, name: str, missing: CaseErrorCode) -> int:
-    """A numeric path part; a malformed one is a resource that does not exist."""
-    value = request.match_info[name]
-    if not value.isdigit() or len(value) > 18:
+def row_id(request: web.Request, missing: CaseErrorCode) -> int:
+    """The ``{id}`` of the path; one that cannot name a row is a resource that does not exist."""
+    value = path_int(request, "id")
+    if value is None:
         raise CaseError(missing, "不存在")
-    return int(value)
+    return value
 
 
 async def staff_actor(request: web.Request, *roles: str) -> tuple[Staff, Actor]:
@@ -56,7 +56,7 @@ def routes() -> web.RouteTableDef:
     @table.get("/api/v1/bundles/{id}")
     async def get_bundle(request: web.Request) -> web.Response:
         await staff_actor(request, *STAFF)
-        bundle_id = path_int(request, "id", CaseErrorCode.BUNDLE_NOT_FOUND)
+        bundle_id = row_id(request, CaseErrorCode.BUNDLE_NOT_FOUND)
         today = today_in_china()
         async with request.app[DATABASE].read() as conn:
             bundle = (await conn.execute(select(bundles).where(bundles.c.id == bundle_id))).first()
@@ -106,7 +106,7 @@ def routes() -> web.RouteTableDef:
     @table.get("/api/v1/cases/{id}")
     async def get_case(request: web.Request) -> web.Response:
         _staff, actor = await staff_actor(request, *STAFF)
-        case_id = path_int(request, "id", CaseErrorCode.CASE_NOT_FOUND)
+        case_id = row_id(request, CaseErrorCode.CASE_NOT_FOUND)
         return web.json_response(
             await request.app[CASES].get(actor, case_id), headers={"Cache-Control": "no-store"}
         )
@@ -115,7 +115,7 @@ def routes() -> web.RouteTableDef:
     async def act(request: web.Request) -> web.Response:
         _staff, actor = await staff_actor(request)
         payload = await read_json(request) if request.can_read_body else {}
-        case_id = path_int(request, "id", CaseErrorCode.CASE_NOT_FOUND)
+        case_id = row_id(request, CaseErrorCode.CASE_NOT_FOUND)
         case = await request.app[CASES].act(actor, case_id, request.match_info["action"], payload)
         return web.json_response(case, headers={"Cache-Control": "no-store"})
 

@@ -8,6 +8,7 @@ before its receipt leaves. A resend of a stored envelope gets the stored receipt
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import sqlite3
 import time
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 
 #: Most envelopes committed in one transaction.
 MAX_BATCH = 256
+#: Rejection counts are kept this long (seconds), then pruned.
+REJECTION_RETENTION = 30 * 86400
+#: Pruning runs with a rejection at most this often per process (seconds).
+PRUNE_INTERVAL = 3600.0
 
 
 @dataclass
@@ -69,6 +74,8 @@ class InboundService:
         self._on_stored = on_stored
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        #: When this process last pruned old rejection counts (0: not yet).
+        self._pruned_at = 0.0
 
     def set_identity(self, identity: NodeIdentity) -> None:
         self._identity = identity
@@ -141,27 +148,53 @@ class InboundService:
         parsed: ParsedJWS | None = None,
         size: int | None = None,
     ) -> None:
-        """Log a refusal: what and why, never the content."""
+        """Log and count a refusal: what and why, never the content.
+
+        Refusals come before authentication (anyone can cause them), so they are counted per
+        (hour, source, endpoint, code) in one row, and hours older than
+        ``REJECTION_RETENTION`` are pruned: the table stays small whatever is sent.
+        """
         iss = jti = None
         if parsed is not None:
             iss = _short(parsed.claims.get("iss"), 6)
             jti = _short(parsed.claims.get("jti"), 36)
         log.info("refused %s: %s", endpoint, exc.code, extra={"iss": iss, "jti": jti})
+        now = time.time()
+        row = {
+            "hour": int(now // 3600) * 3600,
+            "source": rejection_source(remote, iss),
+            "endpoint": endpoint,
+            "code": str(exc.code)[:40],
+            "count": 1,
+            "first_at": now,
+            "last_at": now,
+            "detail": exc.detail[:300],
+            "iss": iss,
+            "jti": jti,
+            "size": size if size is None or 0 <= size < 2**31 else None,
+        }
+        insert = sqlite_insert if self._db.is_sqlite else pg_insert
+        statement = insert(rejections).values(row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["hour", "source", "endpoint", "code"],
+            set_={
+                "count": rejections.c.count + 1,
+                "last_at": statement.excluded.last_at,
+                "detail": statement.excluded.detail,
+                "iss": statement.excluded.iss,
+                "jti": statement.excluded.jti,
+                "size": statement.excluded.size,
+            },
+        )
         try:
             async with self._db.write() as conn:
-                await conn.execute(
-                    rejections.insert().values(
-                        at=time.time(),
-                        endpoint=endpoint,
-                        code=str(exc.code),
-                        detail=exc.detail[:300],
-                        remote=(remote or "")[:64] or None,
-                        iss=iss,
-                        jti=jti,
-                        size=size,
+                await conn.execute(statement)
+                if now - self._pruned_at >= PRUNE_INTERVAL:
+                    self._pruned_at = now
+                    await conn.execute(
+                        rejections.delete().where(rejections.c.hour < now - REJECTION_RETENTION)
                     )
-                )
-        except Exception:  # the refusal stands even if its log row cannot be written
+        except Exception:  # the refusal stands even if its count cannot be written
             log.exception("could not record a rejection")
 
     # -- group commit -----------------------------------------------------------------
@@ -378,6 +411,22 @@ def _typ_label(parsed: ParsedJWS | None) -> str:
         return "unknown"
     typ = parsed.claims.get("typ")
     return typ if typ in MESSAGE_TYPES else "unknown"
+
+
+def rejection_source(remote: str | None, iss: str | None) -> str:
+    """Who a refusal is counted against: the client address (an IPv6 client by its /64, which
+    one subscriber gets whole), else the claimed issuer, else nobody known."""
+    if remote:
+        try:
+            address = ipaddress.ip_address(remote)
+        except ValueError:
+            return remote[:64]
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return str(address.ipv4_mapped)
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(address)
+    return f"iss:{iss}" if iss else ""
 
 
 def _short(value: Any, limit: int) -> str | None:

@@ -94,22 +94,32 @@ inbound_cursors = Table(
     Column("next_seq", Integer, nullable=False),
 )
 
-#: Refused inbound requests: what was wrong, never the body (it may hold personal data).
+#: Refused inbound requests, counted: one row per (hour, source, endpoint, code), never one per
+#: request (refusals come before authentication, so anyone can cause them). ``source`` is the
+#: client address (an IPv6 address by its /64), or ``iss:<claimed issuer>`` when there is none.
+#: ``detail``, ``iss``, ``jti`` and ``size`` are those of the latest refusal; never the body (it
+#: may hold personal data). Rows older than ``REJECTION_RETENTION`` are pruned.
 rejections = Table(
     "rejections",
     metadata,
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
-    Column("at", Float, nullable=False),
+    # Start of the hour (UNIX seconds).
+    Column("hour", BigInteger, nullable=False),
+    Column("source", String(64), nullable=False),
     Column("endpoint", String(40), nullable=False),
     Column("code", String(40), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("first_at", Float, nullable=False),
+    Column("last_at", Float, nullable=False),
     Column("detail", String(300), nullable=False),
-    Column("remote", String(64)),
     Column("iss", String(6)),
     Column("jti", String(36)),
     Column("size", Integer),
+    UniqueConstraint("hour", "source", "endpoint", "code"),
 )
+Index("ix_rejections_last_at", rejections.c.last_at)
 
 #: Next seq to give per (xt, partner): per case and sender, as the contract says.
 outbound_sequences = Table(

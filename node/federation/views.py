@@ -9,6 +9,7 @@ from aiohttp import web
 from node.appkeys import FEDERATION
 from node.federation.descriptors import our_descriptor
 from node.federation.inbound import InboundService
+from node.http_json import read_body
 from node.storage.blobs import check_digest
 from protocol.envelope import MAX_ENVELOPE_BYTES
 from protocol.errors import ErrorCode, ProtocolError
@@ -35,8 +36,9 @@ def routes() -> web.RouteTableDef:
                 raise ProtocolError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"send {JOSE}")
             if (request.content_length or 0) > MAX_ENVELOPE_BYTES:
                 raise ProtocolError(ErrorCode.TOO_LARGE, f"over {MAX_ENVELOPE_BYTES} bytes")
-            body = await request.content.read(MAX_ENVELOPE_BYTES + 1)
-            if len(body) > MAX_ENVELOPE_BYTES or not request.content.at_eof():
+            # All of the body, however the network cut it, but never a byte past the limit.
+            body = await read_body(request, MAX_ENVELOPE_BYTES)
+            if body is None:
                 raise ProtocolError(ErrorCode.TOO_LARGE, f"over {MAX_ENVELOPE_BYTES} bytes")
         except ProtocolError as exc:
             await inbound.reject("envelopes", exc, remote=remote, size=request.content_length)

@@ -19,16 +19,19 @@ from node.accounts.staff import ROLE_LABELS, Staff
 from node.api.cases import combined_status
 from node.appkeys import CASES, CONFIG, DATABASE, FEDERATION
 from node.cases import queries, records
-from node.cases.errors import CaseError
+from node.cases.errors import CaseError, CaseErrorCode
 from node.cases.lifecycle import ACTIONS, STATUS_LABELS, Mode, Side, Status, sides_of
 from node.cases.models import bundles, cases, uploads
 from node.clock import today_in_china
+from node.http_json import path_int, query_int
 from node.pages.rendering import day, render_page, when
 from node.pages.session import page_staff
 
 #: Who may read the inbox and case pages.
 READERS = ("approver", "inspector", "clerk", "supervisor", "admin")
 PAGE_SIZE = 20
+#: Highest page number of the inbox: far past any real inbox, far below any column's range.
+MAX_PAGE = 100_000
 
 SIDE_LABELS = {"handling": "办理（本地办理）", "receiving": "收件（本地收件）"}
 APPLICANT_KINDS = {"person": "自然人", "org": "法人或其他组织"}
@@ -234,10 +237,7 @@ def _inbox_filters(request: web.Request) -> dict[str, Any]:
     status = [s for s in q.getall("status", []) if s in {str(x) for x in Status}]
     time_status = q.get("time_status") if q.get("time_status") in TIME_FILTERS else ""
     side = q.get("side") if q.get("side") in SIDE_LABELS else ""
-    try:
-        page = max(1, int(q.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = query_int(request, "page", 1, 1, MAX_PAGE)
     return {
         "status": status,
         "time_status": time_status,
@@ -319,10 +319,12 @@ def routes() -> web.RouteTableDef:
     @table.get("/office/cases/{id}")
     async def case_page(request: web.Request) -> web.Response:
         staff = await page_staff(request, *READERS)
+        case_id = path_int(request)
         try:
-            case_id = int(request.match_info["id"])
+            if case_id is None:
+                raise CaseError(CaseErrorCode.CASE_NOT_FOUND, "办件不存在")
             case = await request.app[CASES].get(staff, case_id)
-        except (ValueError, CaseError):
+        except CaseError:
             return await render_page(
                 request, "not_found.html", status=404, message="办件不存在或已被删除。"
             )

@@ -33,6 +33,7 @@ from node.cases.models import bundles, cases
 from node.cases.validation import ID_TYPES
 from node.catalog import service as catalog
 from node.clock import today_in_china
+from node.http_json import path_int
 from node.pages import session
 from node.pages.rendering import day, render_page
 from protocol.catalog import Item
@@ -375,10 +376,10 @@ def _qr_svg(url: str) -> str:
 
 
 def _case_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError as exc:
-        raise web.HTTPNotFound() from exc
+    case_id = path_int(request)
+    if case_id is None:
+        raise web.HTTPNotFound()
+    return case_id
 
 
 async def _own_case(request: web.Request, staff: Staff) -> dict[str, Any]:

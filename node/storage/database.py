@@ -44,6 +44,11 @@ def _sqlite_begin(immediate: bool) -> Any:
 
 T = TypeVar("T")
 
+#: Options of every engine. ``hide_parameters``: a database error's text (logged with the
+#: traceback of a failed request) names the SQL but not its parameters, which are applicants'
+#: names, ID numbers, phones and query hashes.
+ENGINE_OPTIONS: dict[str, Any] = {"hide_parameters": True}
+
 #: Callbacks to run after commit, per open write connection (by id; no I/O to look them up).
 _after_commit: dict[int, list[Callable[[], None]]] = {}
 
@@ -66,13 +71,13 @@ class Database:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            self._writer = create_async_engine(url, pool_size=1, max_overflow=0)
-            self._reader = create_async_engine(url, pool_size=4, max_overflow=4)
+            self._writer = create_async_engine(url, pool_size=1, max_overflow=0, **ENGINE_OPTIONS)
+            self._reader = create_async_engine(url, pool_size=4, max_overflow=4, **ENGINE_OPTIONS)
             for engine, immediate in ((self._writer, True), (self._reader, False)):
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas(immediate))
                 event.listen(engine.sync_engine, "begin", _sqlite_begin(immediate))
         else:
-            self._writer = create_async_engine(url, pool_size=10, max_overflow=10)
+            self._writer = create_async_engine(url, pool_size=10, max_overflow=10, **ENGINE_OPTIONS)
             self._reader = self._writer
         #: Urgent transactions waiting for SQLite's one writer connection right now.
         self._urgent_waiters = 0

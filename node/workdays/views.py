@@ -9,6 +9,7 @@ from aiohttp import web
 
 from node.appkeys import DATABASE
 from node.http_errors import ApiError, field_error
+from node.http_json import query_int
 from node.workdays.cache import cache_for
 from node.workdays.calendar import MAX_YEAR, MIN_YEAR, HolidayCalendar
 from node.workdays.service import china_today
@@ -24,8 +25,7 @@ def routes() -> web.RouteTableDef:
     @table.get("/api/v1/calendar")
     async def calendar_year(request: web.Request) -> web.Response:
         """The holidays and make-up workdays of ``year`` (default: this year in China)."""
-        raw = request.query.get("year")
-        year = china_today().year if raw is None else _year(raw)
+        year = query_int(request, "year", china_today().year, MIN_YEAR, MAX_YEAR)
         calendar = await cache_for(request.app[DATABASE]).get()
         return web.json_response(year_json(calendar, year, today=china_today()))
 
@@ -76,21 +76,6 @@ def year_json(calendar: HolidayCalendar, year: int, *, today: date) -> dict[str,
     }
 
 
-def _year(raw: str) -> int:
-    try:
-        year = int(raw)
-    except ValueError:
-        year = 0
-    if not MIN_YEAR <= year <= MAX_YEAR:
-        raise ApiError(
-            400,
-            "invalid_input",
-            "查询参数有误",
-            [field_error("year", "invalid", f"年份应为 {MIN_YEAR}–{MAX_YEAR} 之间的整数")],
-        )
-    return year
-
-
 def _query_date(request: web.Request, name: str, problems: list[dict[str, str]]) -> date | None:
     raw = request.query.get(name)
     if raw is None:
@@ -107,11 +92,8 @@ def _query_date(request: web.Request, name: str, problems: list[dict[str, str]])
 
 
 def _query_days(request: web.Request, problems: list[dict[str, str]]) -> int | None:
-    raw = request.query.get("days")
-    if raw is None:
-        problems.append(field_error("days", "required", "缺少工作日数"))
+    try:
+        return query_int(request, "days", None, 0, MAX_DAYS)
+    except ApiError as exc:
+        problems.extend(exc.fields)
         return None
-    if not raw.isascii() or not raw.isdigit() or not 0 <= int(raw) <= MAX_DAYS:
-        problems.append(field_error("days", "invalid", f"工作日数应为 0–{MAX_DAYS} 的整数"))
-        return None
-    return int(raw)
