@@ -30,6 +30,7 @@ from node.health import routes as health_routes
 from node.http_errors import error_middleware
 from node.http_timeouts import body_timeout_middleware
 from node.openapi import routes as openapi_routes
+from node.ops.janitor import UploadJanitor
 from node.pages.citizen import routes as citizen_routes
 from node.pages.office import routes as office_routes
 from node.pages.security_headers import security_headers_middleware
@@ -119,10 +120,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     app[CASES] = service
     app[HUB] = hub
     app[CITIZEN_LIMITER] = RateLimiter(rate_per_minute=10, burst=10)
+    janitor = UploadJanitor(db, federation.blobs)
     await federation.start(handler=service.apply_envelope, on_refused=service.refuse_envelope)
+    janitor.start()
     try:
         yield
     finally:
+        await janitor.stop()
         await hub.close()
         await federation.stop()
         await db.dispose()

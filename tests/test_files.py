@@ -5,22 +5,24 @@ stage with the endpoint's own channel, and strangers cannot lock an applicant ou
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from node.accounts.ratelimit import RateLimiter
 from node.api.citizen import lookup_allowed
 from node.appkeys import CASES
-from node.cases.models import ratings
+from node.cases.models import ratings, uploads
+from node.ops.janitor import remove_unclaimed
 from node.storage import filetypes
 from protocol.envelope import Envelope
 from protocol.messages import example_body
-from tests.support.api import ApiClient
+from tests.support.api import ApiClient, pdf
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
 from tests.support.nodes import RunningNode
@@ -173,3 +175,44 @@ def test_a_stranger_cannot_lock_the_applicant_out() -> None:
     assert not lookup_allowed(limiter, "203.0.113.9", case_no)
     # The applicant, from their own phone, still gets in.
     assert lookup_allowed(limiter, "198.51.100.7", case_no)
+
+
+async def test_uploads_no_case_used_are_removed_after_a_day(pair: list[RunningNode]) -> None:
+    hengyang, _shaoyang = pair
+    blobs = hengyang.fed.blobs
+    async with aiohttp.ClientSession() as http:
+        citizen = ApiClient(hengyang.url, http)
+        old = await citizen.upload(pdf("一天前的上传"), "a.pdf", public=True)
+        fresh = await citizen.upload(pdf("刚刚上传"), "b.pdf", public=True)
+        item = await citizen.ok("GET", "/api/v1/catalog/430400-XK-0002")
+        materials = await materials_for(citizen, item, public=True)
+        created = await citizen.ok(
+            "POST",
+            "/api/v1/public/applications",
+            {
+                "item_code": "430400-XK-0002",
+                "applicant": PERSON,
+                "form": form_for(item, business_name="刘洋足浴店"),
+                "materials": materials,
+                "delivery": {"method": "window", "address": None},
+            },
+            status=201,
+        )
+    used = [m["blob"] for m in materials if m.get("blob")]
+    assert used and created["case"]["id"]
+    # Everything uploaded two days ago: only what no case uses goes.
+    async with hengyang.db.write() as conn:
+        await conn.execute(update(uploads).values(uploaded_at=time.time() - 2 * 86400))
+        await conn.execute(
+            update(uploads)
+            .where(uploads.c.sha256 == fresh["sha256"])
+            .values(uploaded_at=time.time())
+        )
+    removed = await remove_unclaimed(hengyang.db, blobs, now=time.time())
+    assert removed == 1
+    assert not await blobs.has(old["sha256"])
+    assert await blobs.has(fresh["sha256"])
+    assert all([await blobs.has(digest) for digest in used])
+    async with hengyang.db.read() as conn:
+        left = {r.sha256 for r in await conn.execute(select(uploads.c.sha256))}
+    assert old["sha256"] not in left and fresh["sha256"] in left and set(used) <= left

@@ -304,6 +304,7 @@ async def create_case(
             .returning(cases.c.id)
         )
     ).scalar_one()
+    await records.claim_uploads(conn, [m["blob"] for m in materials if m["blob"]], now)
     row = await records.load_for_update(conn, row_id)
     assert row is not None
     event = clean(

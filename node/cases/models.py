@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from node.storage.metadata import metadata
@@ -243,4 +244,13 @@ uploads = Table(
     Column("name", String(200), nullable=False),
     Column("uploaded_at", Float, nullable=False),
     Column("uploaded_by", String(80), nullable=False),
+    #: When a case first used the file (NULL: nobody has; the janitor removes such uploads
+    #: after a day, node/ops/janitor.py).
+    Column("claimed_at", Float, nullable=True),
+    Index(
+        "ix_uploads_unclaimed",
+        "uploaded_at",
+        sqlite_where=text("claimed_at IS NULL"),
+        postgresql_where=text("claimed_at IS NULL"),
+    ),
 )

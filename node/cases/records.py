@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
@@ -50,6 +50,26 @@ async def load_by_xt(conn: AsyncConnection, xt_id: str, *, lock: bool = True) ->
 async def upload(conn: AsyncConnection, sha256: str) -> Row[Any] | None:
     """The ``uploads`` row of a stored file (type decided by its bytes, size, name)."""
     return (await conn.execute(select(uploads).where(uploads.c.sha256 == sha256))).first()
+
+
+async def claim_uploads(conn: AsyncConnection, digests: list[str], now: float) -> None:
+    """Mark uploads as used by a case (the janitor keeps them); refuse when one is gone (the
+    janitor removed an upload nobody had used for a day)."""
+    wanted = sorted(set(digests))
+    if not wanted:
+        return
+    await conn.execute(
+        update(uploads)
+        .where(uploads.c.sha256.in_(wanted), uploads.c.claimed_at.is_(None))
+        .values(claimed_at=now)
+    )
+    held = (
+        await conn.execute(
+            select(func.count()).select_from(uploads).where(uploads.c.sha256.in_(wanted))
+        )
+    ).scalar_one()
+    if held != len(wanted):
+        raise CaseError(CaseErrorCode.INVALID_INPUT, "文件已过期，请重新上传")
 
 
 async def blob_refs(conn: AsyncConnection, digests: list[str]) -> list[dict[str, Any]]:

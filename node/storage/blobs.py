@@ -113,6 +113,11 @@ class BlobStore(abc.ABC):
         return b"".join(parts)
 
     @abc.abstractmethod
+    async def delete(self, sha256: str) -> None:
+        """Remove a blob (nothing if it is not held). Only the upload janitor calls this, for
+        files no case ever used (node/ops/janitor.py)."""
+
+    @abc.abstractmethod
     def list_blobs(self) -> AsyncIterator[tuple[str, int]]:
         """(sha256, size) of every blob held, in digest order; upload leftovers skipped."""
 
@@ -175,6 +180,9 @@ class FolderBlobStore(BlobStore):
                 handle.close()
             if tmp.exists():
                 tmp.unlink()
+
+    async def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
 
     async def read_chunks(
         self, sha256: str, start: int = 0, end: int | None = None
@@ -347,6 +355,15 @@ class S3BlobStore(BlobStore):
                 return sha256, size, True
         finally:
             tmp.unlink(missing_ok=True)
+
+    async def delete(self, sha256: str) -> None:
+        key = self.key(sha256)
+        s3 = await self._s3()
+        try:
+            await s3.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if not _not_found(exc):
+                raise _unavailable(exc) from exc
 
     async def read_chunks(
         self, sha256: str, start: int = 0, end: int | None = None

@@ -120,9 +120,12 @@ class Step:
         changes: dict[str, Any] | None = None,
         event: dict[str, Any] | None = None,
         envelope: records.Envelope | None = None,
+        files: list[str] | None = None,
     ) -> None:
         """Record the change (``records.record``); a partner's message is named in the event
-        by its ``jti`` (the audit link to the stored envelope)."""
+        by its ``jti`` (the audit link to the stored envelope). ``files``: the uploads the
+        change uses, claimed for the case."""
+        await records.claim_uploads(self.conn, files or [], self.deps.clock())
         data = dict(event or {})
         if self.envelope is not None:
             data = {"jti": self.envelope.jti, **data}
@@ -242,6 +245,7 @@ async def remember_file(
             name=blob["name"],
             uploaded_at=now,
             uploaded_by=actor,
+            claimed_at=now,
         )
     )
 

@@ -66,6 +66,7 @@ async def decide(step: Step, payload: dict[str, Any]) -> None:
         envelope=records.Envelope(
             "case.decided", decision, await step.blob_refs([d["blob"] for d in documents])
         ),
+        files=[d["blob"] for d in documents],
     )
 
 

@@ -197,6 +197,7 @@ async def _supplemented(
         changes=changes,
         event={"materials": len(materials)},
         envelope=envelope,
+        files=[m["blob"] for m in materials] if send else None,
     )
 
 
@@ -292,4 +293,9 @@ async def _caught_up(
             "by": body.get("clerk"),
         }
     )
-    await step.write(changes=changes, event=event, envelope=envelope)
+    await step.write(
+        changes=changes,
+        event=event,
+        envelope=envelope,
+        files=[m["blob"] for m in body["materials"]] if envelope is not None else None,
+    )
