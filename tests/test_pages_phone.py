@@ -18,8 +18,8 @@ import aiohttp
 from aiohttp import web
 from playwright.async_api import Page
 
+from node.accounts.sessions import cookie_name
 from node.accounts.staff import ROLE_LABELS
-from node.pages.session import cookie_name
 from tests.support.api import PASSWORD, ApiClient
 from tests.support.browser import PHONE, chromium, output_dir, overflowing
 from tests.support.databases import DatabaseFactory

@@ -1,18 +1,17 @@
-"""Staff sessions for the pages: the staff JWT in a cookie, plus a CSRF token.
+"""Staff sessions for the pages: setting and clearing the session cookie, the CSRF token a
+page shows, the sliding refresh, and the page answers (login redirect, 403 and 404 pages).
 
-The cookie ``tongban_session_<region>`` holds the same short-lived token that ``POST /api/v1/login``
-gives (HttpOnly, SameSite=Strict, Secure when the node's URL is https). Pages read it with
-``page_staff``; the JSON API accepts it too (``node.accounts.auth.authenticate``), so the
-pages' JavaScript calls the one API, but a request that changes something must then also carry
-``X-CSRF-Token`` (or a ``csrf`` form field): an HMAC of the token under the node's staff secret,
-which pages put in ``<meta name="csrf-token">``. A page load refreshes a token with less than
-half its life left (the login itself still expires after ``MAX_SESSION``).
+The cookie and CSRF primitives (``cookie_name``, ``cookie_staff``, ``csrf_ok``, ...) live in
+node.accounts.sessions, which the JSON API uses as well: the cookie ``tongban_session_<region>``
+holds the same short-lived token that ``POST /api/v1/login`` gives (HttpOnly,
+SameSite=Strict, Secure when the node's URL is https), and a request that changes something
+must also carry ``X-CSRF-Token`` (or a ``csrf`` form field), which pages put in
+``<meta name="csrf-token">``. A page load refreshes a token with less than half its life left
+(the login itself still expires after ``MAX_SESSION``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from urllib.parse import quote
@@ -21,64 +20,18 @@ import jwt
 from aiohttp import web
 
 from node.accounts import service
+from node.accounts.sessions import STAFF, TOKEN, cookie_name, cookie_staff, cookie_token, csrf_for
 from node.accounts.staff import Staff
 from node.appkeys import CONFIG, DATABASE
 
 log = logging.getLogger(__name__)
 
-COOKIE = "tongban_session"
-
-
-def cookie_name(region: str) -> str:
-    """The session cookie of ``region``'s node. Cookies do not keep ports apart, so nodes on one
-    host (the demo, a test) would overwrite each other's sessions under one name."""
-    return f"{COOKIE}_{region}"
-
-
-CSRF_HEADER = "X-CSRF-Token"
-CSRF_FIELD = "csrf"
-#: Per-request state: the fresh token of a sliding refresh (for the response middleware), the
-#: staff member and token of the cookie once read, and the CSRF token a page shows.
+#: Per-request state: the fresh token of a sliding refresh (for the response middleware) and
+#: the CSRF token a page shows.
 _FRESH: web.RequestKey[str] = web.RequestKey("tongban_fresh_token", str)
-STAFF: web.RequestKey[Staff | None] = web.RequestKey("tongban_staff", object)  # type: ignore[arg-type]
-_TOKEN: web.RequestKey[str | None] = web.RequestKey("tongban_token", object)  # type: ignore[arg-type]
 CSRF: web.RequestKey[str] = web.RequestKey("tongban_csrf", str)
-UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-
-def csrf_for(secret: bytes, token: str) -> str:
-    """The CSRF token that goes with a session token."""
-    return hmac.new(secret, b"csrf:" + token.encode(), hashlib.sha256).hexdigest()[:40]
-
-
-async def csrf_ok(request: web.Request, token: str, offered: str | None) -> bool:
-    if not offered:
-        return False
-    expected = csrf_for(await service.jwt_secret(request.app[DATABASE]), token)
-    return hmac.compare_digest(expected, offered)
-
-
-def cookie_token(request: web.Request) -> str | None:
-    token = request.cookies.get(cookie_name(request.app[CONFIG].region), "").strip()
-    return token or None
-
-
-async def cookie_staff(request: web.Request) -> Staff | None:
-    """The staff member of the request's session cookie (cached on the request), or None."""
-    if STAFF in request:
-        return request[STAFF]
-    staff: Staff | None = None
-    token = cookie_token(request)
-    if token is not None:
-        try:
-            staff = await service.decode_token(
-                request.app[DATABASE], token, request.app[CONFIG].region
-            )
-        except service.InvalidToken:
-            staff = None
-    request[STAFF] = staff
-    request[_TOKEN] = token if staff is not None else None
-    return staff
+__all__ = ["CSRF", "STAFF", "PageAnswer", "csrf_token", "page_staff", "session_middleware"]
 
 
 class PageAnswer(Exception):
@@ -115,7 +68,7 @@ async def page_staff(request: web.Request, *roles: str) -> Staff:
 
 
 async def _maybe_refresh(request: web.Request) -> None:
-    token = request.get(_TOKEN)
+    token = request.get(TOKEN)
     if not token or request.method != "GET":
         return
     try:
@@ -133,12 +86,12 @@ async def _maybe_refresh(request: web.Request) -> None:
     except service.InvalidToken:
         return
     request[_FRESH] = fresh
-    request[_TOKEN] = fresh
+    request[TOKEN] = fresh
 
 
 async def csrf_token(request: web.Request) -> str:
     """The CSRF token for the request's session ('' without one)."""
-    token = request.get(_TOKEN) or cookie_token(request)
+    token = request.get(TOKEN) or cookie_token(request)
     if not token:
         return ""
     return csrf_for(await service.jwt_secret(request.app[DATABASE]), token)

@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from node.accounts import service
+from node.accounts import service, sessions
 from node.accounts.views import login_limiter
 from node.appkeys import CONFIG, DATABASE
 from node.pages import session
@@ -29,7 +29,7 @@ def routes() -> web.RouteTableDef:
 
     @table.get("/")
     async def home(request: web.Request) -> web.Response:
-        staff = await session.cookie_staff(request)
+        staff = await sessions.cookie_staff(request)
         if staff is None:
             raise web.HTTPFound("/login")
         raise web.HTTPFound(HOME.get(staff.role, "/office"))
@@ -73,8 +73,8 @@ def routes() -> web.RouteTableDef:
     @table.post("/logout")
     async def logout(request: web.Request) -> web.Response:
         form = await request.post()
-        token = session.cookie_token(request)
-        if token and await session.csrf_ok(request, token, str(form.get(session.CSRF_FIELD, ""))):
+        token = sessions.cookie_token(request)
+        if token and await sessions.csrf_ok(request, token, str(form.get(sessions.CSRF_FIELD, ""))):
             response = web.HTTPFound("/login")
             session.clear_session(request, response)
             raise response
