@@ -129,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = NodeConfig.load(args.dir)
     configure_logging()
+    asyncio.run(_prepare(config))
     web.run_app(
         create_app(config),
         host=args.host or config.host,
@@ -140,6 +141,20 @@ def _run(args: argparse.Namespace) -> int:
         shutdown_timeout=5,
     )
     return 0
+
+
+async def _prepare(config: NodeConfig) -> None:
+    """Before serving: the schema is current and the staff token secret is in its file (moved
+    there from the database of a node made by an older Tongban)."""
+    from node.accounts.service import ensure_token_secret
+    from node.storage.migrate import upgrade
+
+    db = Database(config.database_url)
+    try:
+        await upgrade(db)
+        await ensure_token_secret(db, config.dir)
+    finally:
+        await db.dispose()
 
 
 def _backup(args: argparse.Namespace) -> int:

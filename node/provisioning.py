@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from node.accounts.service import ensure_token_secret
 from node.config import CONFIG_FILE, NodeConfig
 from node.federation.identity import register_new_key, write_private_key
 from node.federation.models import own_keys
@@ -35,7 +36,8 @@ async def init_node(
     database_url: str | None = None,
     extra_toml: str = "",
 ) -> NodeConfig:
-    """Write tongban.toml, node.key (0600) and partners.toml, and create the database."""
+    """Write tongban.toml, node.key (0600), partners.toml and the staff token secret
+    (secrets/staff-token.key, 0600), and create the database."""
     if not REGION_RE.match(region):
         raise InitError(f"region {region!r} is not a 6-digit 行政区划代码")
     directory = directory.resolve()
@@ -68,6 +70,7 @@ async def init_node(
     try:
         await upgrade(db)
         await register_new_key(config, db, key)
+        await ensure_token_secret(db, config.dir)
     finally:
         await db.dispose()
     return config

@@ -13,6 +13,8 @@ import base64
 import io
 import json
 import logging
+import secrets
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -82,6 +84,7 @@ async def config(tmp_path: Path, databases: DatabaseFactory) -> NodeConfig:
 @pytest.fixture
 async def db(config: NodeConfig) -> AsyncIterator[Database]:
     handle = Database(config.database_url)
+    service.use_node_dir(handle, config.dir)
     yield handle
     await handle.dispose()
 
@@ -316,22 +319,62 @@ async def test_refresh_gives_a_new_token_within_one_working_day(
     assert (await call(client, "POST", "/api/v1/token/refresh", stale))[0] == 401
 
 
-async def test_the_signing_secret_is_in_the_database_and_shared(
+async def test_the_signing_secret_is_a_private_file_shared_by_replicas(
     config: NodeConfig, db: Database
 ) -> None:
+    # Made by `tongban init`, readable by the node's user only, not in the database.
+    path = config.dir / "secrets" / "staff-token.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     user = await service.create_user(db, "clerk", PASSWORD, "clerk")
     token = await service.issue_token(db, user.staff("430400"), "430400")
     other_process = Database(config.database_url)
+    service.use_node_dir(other_process, config.dir)
     try:
         staff = await service.decode_token(other_process, token, "430400")
         assert await service.jwt_secret(other_process) == await service.jwt_secret(db)
     finally:
         await other_process.dispose()
     assert staff == Staff(user.id, "clerk", "clerk", "clerk", "430400")
-    async with db.read() as conn:
-        rows = (await conn.execute(select(node_secrets))).all()
-    assert [row.name for row in rows] == ["jwt"]
     assert len(await service.jwt_secret(db)) >= 32
+    async with db.read() as conn:
+        assert (await conn.execute(select(node_secrets))).all() == []
+    # A database handle nobody told where the node directory is cannot sign anything.
+    stray = Database(config.database_url)
+    try:
+        with pytest.raises(RuntimeError):
+            await service.issue_token(stray, user.staff("430400"), "430400")
+    finally:
+        await stray.dispose()
+
+
+async def test_a_secret_kept_in_the_database_moves_to_the_file(config: NodeConfig) -> None:
+    """A node from before: its secret (and its users' tokens) survive, the row goes."""
+    old = secrets.token_bytes(64)
+    path = config.dir / "secrets" / "staff-token.key"
+    path.unlink()
+    handle = Database(config.database_url)
+    try:
+        async with handle.write() as conn:
+            value = base64.urlsafe_b64encode(old).decode().rstrip("=")
+            await conn.execute(
+                node_secrets.insert().values(name="jwt", value=value, created_at=time.time())
+            )
+        # What `tongban run` does before it serves.
+        assert await service.ensure_token_secret(handle, config.dir) == old
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        async with handle.read() as conn:
+            assert (await conn.execute(select(node_secrets))).all() == []
+        service.use_node_dir(handle, config.dir)
+        assert await service.jwt_secret(handle) == old
+    finally:
+        await handle.dispose()
+    # Started again: the file is kept as it is.
+    again = Database(config.database_url)
+    try:
+        assert await service.ensure_token_secret(again, config.dir) == old
+    finally:
+        await again.dispose()
 
 
 # -- roles and the users API ------------------------------------------------------------------

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from node.accounts import service, sessions
 from node.accounts.staff import ROLES, Staff
-from node.appkeys import CONFIG, DATABASE
+from node.appkeys import CONFIG
 from node.http_errors import ApiError
 
 __all__ = ["ROLES", "Staff", "authenticate", "bearer_token", "require_role"]
@@ -46,7 +46,9 @@ async def authenticate(request: web.Request) -> Staff:
             raise ApiError(403, "csrf_failed", "页面已过期，请刷新后重试")
         return staff
     try:
-        return await service.decode_token(request.app[DATABASE], token, request.app[CONFIG].region)
+        return await service.decode_token(
+            sessions.database(request), token, request.app[CONFIG].region
+        )
     except service.InvalidToken:
         raise _unauthorized() from None
 

@@ -3,18 +3,21 @@
 No HTTP here: refusals are ``AccountError`` subclasses with a stable ``code`` and a Chinese
 ``message``; node.accounts.views and node.accounts.auth turn them into API errors.
 
-Tokens are signed with a secret kept in the database (table ``node_secrets``, made at random
-on first use), so every process serving one region on one database accepts the tokens of the
-others. A token names the region of the node that issued it and is refused anywhere else. It
-also carries the user's ``password_changed_at``: setting a new password voids every older
-token at once, and a deactivated user's tokens stop working on the next request.
+Tokens are signed with a secret kept in a file of the node directory
+(``secrets/staff-token.key``, mode 0600, made by ``tongban init`` or at first start), which
+every process serving one region shares, so each accepts the tokens of the others. A token
+names the region of the node that issued it and is refused anywhere else. It also carries the
+user's ``password_changed_at``: setting a new password voids every older token at once, and a
+deactivated user's tokens stop working on the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import os
 import re
 import secrets
 import time
@@ -23,12 +26,13 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from node.accounts.models import node_secrets, users
@@ -45,8 +49,11 @@ MAX_SESSION = 12 * 3600.0
 TOKEN_LEEWAY = 30
 TOKEN_AUDIENCE = "tongban-staff"
 TOKEN_ALGORITHM = "HS256"
-#: Name of the token signing secret in ``node_secrets``.
+#: Name of the token signing secret in ``node_secrets``, where nodes before kept it: now only
+#: read once, to move it into TOKEN_SECRET_FILE.
 JWT_SECRET_NAME = "jwt"
+#: The staff token signing secret, relative to the node directory (mode 0600).
+TOKEN_SECRET_FILE = Path("secrets") / "staff-token.key"
 JWT_SECRET_BYTES = 64
 
 #: Consecutive failed logins that lock an account, and for how long, seconds.
@@ -502,41 +509,112 @@ async def _record_failure(db: Database, user_id: int, now: float) -> float | Non
 # -- tokens -----------------------------------------------------------------------------------
 
 _secrets: weakref.WeakKeyDictionary[Database, bytes] = weakref.WeakKeyDictionary()
+_node_dirs: weakref.WeakKeyDictionary[Database, Path] = weakref.WeakKeyDictionary()
+
+
+def token_secret_file(directory: Path) -> Path:
+    """Where the staff token secret of the node in ``directory`` lives."""
+    return directory / TOKEN_SECRET_FILE
+
+
+def use_node_dir(db: Database, directory: Path) -> None:
+    """Tell this area which node directory ``db`` belongs to: its token secret is there.
+    Cheap; the HTTP code calls it on every request (node.accounts.sessions.database)."""
+    if _node_dirs.get(db) != directory:
+        _node_dirs[db] = directory
+        _secrets.pop(db, None)
 
 
 async def jwt_secret(db: Database) -> bytes:
-    """The token signing secret of this node's database, made at random on first use and
-    cached per Database (so per app / per process)."""
+    """The token signing secret of the node ``db`` belongs to (``use_node_dir``), read from
+    its file once and cached per Database (so per app / per process)."""
     cached = _secrets.get(db)
     if cached is not None:
         return cached
-    value = await _read_secret(db)
-    if value is None:
-        fresh = base64.urlsafe_b64encode(secrets.token_bytes(JWT_SECRET_BYTES)).decode().rstrip("=")
-        try:
-            async with db.write() as conn:
-                found = (
-                    await conn.execute(
-                        select(node_secrets.c.value).where(node_secrets.c.name == JWT_SECRET_NAME)
-                    )
-                ).scalar_one_or_none()
-                if found is None:
-                    await conn.execute(
-                        insert(node_secrets).values(
-                            name=JWT_SECRET_NAME, value=fresh, created_at=time.time()
-                        )
-                    )
-        except IntegrityError:  # another process made it first: use theirs
-            pass
-        value = await _read_secret(db)
-        if value is None:  # pragma: no cover - we just wrote it
-            raise RuntimeError("could not store the token secret")
-    secret = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    directory = _node_dirs.get(db)
+    if directory is None:
+        raise RuntimeError("the token secret is in the node directory: call use_node_dir first")
+    secret = await ensure_token_secret(db, directory)
     _secrets[db] = secret
     return secret
 
 
-async def _read_secret(db: Database) -> str | None:
+async def ensure_token_secret(db: Database, directory: Path) -> bytes:
+    """The secret in ``DIR/secrets/staff-token.key`` (mode 0600 in a 0700 folder), made now if
+    there is none: from the ``jwt`` row of ``node_secrets`` that nodes before kept in the
+    database (so their tokens stay valid), else at random. The row is deleted once the file
+    exists: a user who can read the database must not be able to sign staff tokens.
+
+    Replicas share the node directory. A new file is written aside and hard-linked into place,
+    which fails if another process was first; then that process's file is used. So every
+    replica ends up with the same secret, and nobody ever reads a half-written file.
+    """
+    path = token_secret_file(directory)
+    secret = await asyncio.to_thread(_read_secret_file, path)
+    if secret is None:
+        value = await _read_db_secret(db)
+        if value is None:
+            value = _b64(secrets.token_bytes(JWT_SECRET_BYTES))
+        await asyncio.to_thread(_write_secret_file, path, value)
+        secret = await asyncio.to_thread(_read_secret_file, path)
+        if secret is None:  # pragma: no cover - we just wrote it
+            raise RuntimeError(f"could not store the token secret in {path}")
+        log.info("staff token secret stored in %s", path)
+    async with db.write() as conn:
+        await conn.execute(delete(node_secrets).where(node_secrets.c.name == JWT_SECRET_NAME))
+    return secret
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def _read_secret_file(path: Path) -> bytes | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    try:
+        secret = _unb64(text)
+    except ValueError as exc:
+        raise RuntimeError(f"{path}: not a token secret (base64)") from exc
+    if len(secret) < 32:
+        raise RuntimeError(f"{path}: a token secret needs at least 32 bytes")
+    return secret
+
+
+def _write_secret_file(path: Path, value: str) -> None:
+    private_dir(path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(value + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another replica was first: keep theirs
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` (and missing parents) a folder only the node's user may enter."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+async def _read_db_secret(db: Database) -> str | None:
     async with db.read() as conn:
         return (
             await conn.execute(

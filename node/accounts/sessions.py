@@ -18,6 +18,7 @@ from aiohttp import web
 from node.accounts import service
 from node.accounts.staff import Staff
 from node.appkeys import CONFIG, DATABASE
+from node.storage.database import Database
 
 COOKIE = "tongban_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -29,6 +30,14 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: pages replace TOKEN with a refreshed one).
 STAFF: web.RequestKey[Staff | None] = web.RequestKey("tongban_staff", object)  # type: ignore[arg-type]
 TOKEN: web.RequestKey[str | None] = web.RequestKey("tongban_token", object)  # type: ignore[arg-type]
+
+
+def database(request: web.Request) -> Database:
+    """The node's database, with this area told where the node directory (and so the token
+    secret) is: every accounts call from HTTP code takes the database from here."""
+    db = request.app[DATABASE]
+    service.use_node_dir(db, request.app[CONFIG].dir)
+    return db
 
 
 def cookie_name(region: str) -> str:
@@ -46,7 +55,7 @@ async def csrf_ok(request: web.Request, token: str, offered: str | None) -> bool
     """Whether ``offered`` is the CSRF token of the session token ``token``."""
     if not offered or not token:
         return False
-    expected = csrf_for(await service.jwt_secret(request.app[DATABASE]), token)
+    expected = csrf_for(await service.jwt_secret(database(request)), token)
     return hmac.compare_digest(expected, offered)
 
 
@@ -64,9 +73,7 @@ async def cookie_staff(request: web.Request) -> Staff | None:
     token = cookie_token(request)
     if token is not None:
         try:
-            staff = await service.decode_token(
-                request.app[DATABASE], token, request.app[CONFIG].region
-            )
+            staff = await service.decode_token(database(request), token, request.app[CONFIG].region)
         except service.InvalidToken:
             staff = None
     request[STAFF] = staff

@@ -21,11 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
-from node.accounts import service
+from node.accounts import service, sessions
 from node.accounts.auth import authenticate, bearer_token, require_role
 from node.accounts.ratelimit import RateLimiter
 from node.accounts.staff import ROLE_LABELS, Staff
-from node.appkeys import CONFIG, DATABASE
+from node.appkeys import CONFIG
 from node.http_errors import ApiError, field_error
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def routes() -> web.RouteTableDef:
             log.warning("login refused: too many failures from %s", request.remote)
             return _rate_limited(limiter, client)
         fields = _string_fields(await _json_object(request), "username", "password")
-        db, region = request.app[DATABASE], request.app[CONFIG].region
+        db, region = sessions.database(request), request.app[CONFIG].region
         try:
             staff = await service.verify_login(
                 db, fields["username"], fields["password"], region=region
@@ -156,7 +156,7 @@ def routes() -> web.RouteTableDef:
     async def refresh(request: web.Request) -> web.Response:
         staff = await authenticate(request)
         token = bearer_token(request) or ""
-        db, region = request.app[DATABASE], request.app[CONFIG].region
+        db, region = sessions.database(request), request.app[CONFIG].region
         try:
             fresh = await service.refresh_token(db, token, region)
         except service.InvalidToken:
@@ -170,7 +170,7 @@ def routes() -> web.RouteTableDef:
     @table.get("/api/v1/users")
     async def list_users(request: web.Request) -> web.Response:
         require_role(await authenticate(request), "admin")
-        found = await service.list_users(request.app[DATABASE])
+        found = await service.list_users(sessions.database(request))
         return web.json_response({"users": [user.to_json() for user in found]})
 
     @table.post("/api/v1/users")
@@ -180,7 +180,7 @@ def routes() -> web.RouteTableDef:
         body = await _json_object(request)
         try:
             user = await service.create_user(
-                request.app[DATABASE],
+                sessions.database(request),
                 body.get("username"),  # the service checks every field
                 body.get("password"),
                 body.get("role"),
@@ -198,7 +198,7 @@ def routes() -> web.RouteTableDef:
         if user_id != staff.user_id:
             require_role(staff, "admin")
         try:
-            user = await service.get_user(request.app[DATABASE], user_id)
+            user = await service.get_user(sessions.database(request), user_id)
         except service.AccountError as exc:
             raise api_error(exc) from None
         return web.json_response(user.to_json())
@@ -211,7 +211,7 @@ def routes() -> web.RouteTableDef:
         if not own:
             require_role(staff, "admin")
         body = await _json_object(request)
-        db, region = request.app[DATABASE], request.app[CONFIG].region
+        db, region = sessions.database(request), request.app[CONFIG].region
         if own:
             # A token alone must not be enough to take the account over for good.
             current = _string_fields(body, "current_password")["current_password"]
@@ -247,7 +247,7 @@ def routes() -> web.RouteTableDef:
         user_id = _user_id(request)
         if not active and user_id == staff.user_id:
             raise ApiError(409, "cannot_deactivate_self", "不能停用自己的账号")
-        db = request.app[DATABASE]
+        db = sessions.database(request)
         try:
             user = await (service.activate if active else service.deactivate)(db, user_id)
         except service.AccountError as exc:

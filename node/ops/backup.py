@@ -11,8 +11,10 @@ The archive is a gzip-compressed tar whose members come in this order:
     base64), tables in foreign-key order, rows in primary-key order.
 ``node/tongban.toml``, ``node/partners.toml``
     the node's config and trust root.
-``node/node.key``, ``node/keys/*.key``
-    only with ``--include-keys``: the private signing keys (then the archive is a secret).
+``node/node.key``, ``node/keys/*.key``, ``node/secrets/staff-token.key``
+    only with ``--include-keys``: the private signing keys and the staff token secret (then the
+    archive is a secret). Without it, a restored node makes a new staff token secret at its
+    first start (staff log in again).
 ``blobs/<sha256>``
     every blob file of the store.
 
@@ -56,6 +58,7 @@ from sqlalchemy import MetaData, Table, func, select, text
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from node.accounts.service import token_secret_file
 from node.config import CONFIG_FILE, KEY_FILE, PARTNERS_FILE, NodeConfig
 from node.storage.blobs import BlobStore, open_blob_store
 from node.storage.database import Database
@@ -190,6 +193,8 @@ def _node_files(config: NodeConfig, include_keys: bool) -> list[tuple[str, Path,
         if config.retired_key_dir.is_dir():
             for path in sorted(config.retired_key_dir.glob("*.key")):
                 files.append((f"node/keys/{path.name}", path, 0o600))
+        secret = token_secret_file(config.dir)
+        files.append((f"node/{secret.relative_to(config.dir).as_posix()}", secret, 0o600))
     return [f for f in files if f[1].is_file()]
 
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import jwt
 from aiohttp import web
 
-from node.accounts import service
+from node.accounts import service, sessions
 from node.accounts.sessions import STAFF, TOKEN, cookie_name, cookie_staff, cookie_token, csrf_for
 from node.accounts.staff import Staff
 from node.appkeys import CONFIG, DATABASE
@@ -81,7 +81,7 @@ async def _maybe_refresh(request: web.Request) -> None:
         return
     try:
         fresh = await service.refresh_token(
-            request.app[DATABASE], token, request.app[CONFIG].region
+            sessions.database(request), token, request.app[CONFIG].region
         )
     except service.InvalidToken:
         return
@@ -94,7 +94,7 @@ async def csrf_token(request: web.Request) -> str:
     token = request.get(TOKEN) or cookie_token(request)
     if not token:
         return ""
-    return csrf_for(await service.jwt_secret(request.app[DATABASE]), token)
+    return csrf_for(await service.jwt_secret(sessions.database(request)), token)
 
 
 def set_session(request: web.Request, response: web.StreamResponse, token: str) -> None:
@@ -121,7 +121,13 @@ def _wants_html(request: web.Request) -> bool:
 
 @web.middleware
 async def session_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """Sets the refreshed session cookie a page load made, and forbids framing of pages."""
+    """Sets the refreshed session cookie a page load made, and forbids framing of pages.
+
+    It also tells the accounts area where the node directory is before any handler runs, so
+    that code which only holds the database (the inspection signalling's ``decode_token``)
+    finds the token secret."""
+    if DATABASE in request.app:
+        sessions.database(request)
     try:
         response = await handler(request)
     except PageAnswer as answer:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from node.accounts import service, sessions
 from node.accounts.views import login_limiter
-from node.appkeys import CONFIG, DATABASE
+from node.appkeys import CONFIG
 from node.pages import session
 from node.pages.rendering import STATIC, render
 
@@ -48,7 +48,7 @@ def routes() -> web.RouteTableDef:
         target = session.safe_next(str(form.get("next", "")), "")
         limiter = login_limiter(request.app)
         client = f"login-ip:{request.remote}"
-        db, region = request.app[DATABASE], request.app[CONFIG].region
+        db, region = sessions.database(request), request.app[CONFIG].region
 
         def again(message: str, status: int) -> web.Response:
             return render(
