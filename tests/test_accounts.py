@@ -31,7 +31,7 @@ from sqlalchemy import select
 from node.accounts import service
 from node.accounts.auth import ROLES, Staff, authenticate, require_role
 from node.accounts.models import node_secrets, users
-from node.accounts.ratelimit import RateLimiter
+from node.accounts.ratelimit import LoginThrottle, RateLimiter
 from node.accounts.views import LOGIN_LIMITER, routes
 from node.appkeys import CONFIG, DATABASE
 from node.config import NodeConfig
@@ -58,7 +58,7 @@ async def make_node(tmp: Path, databases: DatabaseFactory, region: str, name: st
     )
 
 
-def accounts_app(config: NodeConfig, limiter: RateLimiter | None = None) -> web.Application:
+def accounts_app(config: NodeConfig, limiter: LoginThrottle | None = None) -> web.Application:
     """The accounts area as a node serves it."""
     app = web.Application(middlewares=[error_middleware])
     app[CONFIG] = config
@@ -218,7 +218,7 @@ async def test_an_admin_password_reset_clears_the_lock(db: Database) -> None:
 async def test_login_failures_are_rate_limited_per_client(
     aiohttp_client: Client, config: NodeConfig, db: Database
 ) -> None:
-    client = await aiohttp_client(accounts_app(config, RateLimiter(rate_per_minute=1, burst=3)))
+    client = await aiohttp_client(accounts_app(config, LoginThrottle(rate_per_minute=1, burst=3)))
     await service.create_user(db, "clerk", PASSWORD, "clerk")
     for _ in range(5):  # successes do not count
         assert (await login(client, "clerk"))[0] == 200
@@ -228,6 +228,42 @@ async def test_login_failures_are_rate_limited_per_client(
     assert resp.status == 429
     assert (await resp.json())["error"] == "rate_limited"
     assert int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_parallel_guesses_cannot_get_past_the_lockout(
+    aiohttp_client: Client, config: NodeConfig, db: Database
+) -> None:
+    """Eleven wrong passwords and the right one at once: each attempt is counted before its
+    password is checked, so only five are checked and the right one, sent last, is locked out."""
+    client = await aiohttp_client(accounts_app(config))
+    await service.create_user(db, "clerk", PASSWORD, "clerk")
+    wrong = [login(client, "clerk", f"wrong-password-{n}") for n in range(11)]
+    answers = await asyncio.gather(*wrong, login(client, "clerk"))
+    statuses = [status for status, _body in answers]
+    assert answers[-1] == (423, answers[-1][1]) and answers[-1][1]["error"] == "account_locked"
+    assert statuses.count(401) == service.MAX_FAILURES - 1
+    assert statuses.count(423) == len(answers) - (service.MAX_FAILURES - 1)
+    assert (await service.get_user(db, "clerk")).locked()
+    assert (await login(client, "clerk"))[0] == 423
+
+
+async def test_parallel_failures_cannot_get_past_the_address_limit(
+    aiohttp_client: Client, config: NodeConfig, db: Database
+) -> None:
+    """Two replicas of the node on one database, ten failed logins from one address at once:
+    the budget of three is counted in the database before any password is checked."""
+    limiter = LoginThrottle(rate_per_minute=1, burst=3)
+    replicas = [await aiohttp_client(accounts_app(config, limiter)) for _ in range(2)]
+    await service.create_user(db, "clerk", PASSWORD, "clerk")
+    answers = await asyncio.gather(
+        *(login(replicas[n % 2], f"user{n}", "wrong-password") for n in range(10))
+    )
+    statuses = sorted(status for status, _body in answers)
+    assert statuses == [401] * 3 + [429] * 7
+    assert {body["error"] for status, body in answers if status == 429} == {"rate_limited"}
+    # The right password from that address waits too; the account itself is not locked.
+    assert (await login(replicas[0], "clerk"))[0] == 429
+    assert not (await service.get_user(db, "clerk")).locked()
 
 
 # -- tokens -----------------------------------------------------------------------------------

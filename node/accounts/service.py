@@ -32,7 +32,7 @@ from typing import Any
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Float, case, delete, func, insert, literal, null, select, update
 from sqlalchemy.exc import IntegrityError
 
 from node.accounts.models import node_secrets, users
@@ -138,6 +138,17 @@ class AccountLocked(AccountError):
         self.until = until
         minutes = max(1, round((until - time.time()) / 60))
         super().__init__(f"连续登录失败次数过多，账号已锁定，请约 {minutes} 分钟后再试")
+
+
+class RateLimited(AccountError):
+    """Too many failed logins from one client address (node.accounts.ratelimit)."""
+
+    code = "rate_limited"
+    message = "登录尝试过于频繁，请稍后再试"
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__()
 
 
 class InvalidToken(AccountError):
@@ -453,57 +464,96 @@ async def verify_login(
     Raises InvalidCredentials for an unknown user, a wrong password and a deactivated account
     alike (an unknown username costs the same argon2 work as a known one), and AccountLocked
     while the account is locked: five consecutive failures lock it for 15 minutes.
+
+    The attempt is counted in the database *before* the password is checked, with one
+    conditional UPDATE (``_claim_attempt``): however many attempts arrive at once, on however
+    many processes, at most five are ever checked before the lock.
     """
     now = time.time() if now is None else now
     name = normalize_username(username) if isinstance(username, str) else ""
+    typed = password if isinstance(password, str) else ""
     row = None
     if USERNAME_RE.match(name):
         async with db.read() as conn:
             row = await _user_row(conn, name)
-    if row is not None and row.active and row.locked_until is not None and row.locked_until > now:
-        raise AccountLocked(float(row.locked_until))
-    stored = row.password_hash if row is not None else None
-    ok = await _verify(stored, password if isinstance(password, str) else "")
     if row is None or not row.active:
+        await _verify(None, typed)  # the same argon2 work as for a real account
         log.info("failed login: unknown or inactive username")
         raise InvalidCredentials()
-    if not ok:
-        until = await _record_failure(db, int(row.id), now)
-        if until is not None:
+    attempt = await _claim_attempt(db, int(row.id), now)
+    if not attempt.allowed:
+        raise AccountLocked(attempt.locked_until)
+    if not await _verify(row.password_hash, typed):
+        if attempt.locks:
             log.warning("account locked after %d failed logins: %s", MAX_FAILURES, row.username)
-            raise AccountLocked(until)
+            raise AccountLocked(attempt.locked_until)
         log.info("failed login: %s", row.username)
         raise InvalidCredentials()
-    changes: dict[str, Any] = {}
-    if row.failed_logins or row.locked_until is not None:
-        changes.update(failed_logins=0, locked_until=None)
+    changes: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
     if HASHER.check_needs_rehash(row.password_hash):
-        changes["password_hash"] = await _hash(password)
-    if changes:
-        async with db.write() as conn:
-            await conn.execute(update(users).where(users.c.id == row.id).values(**changes))
+        changes["password_hash"] = await _hash(typed)
+    async with db.write() as conn:
+        await conn.execute(update(users).where(users.c.id == row.id).values(**changes))
     log.info("login: %s (%s)", row.username, row.role)
     return User.from_row(row).staff(region)
 
 
-async def _record_failure(db: Database, user_id: int, now: float) -> float | None:
-    """Count one failed login; lock the account at MAX_FAILURES. Returns the lock's end."""
+@dataclass(frozen=True)
+class _Attempt:
+    allowed: bool
+    #: This attempt was the last one allowed: if it fails, the account is locked.
+    locks: bool
+    locked_until: float
+
+
+async def _claim_attempt(db: Database, user_id: int, now: float) -> _Attempt:
+    """Count one login attempt before its password is checked.
+
+    ``failed_logins`` counts failed attempts and attempts in progress; a success sets it back
+    to 0. The attempt that brings it to MAX_FAILURES also sets the lock (a success lifts it
+    again), and while the count is at MAX_FAILURES or the lock holds, no attempt is allowed.
+    The check and the count are one UPDATE ... WHERE, so on PostgreSQL a concurrent attempt
+    waits for the row and re-checks the condition, and SQLite has one writer: the processes
+    of a node on one database agree.
+    """
+    until = now + LOCK_SECONDS
     async with db.write() as conn:
+        # A lock that has ended starts a new count.
         await conn.execute(
             update(users)
-            .where(users.c.id == user_id)
-            .values(failed_logins=users.c.failed_logins + 1)
+            .where(
+                users.c.id == user_id,
+                users.c.locked_until.is_not(None),
+                users.c.locked_until <= now,
+            )
+            .values(failed_logins=0, locked_until=None)
         )
-        failures = (
-            await conn.execute(select(users.c.failed_logins).where(users.c.id == user_id))
-        ).scalar_one()
-        if failures < MAX_FAILURES:
-            return None
-        until = now + LOCK_SECONDS
-        await conn.execute(
-            update(users).where(users.c.id == user_id).values(failed_logins=0, locked_until=until)
+        claimed = await conn.execute(
+            update(users)
+            .where(
+                users.c.id == user_id,
+                users.c.locked_until.is_(None),
+                users.c.failed_logins < MAX_FAILURES,
+            )
+            .values(
+                failed_logins=users.c.failed_logins + 1,
+                locked_until=case(
+                    (users.c.failed_logins + 1 >= MAX_FAILURES, literal(until, Float())),
+                    else_=null(),
+                ),
+            )
         )
-        return until
+        row = (
+            await conn.execute(
+                select(users.c.failed_logins, users.c.locked_until).where(users.c.id == user_id)
+            )
+        ).one()
+    locked_until = until if row.locked_until is None else float(row.locked_until)
+    if claimed.rowcount != 1:
+        return _Attempt(allowed=False, locks=False, locked_until=locked_until)
+    return _Attempt(
+        allowed=True, locks=row.failed_logins >= MAX_FAILURES, locked_until=locked_until
+    )
 
 
 # -- tokens -----------------------------------------------------------------------------------

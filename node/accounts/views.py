@@ -16,29 +16,27 @@ from __future__ import annotations
 import json
 import logging
 import math
-import weakref
 from typing import Any
 
 from aiohttp import web
 
 from node.accounts import service, sessions
 from node.accounts.auth import authenticate, bearer_token, require_role
-from node.accounts.ratelimit import RateLimiter
+from node.accounts.ratelimit import LoginThrottle
 from node.accounts.staff import ROLE_LABELS, Staff
 from node.appkeys import CONFIG
 from node.http_errors import ApiError, field_error
 
 log = logging.getLogger(__name__)
 
-#: Failed logins allowed per client IP: a burst of 20, then 10 a minute. Only failures count,
-#: so a whole office behind one address can log in at nine o'clock.
+#: Failed logins allowed per client address: a burst of 20, then 10 a minute, counted in the
+#: database for all processes of the node. Only failures use it up, so a whole office behind
+#: one address can log in at nine o'clock.
 LOGIN_RATE_PER_MINUTE = 10
 LOGIN_BURST = 20
-#: Set this on the app before it starts to use another limiter (tests, a tuned deployment).
-LOGIN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("login_limiter", RateLimiter)
-_default_limiters: weakref.WeakKeyDictionary[web.Application, RateLimiter] = (
-    weakref.WeakKeyDictionary()
-)
+#: Set this on the app before it starts to use other limits (tests, a tuned deployment).
+LOGIN_LIMITER: web.AppKey[LoginThrottle] = web.AppKey("login_limiter", LoginThrottle)
+_DEFAULT_THROTTLE = LoginThrottle(rate_per_minute=LOGIN_RATE_PER_MINUTE, burst=LOGIN_BURST)
 #: Longest username or password accepted at the login form before any work is done.
 _MAX_LOGIN_FIELD = 1024
 
@@ -50,18 +48,33 @@ _STATUS = {
     service.UserExists: 409,
     service.LastAdmin: 409,
     service.AccountLocked: 423,
+    service.RateLimited: 429,
 }
 
 
-def login_limiter(app: web.Application) -> RateLimiter:
-    """The app's limiter of failed logins per client IP."""
-    limiter = app.get(LOGIN_LIMITER)
-    if limiter is None:
-        limiter = _default_limiters.get(app)
-        if limiter is None:
-            limiter = RateLimiter(rate_per_minute=LOGIN_RATE_PER_MINUTE, burst=LOGIN_BURST)
-            _default_limiters[app] = limiter
-    return limiter
+def login_limiter(app: web.Application) -> LoginThrottle:
+    """The app's limits of failed logins per client address."""
+    return app.get(LOGIN_LIMITER) or _DEFAULT_THROTTLE
+
+
+async def checked_login(request: web.Request, username: str, password: str) -> Staff:
+    """The staff member of ``username`` and ``password``, as ``service.verify_login`` gives
+    it, after the client address paid one try of its failed-login budget (given back when the
+    login succeeds). Raises service.RateLimited, InvalidCredentials or AccountLocked.
+
+    The try is taken before the password is checked: requests sent in parallel are counted
+    each, instead of all passing a check that none of them has counted yet.
+    """
+    db, region = sessions.database(request), request.app[CONFIG].region
+    throttle = login_limiter(request.app)
+    client = f"login-ip:{request.remote}"
+    wait = await throttle.take(db, client)
+    if wait:
+        log.warning("login refused: too many failures from one client")
+        raise service.RateLimited(wait)
+    staff = await service.verify_login(db, username, password, region=region)
+    await throttle.give_back(db, client)
+    return staff
 
 
 def api_error(exc: service.AccountError) -> ApiError:
@@ -124,9 +137,9 @@ def _token_answer(token: str, staff: Staff) -> dict[str, Any]:
     return {"token": token, "expires_in": int(service.TOKEN_LIFETIME), "user": _me(staff)}
 
 
-def _rate_limited(limiter: RateLimiter, key: str) -> web.Response:
-    response = ApiError(429, "rate_limited", "登录尝试过于频繁，请稍后再试").response()
-    response.headers["Retry-After"] = str(max(1, math.ceil(limiter.retry_after(key))))
+def _rate_limited(exc: service.RateLimited) -> web.Response:
+    response = api_error(exc).response()
+    response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return response
 
 
@@ -135,19 +148,13 @@ def routes() -> web.RouteTableDef:
 
     @table.post("/api/v1/login")
     async def login(request: web.Request) -> web.Response:
-        limiter = login_limiter(request.app)
-        client = f"login-ip:{request.remote}"
-        if not limiter.check(client):
-            log.warning("login refused: too many failures from %s", request.remote)
-            return _rate_limited(limiter, client)
         fields = _string_fields(await _json_object(request), "username", "password")
         db, region = sessions.database(request), request.app[CONFIG].region
         try:
-            staff = await service.verify_login(
-                db, fields["username"], fields["password"], region=region
-            )
+            staff = await checked_login(request, fields["username"], fields["password"])
+        except service.RateLimited as exc:
+            return _rate_limited(exc)
         except (service.InvalidCredentials, service.AccountLocked) as exc:
-            limiter.hit(client)
             raise api_error(exc) from None
         token = await service.issue_token(db, staff, region)
         return web.json_response(_token_answer(token, staff))
@@ -215,14 +222,11 @@ def routes() -> web.RouteTableDef:
         if own:
             # A token alone must not be enough to take the account over for good.
             current = _string_fields(body, "current_password")["current_password"]
-            limiter = login_limiter(request.app)
-            client = f"login-ip:{request.remote}"
-            if not limiter.check(client):
-                return _rate_limited(limiter, client)
             try:
-                await service.verify_login(db, staff.username, current, region=region)
+                await checked_login(request, staff.username, current)
+            except service.RateLimited as exc:
+                return _rate_limited(exc)
             except service.InvalidCredentials:
-                limiter.hit(client)
                 raise ApiError(
                     400,
                     "invalid_input",

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from node.accounts import service, sessions
-from node.accounts.views import login_limiter
+from node.accounts.views import checked_login
 from node.appkeys import CONFIG
 from node.pages import session
 from node.pages.rendering import STATIC, render
@@ -46,8 +46,6 @@ def routes() -> web.RouteTableDef:
         username = str(form.get("username", ""))[:200]
         password = str(form.get("password", ""))[:1024]
         target = session.safe_next(str(form.get("next", "")), "")
-        limiter = login_limiter(request.app)
-        client = f"login-ip:{request.remote}"
         db, region = sessions.database(request), request.app[CONFIG].region
 
         def again(message: str, status: int) -> web.Response:
@@ -55,15 +53,13 @@ def routes() -> web.RouteTableDef:
                 request, "login.html", status=status, error=message, username=username, next=target
             )
 
-        if not limiter.check(client):
-            return again("登录失败次数过多，请稍后再试", 429)
         try:
-            staff = await service.verify_login(db, username, password, region=region)
+            staff = await checked_login(request, username, password)
+        except service.RateLimited:
+            return again("登录失败次数过多，请稍后再试", 429)
         except service.AccountLocked:
-            limiter.hit(client)
             return again("账号已临时锁定，请稍后再试或联系管理员", 423)
         except (service.InvalidCredentials, service.InvalidInput):
-            limiter.hit(client)
             return again("用户名或密码不正确", 401)
         token = await service.issue_token(db, staff, region)
         response = web.HTTPFound(target or HOME.get(staff.role, "/office"))
