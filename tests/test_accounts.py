@@ -16,10 +16,12 @@ import logging
 import secrets
 import stat
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import pytest
@@ -39,6 +41,7 @@ from node.http_errors import ApiError, error_middleware
 from node.provisioning import init_node
 from node.storage.database import Database
 from tests.support.databases import DatabaseFactory
+from tests.support.waiting import wait_until
 
 PASSWORD = "tongban-demo"
 Client = Callable[..., Awaitable[TestClient]]  # the aiohttp_client fixture
@@ -230,19 +233,50 @@ async def test_login_failures_are_rate_limited_per_client(
     assert int(resp.headers["Retry-After"]) >= 1
 
 
+class GatedHasher(PasswordHasher):
+    """argon2id (cheap parameters) whose checks of wrong passwords wait at a gate until the
+    test opens it: the attempts are then truly in flight together, whatever the engine."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.gate = threading.Event()
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        if str(password).startswith("wrong"):
+            with self._lock:
+                self.waiting += 1
+            self.gate.wait()
+        return super().verify(hash, password)
+
+
 async def test_parallel_guesses_cannot_get_past_the_lockout(
-    aiohttp_client: Client, config: NodeConfig, db: Database
+    aiohttp_client: Client, config: NodeConfig, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Eleven wrong passwords and the right one at once: each attempt is counted before its
-    password is checked, so only five are checked and the right one, sent last, is locked out."""
-    client = await aiohttp_client(accounts_app(config))
+    """Eleven wrong passwords in flight and the right one sent while they are: each attempt
+    is counted before its password is checked, so only five are checked and the right one is
+    locked out."""
     await service.create_user(db, "clerk", PASSWORD, "clerk")
-    wrong = [login(client, "clerk", f"wrong-password-{n}") for n in range(11)]
-    answers = await asyncio.gather(*wrong, login(client, "clerk"))
-    statuses = [status for status, _body in answers]
-    assert answers[-1] == (423, answers[-1][1]) and answers[-1][1]["error"] == "account_locked"
-    assert statuses.count(401) == service.MAX_FAILURES - 1
-    assert statuses.count(423) == len(answers) - (service.MAX_FAILURES - 1)
+    hasher = GatedHasher()
+    monkeypatch.setattr(service, "HASHER", hasher)
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=16))
+    client = await aiohttp_client(accounts_app(config))
+    wrong = [asyncio.create_task(login(client, "clerk", f"wrong-password-{n}")) for n in range(11)]
+
+    async def five_in_flight() -> bool:
+        return hasher.waiting >= service.MAX_FAILURES
+
+    try:
+        await wait_until(five_in_flight)
+        right = await login(client, "clerk")
+    finally:
+        hasher.gate.set()
+    answers = [await task for task in wrong]
+    assert right[0] == 423 and right[1]["error"] == "account_locked"
+    assert hasher.waiting == service.MAX_FAILURES  # only five passwords were ever checked
+    statuses = sorted(status for status, _body in answers)
+    assert statuses == [401] * (service.MAX_FAILURES - 1) + [423] * 7
     assert (await service.get_user(db, "clerk")).locked()
     assert (await login(client, "clerk"))[0] == 423
 
