@@ -316,6 +316,46 @@ async def test_an_expired_token_is_refused(client: TestClient, db: Database) -> 
     assert (await call(client, "GET", "/api/v1/me", fresh))[0] == 200
 
 
+async def test_a_token_is_good_for_one_hour_whatever_it_says(
+    client: TestClient, db: Database
+) -> None:
+    """Signed with the node's own secret (a leaked secret, or a bug that signs what it is
+    given): a token that claims a longer life, or was issued in the future, is refused."""
+    user = await service.create_user(db, "clerk", PASSWORD, "clerk")
+    good = await service.issue_token(db, user.staff("430400"), "430400")
+    claims = jwt.decode(good, options={"verify_signature": False})
+    secret = await service.jwt_secret(db)
+    now = int(time.time())
+    for iat, exp in (
+        (now - 60, now + 30 * 24 * 3600),  # a month
+        (now - 2 * 3600, now + 600),  # issued two hours ago, "still valid"
+        (now + 3600, now + 7200),  # issued in an hour
+    ):
+        token = jwt.encode({**claims, "iat": iat, "exp": exp}, secret, algorithm="HS256")
+        assert await call(client, "GET", "/api/v1/me", token) == (
+            401,
+            {"error": "unauthorized", "detail": "请重新登录"},
+        ), (iat - now, exp - now)
+        assert (await call(client, "POST", "/api/v1/token/refresh", token))[0] == 401
+    assert (await call(client, "GET", "/api/v1/me", good))[0] == 200
+
+
+async def test_logging_out_revokes_the_token(client: TestClient, db: Database) -> None:
+    await service.create_user(db, "clerk", PASSWORD, "clerk")
+    token = await token_of(client, "clerk")
+    status, body = await call(client, "POST", "/api/v1/token/refresh", token)
+    assert status == 200
+    refreshed = body["token"]
+    assert await call(client, "POST", "/api/v1/logout", token) == (200, {"logged_out": True})
+    # Every token of that login is dead at once, on every process (the database says so).
+    for old in (token, refreshed):
+        assert (await call(client, "GET", "/api/v1/me", old))[0] == 401
+        assert (await call(client, "POST", "/api/v1/token/refresh", old))[0] == 401
+        assert (await call(client, "POST", "/api/v1/logout", old))[0] == 401
+    # Logging in again works.
+    assert (await call(client, "GET", "/api/v1/me", await token_of(client, "clerk")))[0] == 200
+
+
 async def test_a_token_of_another_regions_node_is_refused(
     aiohttp_client: Client, tmp_path: Path, databases: DatabaseFactory, config: NodeConfig
 ) -> None:

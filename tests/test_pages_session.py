@@ -3,6 +3,7 @@ in a real browser."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import aiohttp
@@ -58,6 +59,22 @@ async def test_cookie_session_csrf_and_roles(tmp_path: Path, databases: Database
                 f"{node.url}/api/v1/token/refresh", headers={"X-CSRF-Token": "0" * 40}
             ) as r:
                 assert r.status == 403
+
+            # Signing out revokes the token itself, not only the browser's cookie.
+            token = cookie.value
+            async with http.get(f"{node.url}/window") as r:
+                page = await r.text()
+            csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page)
+            assert csrf is not None
+            async with http.post(
+                f"{node.url}/logout", data={"csrf": csrf.group(1)}, allow_redirects=False
+            ) as r:
+                assert r.status == 302 and r.headers["Location"] == "/login"
+            bearer = {"Authorization": f"Bearer {token}"}
+            async with http.get(f"{node.url}/api/v1/me", headers=bearer) as r:
+                assert r.status == 401 and (await r.json())["error"] == "unauthorized"
+            async with await _form_login(http, node.url, "clerk") as r:
+                assert r.status == 302
 
             # A login never sends anyone off the node.
             async with http.post(

@@ -684,8 +684,9 @@ async def issue_token(
     """A staff token for ``staff`` from the node of ``region``, valid for TOKEN_LIFETIME.
 
     Claims: sub (user id as a string), username, role, region, iat, exp, jti, plus aud
-    ``tongban-staff``, pwc (the user's password_changed_at) and auth_time (when the user last
-    typed a password; refreshes keep it). ``now`` in the past gives an already expired token.
+    ``tongban-staff``, pwc (the user's password_changed_at), tv (the user's token_version,
+    which logging out bumps) and auth_time (when the user last typed a password; refreshes
+    keep it). ``now`` in the past gives an already expired token.
     Raises InvalidToken if the user is gone or deactivated.
     """
     now = time.time() if now is None else now
@@ -704,13 +705,23 @@ async def issue_token(
         "auth_time": int(now if auth_time is None else auth_time),
         "jti": uuid.uuid4().hex,
         "pwc": float(row.password_changed_at),
+        "tv": int(row.token_version),
     }
     return jwt.encode(claims, await jwt_secret(db), algorithm=TOKEN_ALGORITHM)
 
 
-def verify_token(secret: bytes, token: str, region: str) -> dict[str, Any]:
-    """The claims of a token signed with ``secret`` for ``region``'s node (signature,
-    algorithm, audience, expiry and region checked); InvalidToken otherwise. No database."""
+def verify_token(
+    secret: bytes, token: str, region: str, *, now: float | None = None
+) -> dict[str, Any]:
+    """The claims of a token signed with ``secret`` for ``region``'s node; InvalidToken
+    otherwise. No database.
+
+    Checked: signature (HS256 only), audience, region, expiry, and the lifetime against the
+    clock: a token issued in the future, or whose ``exp`` lies more than TOKEN_LIFETIME after
+    its ``iat``, is refused whatever ``exp`` says (so a token is never good for more than an
+    hour after it was issued, even one signed by mistake or with a leaked secret).
+    """
+    now = time.time() if now is None else now
     try:
         claims = jwt.decode(
             token,
@@ -718,11 +729,20 @@ def verify_token(secret: bytes, token: str, region: str) -> dict[str, Any]:
             algorithms=[TOKEN_ALGORITHM],
             audience=TOKEN_AUDIENCE,
             leeway=TOKEN_LEEWAY,
-            options={"require": ["sub", "exp", "iat", "jti", "region", "pwc", "aud"]},
+            options={"require": ["sub", "exp", "iat", "jti", "region", "pwc", "tv", "aud"]},
         )
-    except jwt.PyJWTError as exc:
+        issued, expires = float(claims["iat"]), float(claims["exp"])
+    except (jwt.PyJWTError, TypeError, ValueError) as exc:
         raise InvalidToken() from exc
+    if (
+        issued > now + TOKEN_LEEWAY
+        or expires - issued > TOKEN_LIFETIME
+        or now > issued + TOKEN_LIFETIME + TOKEN_LEEWAY
+    ):
+        raise InvalidToken()
     if claims.get("region") != region or not str(claims.get("sub", "")).isdigit():
+        raise InvalidToken()
+    if not isinstance(claims.get("tv"), int):
         raise InvalidToken()
     return claims
 
@@ -731,16 +751,33 @@ async def _decode(db: Database, token: str, region: str) -> tuple[Staff, dict[st
     claims = verify_token(await jwt_secret(db), token, region)
     async with db.read() as conn:
         row = await _user_row(conn, int(claims["sub"]))
-    if row is None or not row.active or claims["pwc"] != float(row.password_changed_at):
+    if (
+        row is None
+        or not row.active
+        or claims["pwc"] != float(row.password_changed_at)
+        or claims["tv"] != int(row.token_version)
+    ):
         raise InvalidToken()
     # Role and name as they are now: a role taken away is gone before the token expires.
     return User.from_row(row).staff(region), claims
 
 
+async def revoke_tokens(db: Database, user_id: int) -> None:
+    """Log ``user_id`` out: every token issued to them so far stops working at once, on every
+    process of the node (their ``tv`` claim no longer matches ``users.token_version``)."""
+    async with db.write() as conn:
+        await conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(token_version=users.c.token_version + 1)
+        )
+    log.info("tokens revoked: user %d", user_id)
+
+
 async def decode_token(db: Database, token: str, region: str) -> Staff:
     """The staff member of a token issued by this node (``region``); InvalidToken if it is
-    malformed, forged, expired, of another region, of a deactivated user, or older than the
-    user's last password change."""
+    malformed, forged, expired, of another region, of a deactivated user, older than the
+    user's last password change, or revoked by a logout."""
     staff, _claims = await _decode(db, token, region)
     return staff
 

@@ -2,6 +2,7 @@
 
 - ``POST /api/v1/login`` ``{"username", "password"}`` → ``{"token", "expires_in", "user"}``
 - ``POST /api/v1/token/refresh`` (Bearer) → a fresh token
+- ``POST /api/v1/logout`` → revokes every token of the caller (and clears the page cookie)
 - ``GET /api/v1/me`` → the caller
 - ``GET|POST /api/v1/users`` (admin) → list / add
 - ``GET /api/v1/users/{id}`` (admin or self)
@@ -169,6 +170,16 @@ def routes() -> web.RouteTableDef:
         except service.InvalidToken:
             raise ApiError(401, "unauthorized", "请重新登录") from None
         return web.json_response(_token_answer(fresh, staff))
+
+    @table.post("/api/v1/logout")
+    async def logout(request: web.Request) -> web.Response:
+        staff = await authenticate(request)
+        await service.revoke_tokens(sessions.database(request), staff.user_id)
+        log.info("logout: %s", staff.username)
+        response = web.json_response({"logged_out": True})
+        if sessions.cookie_token(request) is not None:
+            response.del_cookie(sessions.cookie_name(request.app[CONFIG].region), path="/")
+        return response
 
     @table.get("/api/v1/me")
     async def me(request: web.Request) -> web.Response:

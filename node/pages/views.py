@@ -71,6 +71,10 @@ def routes() -> web.RouteTableDef:
         form = await request.post()
         token = sessions.cookie_token(request)
         if token and await sessions.csrf_ok(request, token, str(form.get(sessions.CSRF_FIELD, ""))):
+            staff = await sessions.cookie_staff(request)
+            if staff is not None:  # revoke the token itself, not only the browser's copy
+                await service.revoke_tokens(sessions.database(request), staff.user_id)
+                log.info("logout: %s", staff.username)
             response = web.HTTPFound("/login")
             session.clear_session(request, response)
             raise response
