@@ -15,11 +15,11 @@ from tests.support.regions import start_regions
 
 
 async def _form_login(
-    session: aiohttp.ClientSession, url: str, username: str
+    session: aiohttp.ClientSession, url: str, username: str, next_: str = ""
 ) -> aiohttp.ClientResponse:
     return await session.post(
         f"{url}/login",
-        data={"username": username, "password": PASSWORD, "next": ""},
+        data={"username": username, "password": PASSWORD, "next": next_},
         allow_redirects=False,
     )
 
@@ -89,6 +89,49 @@ async def test_cookie_session_csrf_and_roles(tmp_path: Path, databases: Database
                 assert r.status == 404 and "页面不存在" in await r.text()
             async with http.get(f"{node.url}/api/v1/no-such") as r:
                 assert r.status == 404 and (await r.json())["error"]
+    finally:
+        await node.stop()
+
+
+UNSAFE_NEXT = [
+    "/\t/evil.example/",  # aiohttp drops the TAB when it writes Location: //evil.example/
+    "/\n/evil.example/",
+    "/\r\n/evil.example/",
+    "/ /evil.example/",
+    "/\u3000/evil.example/",
+    "/\u200b/evil.example/",
+    "\t//evil.example/",
+    " //evil.example/",
+    "//evil.example/",
+    "///evil.example/",
+    "/\\evil.example/",
+    "\\/evil.example/",
+    "/%09/evil.example/",
+    "/%5Cevil.example/",
+    "/%2F/evil.example/",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    "evil.example",
+    "/../evil.example",
+]
+
+
+async def test_login_never_redirects_off_the_node(
+    tmp_path: Path, databases: DatabaseFactory
+) -> None:
+    (node,) = await start_regions(tmp_path, databases, [("430400", "衡阳市")])
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            for target in UNSAFE_NEXT:
+                async with await _form_login(http, node.url, "clerk", target) as r:
+                    assert r.status == 302, target
+                    assert r.headers["Location"] == "/window", target
+            # The form does not carry an unsafe target along either.
+            async with http.get(f"{node.url}/login", params={"next": "/\t/evil.example/"}) as r:
+                assert 'name="next" value=""' in await r.text()
+            # A path on this node is kept.
+            async with await _form_login(http, node.url, "clerk", "/window/cases?page=2") as r:
+                assert r.headers["Location"] == "/window/cases?page=2"
     finally:
         await node.stop()
 

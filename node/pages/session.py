@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import quote
+import unicodedata
+from urllib.parse import quote, unquote, urlsplit
 
 import jwt
 from aiohttp import web
@@ -45,10 +46,32 @@ class PageAnswer(Exception):
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
-    """Only a path on this node (never ``//host`` or a scheme) may follow a login."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """``target`` if it is a path on this node, else ``default``: what may follow a login.
+
+    Refused (not repaired): anything with a control character, any kind of whitespace or an
+    invisible format character (browsers and aiohttp drop some of them, so ``/<TAB>/host``
+    would become ``//host``), a backslash (browsers read it as ``/``), a scheme or host, a
+    path not starting with exactly one ``/``, and ``.`` or ``..`` segments. The same checks
+    run on the percent-decoded form too, so an encoded ``%09`` or ``%5C`` gets nowhere.
+    """
+    if not target:
         return default
+    for form in (target, unquote(target)):
+        if any(ch.isspace() or ch == "\\" or unicodedata.category(ch) in _INVISIBLE for ch in form):
+            return default
+        if not form.startswith("/") or form.startswith("//"):
+            return default
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return default
+        if any(segment in (".", "..") for segment in parts.path.split("/")):
+            return default
     return target
+
+
+#: Unicode categories never allowed in a redirect target: controls, format characters
+#: (zero-width spaces, direction marks), separators, unassigned and private-use code points.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 
 
 def login_redirect(request: web.Request) -> web.HTTPFound:

@@ -37,7 +37,11 @@ def routes() -> web.RouteTableDef:
     @table.get("/login")
     async def login_form(request: web.Request) -> web.Response:
         return render(
-            request, "login.html", error="", username="", next=request.query.get("next", "")
+            request,
+            "login.html",
+            error="",
+            username="",
+            next=session.safe_next(request.query.get("next", ""), ""),
         )
 
     @table.post("/login")
