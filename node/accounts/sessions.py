@@ -59,6 +59,21 @@ async def csrf_ok(request: web.Request, token: str, offered: str | None) -> bool
     return hmac.compare_digest(expected, offered)
 
 
+def login_csrf_for(secret: bytes, nonce: str) -> str:
+    """The login form's CSRF token for the random ``nonce`` of its own cookie (there is no
+    session yet to tie it to): a double-submit cookie whose field is an HMAC under the staff
+    secret, so a token cannot be made up for a cookie someone else planted."""
+    return hmac.new(secret, b"login-csrf:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+
+async def login_csrf_ok(request: web.Request, nonce: str | None, offered: str | None) -> bool:
+    """Whether ``offered`` is the login form's CSRF token for the cookie's ``nonce``."""
+    if not nonce or not offered:
+        return False
+    expected = login_csrf_for(await service.jwt_secret(database(request)), nonce)
+    return hmac.compare_digest(expected, offered)
+
+
 def cookie_token(request: web.Request) -> str | None:
     """The token in the request's session cookie, or None."""
     token = request.cookies.get(cookie_name(request.app[CONFIG].region), "").strip()

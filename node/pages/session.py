@@ -13,6 +13,8 @@ must also carry ``X-CSRF-Token`` (or a ``csrf`` form field), which pages put in
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import time
 import unicodedata
 from urllib.parse import quote, unquote, urlsplit
@@ -121,7 +123,7 @@ async def csrf_token(request: web.Request) -> str:
 
 
 def set_session(request: web.Request, response: web.StreamResponse, token: str) -> None:
-    secure = request.app[CONFIG].url.startswith("https://")
+    secure = _secure(request)
     response.set_cookie(
         cookie_name(request.app[CONFIG].region),
         token,
@@ -131,6 +133,56 @@ def set_session(request: web.Request, response: web.StreamResponse, token: str) 
         path="/",
         max_age=int(service.MAX_SESSION),
     )
+
+
+def login_cookie_name(request: web.Request) -> str:
+    """The login form's CSRF cookie. Over https it is a ``__Host-`` cookie, which a sibling
+    subdomain cannot set or overwrite (the weak spot of double-submit cookies)."""
+    name = f"tongban_login_{request.app[CONFIG].region}"
+    return f"__Host-{name}" if _secure(request) else name
+
+
+def _secure(request: web.Request) -> bool:
+    return request.app[CONFIG].url.startswith("https://")
+
+
+def login_nonce(request: web.Request) -> str:
+    """The random value of the login form's cookie: the browser's own if it sent a
+    well-formed one, else a new one."""
+    nonce = request.cookies.get(login_cookie_name(request), "")
+    return nonce if _NONCE.fullmatch(nonce) else secrets.token_urlsafe(24)
+
+
+_NONCE = re.compile(r"[A-Za-z0-9_-]{32}")
+
+
+async def login_csrf(request: web.Request, nonce: str) -> str:
+    """The login form's CSRF field for the cookie value ``nonce``."""
+    return sessions.login_csrf_for(await service.jwt_secret(sessions.database(request)), nonce)
+
+
+def set_login_cookie(request: web.Request, response: web.StreamResponse, nonce: str) -> None:
+    response.set_cookie(
+        login_cookie_name(request),
+        nonce,
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+        path="/",
+        max_age=LOGIN_FORM_LIFETIME,
+    )
+
+
+async def login_form_ok(request: web.Request, offered: str | None) -> bool:
+    """Whether a posted login form carries the CSRF field that goes with its cookie."""
+    nonce = request.cookies.get(login_cookie_name(request), "")
+    if not _NONCE.fullmatch(nonce):
+        return False
+    return await sessions.login_csrf_ok(request, nonce, offered)
+
+
+#: How long a login form may stay open before it must be loaded again, seconds.
+LOGIN_FORM_LIFETIME = 12 * 3600
 
 
 def clear_session(request: web.Request, response: web.StreamResponse) -> None:

@@ -24,6 +24,31 @@ HOME = {
 }
 
 
+async def _login_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str = "",
+    code: str = "",
+    username: str = "",
+    next: str = "",
+) -> web.Response:
+    """The login form, with its CSRF field and the cookie that goes with it."""
+    nonce = session.login_nonce(request)
+    response = render(
+        request,
+        "login.html",
+        status=status,
+        error=error,
+        error_code=code,
+        username=username,
+        next=next,
+        login_csrf=await session.login_csrf(request, nonce),
+    )
+    session.set_login_cookie(request, response, nonce)
+    return response
+
+
 def routes() -> web.RouteTableDef:
     table = web.RouteTableDef()
 
@@ -36,13 +61,7 @@ def routes() -> web.RouteTableDef:
 
     @table.get("/login")
     async def login_form(request: web.Request) -> web.Response:
-        return render(
-            request,
-            "login.html",
-            error="",
-            username="",
-            next=session.safe_next(request.query.get("next", ""), ""),
-        )
+        return await _login_page(request, next=session.safe_next(request.query.get("next"), ""))
 
     @table.post("/login")
     async def login(request: web.Request) -> web.Response:
@@ -52,19 +71,23 @@ def routes() -> web.RouteTableDef:
         target = session.safe_next(str(form.get("next", "")), "")
         db, region = sessions.database(request), request.app[CONFIG].region
 
-        def again(message: str, status: int) -> web.Response:
-            return render(
-                request, "login.html", status=status, error=message, username=username, next=target
+        async def again(message: str, status: int, code: str) -> web.Response:
+            return await _login_page(
+                request, status=status, error=message, code=code, username=username, next=target
             )
 
+        # Before anything else: a form another site made must not even count as an attempt.
+        if not await session.login_form_ok(request, str(form.get(sessions.CSRF_FIELD, ""))):
+            log.info("login form refused: csrf_failed")
+            return await again("登录页面已过期或来源不明，请重新登录", 403, "csrf_failed")
         try:
             staff = await checked_login(request, username, password)
         except service.RateLimited:
-            return again("登录失败次数过多，请稍后再试", 429)
+            return await again("登录失败次数过多，请稍后再试", 429, "rate_limited")
         except service.AccountLocked:
-            return again("账号已临时锁定，请稍后再试或联系管理员", 423)
+            return await again("账号已临时锁定，请稍后再试或联系管理员", 423, "account_locked")
         except (service.InvalidCredentials, service.InvalidInput):
-            return again("用户名或密码不正确", 401)
+            return await again("用户名或密码不正确", 401, "invalid_credentials")
         token = await service.issue_token(db, staff, region)
         response = web.HTTPFound(target or HOME.get(staff.role, "/office"))
         session.set_session(request, response, token)
