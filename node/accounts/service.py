@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from node.accounts.models import node_secrets, users
 from node.accounts.staff import ROLE_LABELS, ROLES, Staff
+from node.filemodes import open_private, private_dir
 from node.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -640,7 +641,7 @@ def _read_secret_file(path: Path) -> bytes | None:
 def _write_secret_file(path: Path, value: str) -> None:
     private_dir(path.parent)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = open_private(tmp)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(value + "\n")
@@ -655,13 +656,6 @@ def _write_secret_file(path: Path, value: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def private_dir(path: Path) -> None:
-    """Make ``path`` (and missing parents) a folder only the node's user may enter."""
-    if not path.is_dir():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
 
 
 async def _read_db_secret(db: Database) -> str | None:
