@@ -33,6 +33,7 @@ from inspection.hub import ice_servers
 from inspection.models import inspection_token_uses
 from inspection.session import LiveSession, Participant, resume_hash
 from node.accounts import service as accounts
+from node.accounts import sessions
 from node.accounts.auth import Staff
 from node.appkeys import CONFIG, DATABASE, HUB
 from node.http_errors import ApiError
@@ -82,11 +83,7 @@ async def staff_from_cookie(request: web.Request) -> Staff | None:
     origin = request.headers.get("Origin")
     if origin is None or urlsplit(origin).netloc != request.host:
         return None
-    try:
-        from node.pages import session as pages_session
-    except ImportError:  # pragma: no cover - pages not installed
-        return None
-    return await pages_session.cookie_staff(request)
+    return await sessions.cookie_staff(request)
 
 
 async def use_token(request: web.Request, live: LiveSession, token: Any) -> str:

@@ -13,6 +13,7 @@ from inspection.hub import InspectionHub, prepare_media
 from inspection.scheduler import SessionScheduler
 from inspection.views import routes as inspection_routes
 from node.accounts.ratelimit import RateLimiter
+from node.accounts.service import ensure_token_secret, use_node_dir
 from node.accounts.views import routes as account_routes
 from node.api.cases import routes as case_routes
 from node.api.citizen import routes as citizen_api_routes
@@ -85,6 +86,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     db = Database(config.database_url)
     await upgrade(db)
+    # The staff token secret is a file of the node directory (moved there from the database
+    # of a node made by an older Tongban).
+    use_node_dir(db, config.dir)
+    await ensure_token_secret(db, config.dir)
     identity = await NodeIdentity.load(config, db)
     federation = Federation(config, db, identity)
 

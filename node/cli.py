@@ -22,12 +22,16 @@ from node.federation.partners import (
     parse_partners,
     render_partners,
 )
+from node.filemodes import set_private_umask
 from node.provisioning import InitError, add_partner, init_node, self_entry
 from node.storage.database import Database
 from node.workdays import cli as workdays_cli
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything is written: the database, blobs, keys and secrets are the node user's
+    # only (docs/operations.md, File modes).
+    set_private_umask()
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

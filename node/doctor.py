@@ -23,6 +23,7 @@ from node.federation.client import client_ssl_context
 from node.federation.identity import NodeIdentity
 from node.federation.partners import refused_partners
 from node.federation.trust import TrustStore
+from node.filemodes import loose_files, sqlite_files
 from node.storage.blobs import open_blob_store
 from node.storage.database import Database
 from node.storage.migrate import alembic_config
@@ -49,6 +50,7 @@ async def run_checks(config: NodeConfig, *, today: date | None = None) -> list[C
         checks.append(Check("fail", "key", f"node.key 权限过宽 mode {oct(mode)}: chmod 600"))
     else:
         checks.append(Check("ok", "key", "node.key 0600"))
+    checks.append(_file_modes(config))
     checks.extend(_tls(config))
     if config.blobs.backend == "s3":
         checks.append(await _blob_store(config))
@@ -80,6 +82,23 @@ async def run_checks(config: NodeConfig, *, today: date | None = None) -> list[C
     finally:
         await db.dispose()
     return checks
+
+
+def _file_modes(config: NodeConfig) -> Check:
+    """Nobody but the node's user may read the node directory, the database, the secrets and
+    the blobs (docs/operations.md, File modes)."""
+    paths = [config.dir, *sqlite_files(config.database_url)]
+    trees = [config.dir / "secrets", config.retired_key_dir]
+    if config.blobs.backend == "folder":
+        trees.append(config.blob_dir)
+    found = loose_files(paths, trees)
+    if not found:
+        return Check("ok", "files", "节点目录 0700，数据库、密钥与文件 0600 (private)")
+    shown = "; ".join(
+        f"{path} {oct(mode)}: chmod {'700' if path.is_dir() else '600'}" for path, mode in found[:5]
+    )
+    more = f" (+{len(found) - 5} more)" if len(found) > 5 else ""
+    return Check("fail", "files", f"权限过宽 readable by others: {shown}{more}")
 
 
 async def _blob_store(config: NodeConfig) -> Check:

@@ -264,6 +264,7 @@ def spec() -> dict[str, Any]:
             )
         },
         "/api/v1/token/refresh": {"post": _op("a fresh token for a valid one", tag="accounts")},
+        "/api/v1/logout": {"post": _op("revoke every token of the caller", tag="accounts")},
         "/api/v1/me": {"get": _op("the logged-in staff member", tag="accounts")},
         "/api/v1/users": {
             "get": _op("list staff (admin)", tag="accounts"),

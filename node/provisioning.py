@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from sqlalchemy import select
 
+from node.accounts.service import ensure_token_secret
 from node.config import CONFIG_FILE, NodeConfig
 from node.federation.identity import register_new_key, write_private_key
 from node.federation.models import own_keys
 from node.federation.partners import Partner, load_partners, render_partners
+from node.filemodes import PRIVATE_FILE, private_dir, private_sqlite
 from node.storage.database import Database
 from node.storage.migrate import upgrade
 from protocol.keys import REGION_RE, TrustedKey, generate_private_key, load_public_key_text, utc
@@ -35,13 +38,15 @@ async def init_node(
     database_url: str | None = None,
     extra_toml: str = "",
 ) -> NodeConfig:
-    """Write tongban.toml, node.key (0600) and partners.toml, and create the database."""
+    """Write tongban.toml, node.key, partners.toml and the staff token secret
+    (secrets/staff-token.key), and create the database and the blob folder: the directory and
+    its folders 0700, every file 0600 (a SQLite database included), whatever the umask."""
     if not REGION_RE.match(region):
         raise InitError(f"region {region!r} is not a 6-digit 行政区划代码")
     directory = directory.resolve()
     if (directory / CONFIG_FILE).exists():
         raise InitError(f"{directory / CONFIG_FILE} exists already")
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     url = (url or f"http://{host}:{port}").rstrip("/")
     if not re.match(r"^https?://", url):
         raise InitError("url must start with http:// or https://")
@@ -58,18 +63,23 @@ async def init_node(
         lines.append(f"database_url = {_toml_string(database_url)}")
     text = "\n".join(lines) + "\n" + (extra_toml.strip() + "\n" if extra_toml.strip() else "")
     (directory / CONFIG_FILE).write_text(text, encoding="utf-8")
+    os.chmod(directory / CONFIG_FILE, PRIVATE_FILE)
     config = NodeConfig.load(directory)
     key = generate_private_key()
     write_private_key(config.key_file, key)
     if not config.partners_file.exists():
         config.partners_file.write_text(render_partners([]), encoding="utf-8")
-    config.blob_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(config.partners_file, PRIVATE_FILE)
+    private_dir(config.blob_dir)
+    private_sqlite(config.database_url)
     db = Database(config.database_url)
     try:
         await upgrade(db)
         await register_new_key(config, db, key)
+        await ensure_token_secret(db, config.dir)
     finally:
         await db.dispose()
+    private_sqlite(config.database_url)  # -wal and -shm, should SQLite have made them otherwise
     return config
 
 

@@ -13,11 +13,15 @@ import base64
 import io
 import json
 import logging
+import secrets
+import stat
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import pytest
@@ -29,7 +33,7 @@ from sqlalchemy import select
 from node.accounts import service
 from node.accounts.auth import ROLES, Staff, authenticate, require_role
 from node.accounts.models import node_secrets, users
-from node.accounts.ratelimit import RateLimiter
+from node.accounts.ratelimit import LoginThrottle, RateLimiter
 from node.accounts.views import LOGIN_LIMITER, routes
 from node.appkeys import CONFIG, DATABASE
 from node.config import NodeConfig
@@ -37,6 +41,7 @@ from node.http_errors import ApiError, error_middleware
 from node.provisioning import init_node
 from node.storage.database import Database
 from tests.support.databases import DatabaseFactory
+from tests.support.waiting import wait_until
 
 PASSWORD = "tongban-demo"
 Client = Callable[..., Awaitable[TestClient]]  # the aiohttp_client fixture
@@ -56,7 +61,7 @@ async def make_node(tmp: Path, databases: DatabaseFactory, region: str, name: st
     )
 
 
-def accounts_app(config: NodeConfig, limiter: RateLimiter | None = None) -> web.Application:
+def accounts_app(config: NodeConfig, limiter: LoginThrottle | None = None) -> web.Application:
     """The accounts area as a node serves it."""
     app = web.Application(middlewares=[error_middleware])
     app[CONFIG] = config
@@ -82,6 +87,7 @@ async def config(tmp_path: Path, databases: DatabaseFactory) -> NodeConfig:
 @pytest.fixture
 async def db(config: NodeConfig) -> AsyncIterator[Database]:
     handle = Database(config.database_url)
+    service.use_node_dir(handle, config.dir)
     yield handle
     await handle.dispose()
 
@@ -215,7 +221,7 @@ async def test_an_admin_password_reset_clears_the_lock(db: Database) -> None:
 async def test_login_failures_are_rate_limited_per_client(
     aiohttp_client: Client, config: NodeConfig, db: Database
 ) -> None:
-    client = await aiohttp_client(accounts_app(config, RateLimiter(rate_per_minute=1, burst=3)))
+    client = await aiohttp_client(accounts_app(config, LoginThrottle(rate_per_minute=1, burst=3)))
     await service.create_user(db, "clerk", PASSWORD, "clerk")
     for _ in range(5):  # successes do not count
         assert (await login(client, "clerk"))[0] == 200
@@ -225,6 +231,73 @@ async def test_login_failures_are_rate_limited_per_client(
     assert resp.status == 429
     assert (await resp.json())["error"] == "rate_limited"
     assert int(resp.headers["Retry-After"]) >= 1
+
+
+class GatedHasher(PasswordHasher):
+    """argon2id (cheap parameters) whose checks of wrong passwords wait at a gate until the
+    test opens it: the attempts are then truly in flight together, whatever the engine."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.gate = threading.Event()
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        if str(password).startswith("wrong"):
+            with self._lock:
+                self.waiting += 1
+            self.gate.wait()
+        return super().verify(hash, password)
+
+
+async def test_parallel_guesses_cannot_get_past_the_lockout(
+    aiohttp_client: Client, config: NodeConfig, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eleven wrong passwords in flight and the right one sent while they are: each attempt
+    is counted before its password is checked, so only five are checked and the right one is
+    locked out."""
+    await service.create_user(db, "clerk", PASSWORD, "clerk")
+    hasher = GatedHasher()
+    monkeypatch.setattr(service, "HASHER", hasher)
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=16))
+    client = await aiohttp_client(accounts_app(config))
+    wrong = [asyncio.create_task(login(client, "clerk", f"wrong-password-{n}")) for n in range(11)]
+
+    async def five_in_flight() -> bool:
+        return hasher.waiting >= service.MAX_FAILURES
+
+    try:
+        await wait_until(five_in_flight)
+        right = await login(client, "clerk")
+    finally:
+        hasher.gate.set()
+    answers = [await task for task in wrong]
+    assert right[0] == 423 and right[1]["error"] == "account_locked"
+    assert hasher.waiting == service.MAX_FAILURES  # only five passwords were ever checked
+    statuses = sorted(status for status, _body in answers)
+    assert statuses == [401] * (service.MAX_FAILURES - 1) + [423] * 7
+    assert (await service.get_user(db, "clerk")).locked()
+    assert (await login(client, "clerk"))[0] == 423
+
+
+async def test_parallel_failures_cannot_get_past_the_address_limit(
+    aiohttp_client: Client, config: NodeConfig, db: Database
+) -> None:
+    """Two replicas of the node on one database, ten failed logins from one address at once:
+    the budget of three is counted in the database before any password is checked."""
+    limiter = LoginThrottle(rate_per_minute=1, burst=3)
+    replicas = [await aiohttp_client(accounts_app(config, limiter)) for _ in range(2)]
+    await service.create_user(db, "clerk", PASSWORD, "clerk")
+    answers = await asyncio.gather(
+        *(login(replicas[n % 2], f"user{n}", "wrong-password") for n in range(10))
+    )
+    statuses = sorted(status for status, _body in answers)
+    assert statuses == [401] * 3 + [429] * 7
+    assert {body["error"] for status, body in answers if status == 429} == {"rate_limited"}
+    # The right password from that address waits too; the account itself is not locked.
+    assert (await login(replicas[0], "clerk"))[0] == 429
+    assert not (await service.get_user(db, "clerk")).locked()
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -241,6 +314,46 @@ async def test_an_expired_token_is_refused(client: TestClient, db: Database) -> 
     assert (await call(client, "POST", "/api/v1/token/refresh", old))[0] == 401
     fresh = await service.issue_token(db, staff, "430400", now=time.time() - 3000)
     assert (await call(client, "GET", "/api/v1/me", fresh))[0] == 200
+
+
+async def test_a_token_is_good_for_one_hour_whatever_it_says(
+    client: TestClient, db: Database
+) -> None:
+    """Signed with the node's own secret (a leaked secret, or a bug that signs what it is
+    given): a token that claims a longer life, or was issued in the future, is refused."""
+    user = await service.create_user(db, "clerk", PASSWORD, "clerk")
+    good = await service.issue_token(db, user.staff("430400"), "430400")
+    claims = jwt.decode(good, options={"verify_signature": False})
+    secret = await service.jwt_secret(db)
+    now = int(time.time())
+    for iat, exp in (
+        (now - 60, now + 30 * 24 * 3600),  # a month
+        (now - 2 * 3600, now + 600),  # issued two hours ago, "still valid"
+        (now + 3600, now + 7200),  # issued in an hour
+    ):
+        token = jwt.encode({**claims, "iat": iat, "exp": exp}, secret, algorithm="HS256")
+        assert await call(client, "GET", "/api/v1/me", token) == (
+            401,
+            {"error": "unauthorized", "detail": "请重新登录"},
+        ), (iat - now, exp - now)
+        assert (await call(client, "POST", "/api/v1/token/refresh", token))[0] == 401
+    assert (await call(client, "GET", "/api/v1/me", good))[0] == 200
+
+
+async def test_logging_out_revokes_the_token(client: TestClient, db: Database) -> None:
+    await service.create_user(db, "clerk", PASSWORD, "clerk")
+    token = await token_of(client, "clerk")
+    status, body = await call(client, "POST", "/api/v1/token/refresh", token)
+    assert status == 200
+    refreshed = body["token"]
+    assert await call(client, "POST", "/api/v1/logout", token) == (200, {"logged_out": True})
+    # Every token of that login is dead at once, on every process (the database says so).
+    for old in (token, refreshed):
+        assert (await call(client, "GET", "/api/v1/me", old))[0] == 401
+        assert (await call(client, "POST", "/api/v1/token/refresh", old))[0] == 401
+        assert (await call(client, "POST", "/api/v1/logout", old))[0] == 401
+    # Logging in again works.
+    assert (await call(client, "GET", "/api/v1/me", await token_of(client, "clerk")))[0] == 200
 
 
 async def test_a_token_of_another_regions_node_is_refused(
@@ -316,22 +429,62 @@ async def test_refresh_gives_a_new_token_within_one_working_day(
     assert (await call(client, "POST", "/api/v1/token/refresh", stale))[0] == 401
 
 
-async def test_the_signing_secret_is_in_the_database_and_shared(
+async def test_the_signing_secret_is_a_private_file_shared_by_replicas(
     config: NodeConfig, db: Database
 ) -> None:
+    # Made by `tongban init`, readable by the node's user only, not in the database.
+    path = config.dir / "secrets" / "staff-token.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     user = await service.create_user(db, "clerk", PASSWORD, "clerk")
     token = await service.issue_token(db, user.staff("430400"), "430400")
     other_process = Database(config.database_url)
+    service.use_node_dir(other_process, config.dir)
     try:
         staff = await service.decode_token(other_process, token, "430400")
         assert await service.jwt_secret(other_process) == await service.jwt_secret(db)
     finally:
         await other_process.dispose()
     assert staff == Staff(user.id, "clerk", "clerk", "clerk", "430400")
-    async with db.read() as conn:
-        rows = (await conn.execute(select(node_secrets))).all()
-    assert [row.name for row in rows] == ["jwt"]
     assert len(await service.jwt_secret(db)) >= 32
+    async with db.read() as conn:
+        assert (await conn.execute(select(node_secrets))).all() == []
+    # A database handle nobody told where the node directory is cannot sign anything.
+    stray = Database(config.database_url)
+    try:
+        with pytest.raises(RuntimeError):
+            await service.issue_token(stray, user.staff("430400"), "430400")
+    finally:
+        await stray.dispose()
+
+
+async def test_a_secret_kept_in_the_database_moves_to_the_file(config: NodeConfig) -> None:
+    """A node from before: its secret (and its users' tokens) survive, the row goes."""
+    old = secrets.token_bytes(64)
+    path = config.dir / "secrets" / "staff-token.key"
+    path.unlink()
+    handle = Database(config.database_url)
+    try:
+        async with handle.write() as conn:
+            value = base64.urlsafe_b64encode(old).decode().rstrip("=")
+            await conn.execute(
+                node_secrets.insert().values(name="jwt", value=value, created_at=time.time())
+            )
+        # What `tongban run` does before it serves.
+        assert await service.ensure_token_secret(handle, config.dir) == old
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        async with handle.read() as conn:
+            assert (await conn.execute(select(node_secrets))).all() == []
+        service.use_node_dir(handle, config.dir)
+        assert await service.jwt_secret(handle) == old
+    finally:
+        await handle.dispose()
+    # Started again: the file is kept as it is.
+    again = Database(config.database_url)
+    try:
+        assert await service.ensure_token_secret(again, config.dir) == old
+    finally:
+        await again.dispose()
 
 
 # -- roles and the users API ------------------------------------------------------------------

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 from playwright.async_api import Page
 
+from node.accounts.sessions import cookie_name
 from node.accounts.staff import ROLE_LABELS
-from node.pages.session import cookie_name
-from tests.support.api import PASSWORD, ApiClient
+from tests.support.api import ApiClient, form_login
 from tests.support.browser import PHONE, chromium, output_dir, overflowing
 from tests.support.csp import directives, inline_code
 from tests.support.databases import DatabaseFactory
@@ -61,11 +61,7 @@ async def _cookies(http: aiohttp.ClientSession, node: RunningNode) -> dict[str, 
     """Each role's session cookie on ``node`` (the login form, as a browser would post it)."""
     cookies: dict[str, dict[str, str]] = {"anonymous": {}}
     for role in ROLE_LABELS:
-        async with http.post(
-            f"{node.url}/login",
-            data={"username": role, "password": PASSWORD, "next": ""},
-            allow_redirects=False,
-        ) as resp:
+        async with await form_login(http, node.url, role) as resp:
             assert resp.status == 302, role
             name = cookie_name(node.config.region)
             cookies[role] = {name: resp.cookies[name].value}

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from playwright.async_api import Page, expect
 
-from node.pages.session import cookie_name
+from node.accounts.sessions import cookie_name
 from protocol.identifiers import resident_id_check_digit
 from tests.support.api import ApiClient, pdf
 from tests.support.browser import (

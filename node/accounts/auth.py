@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.accounts import service
+from node.accounts import service, sessions
 from node.accounts.staff import ROLES, Staff
-from node.appkeys import CONFIG, DATABASE
+from node.appkeys import CONFIG
 from node.http_errors import ApiError
 
 __all__ = ["ROLES", "Staff", "authenticate", "bearer_token", "require_role"]
@@ -37,18 +37,18 @@ async def authenticate(request: web.Request) -> Staff:
     ``csrf_failed`` otherwise); ApiError 401 (code ``unauthorized``) when there is neither."""
     token = bearer_token(request)
     if token is None:
-        from node.pages import session  # the pages sit on top of this module
-
-        staff = await session.cookie_staff(request)
+        staff = await sessions.cookie_staff(request)
         if staff is None:
             raise _unauthorized()
-        if request.method in session.UNSAFE and not await session.csrf_ok(
-            request, session.cookie_token(request) or "", request.headers.get(session.CSRF_HEADER)
+        if request.method in sessions.UNSAFE and not await sessions.csrf_ok(
+            request, sessions.cookie_token(request) or "", request.headers.get(sessions.CSRF_HEADER)
         ):
             raise ApiError(403, "csrf_failed", "页面已过期，请刷新后重试")
         return staff
     try:
-        return await service.decode_token(request.app[DATABASE], token, request.app[CONFIG].region)
+        return await service.decode_token(
+            sessions.database(request), token, request.app[CONFIG].region
+        )
     except service.InvalidToken:
         raise _unauthorized() from None
 

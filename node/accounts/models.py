@@ -6,10 +6,12 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Float,
+    Index,
     Integer,
     String,
     Table,
     Text,
+    text,
 )
 
 from node.accounts.staff import ROLES
@@ -36,6 +38,8 @@ users = Table(
     Column("locked_until", Float, nullable=True),
     # Also the token generation: tokens carry it, and a change of password voids older tokens.
     Column("password_changed_at", Float, nullable=False),
+    # Tokens carry it (claim ``tv``); logging out adds one, which revokes every older token.
+    Column("token_version", Integer, nullable=False, default=0, server_default=text("0")),
     CheckConstraint(_ROLE_CHECK, name="role"),
 )
 
@@ -47,4 +51,16 @@ node_secrets = Table(
     # Base64 (url-safe, no padding) of the secret bytes.
     Column("value", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+#: Failed-login budgets per client address (a token bucket per row), kept in the database so
+#: that every process of the node spends one budget. ``key`` is the SHA-256 of the client key
+#: (no addresses stored); rows whose bucket has refilled are deleted as logins come.
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    Index("ix_login_throttle_updated", "updated"),
 )

@@ -6,17 +6,26 @@ allowed; ``check(key)`` only looks. A bucket that has refilled completely is the
 bucket at all, so such buckets are dropped, and past ``max_keys`` the least recently used bucket
 goes: memory stays bounded whatever keys callers invent.
 
-The state lives in one process. Several node processes behind a load balancer each keep their
-own buckets, so the effective limit is up to one budget per process; the account lockout (in
-the database) is what is shared.
+The state of a ``RateLimiter`` lives in one process: several node processes behind a load
+balancer each keep their own buckets, so the effective limit is up to one budget per process
+(the citizens' lookups use it). Failed logins use ``LoginThrottle`` instead: the same buckets
+in the database, spent atomically, so all processes of a node share one budget.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Float, case, delete, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from node.accounts.models import login_throttle
+from node.storage.database import Database
 
 
 @dataclass
@@ -104,3 +113,79 @@ class RateLimiter:
     def reset(self, key: str) -> None:
         """Forget ``key`` (its bucket is full again)."""
         self._buckets.pop(key, None)
+
+
+class LoginThrottle:
+    """Failed-login budgets per client, in the database (table ``login_throttle``).
+
+    The same token bucket as ``RateLimiter``, but every process of a node on one database
+    spends one budget, and ``take`` is one conditional UPDATE: parallel requests cannot all
+    pass a check before any of them is counted. A login takes a token *before* its password is
+    checked and gives it back when it succeeded, so only failures use the budget up.
+    """
+
+    def __init__(self, rate_per_minute: float, burst: int) -> None:
+        if rate_per_minute <= 0 or burst < 1:
+            raise ValueError("rate_per_minute and burst must be positive")
+        self.rate_per_second = rate_per_minute / 60.0
+        self.burst = float(burst)
+        #: Seconds an untouched bucket needs to refill from empty; older rows are full.
+        self.refill_seconds = self.burst / self.rate_per_second
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def _level(self, now: ColumnElement[float]) -> ColumnElement[float]:
+        """The bucket's tokens at ``now`` (SQL over the row)."""
+        table = login_throttle
+        elapsed = case((table.c.updated < now, now - table.c.updated), else_=literal(0.0))
+        level = table.c.tokens + elapsed * literal(self.rate_per_second, Float())
+        full = literal(self.burst, Float())
+        return case((level > full, full), else_=level)
+
+    async def take(self, db: Database, key: str, *, now: float | None = None) -> float:
+        """Take one token for ``key``: 0.0 if taken, else the seconds until one is there."""
+        now = time.time() if now is None else now
+        digest = self._key(key)
+        table = login_throttle
+        at = literal(now, Float())
+        insert = (sqlite_insert if db.is_sqlite else postgresql_insert)(table)
+        for _attempt in range(3):
+            async with db.write() as conn:
+                await conn.execute(
+                    delete(table).where(
+                        table.c.updated < now - self.refill_seconds, table.c.key != digest
+                    )
+                )
+                fresh = insert.values(key=digest, tokens=self.burst, updated=now)
+                await conn.execute(fresh.on_conflict_do_nothing(index_elements=[table.c.key]))
+                level = self._level(at)
+                taken = await conn.execute(
+                    update(table)
+                    .where(table.c.key == digest, level >= 1.0)
+                    .values(
+                        tokens=level - 1.0,
+                        updated=case((table.c.updated < at, at), else_=table.c.updated),
+                    )
+                )
+                if taken.rowcount == 1:
+                    return 0.0
+                left = (
+                    await conn.execute(select(level).where(table.c.key == digest))
+                ).scalar_one_or_none()
+            if left is not None:
+                return max(1.0, (1.0 - float(left)) / self.rate_per_second)
+            # The row went between our insert and update (pruned by a neighbour): again.
+        return 1.0
+
+    async def give_back(self, db: Database, key: str) -> None:
+        """Return the token a successful login took."""
+        table = login_throttle
+        plus_one = table.c.tokens + 1.0
+        async with db.write() as conn:
+            await conn.execute(
+                update(table)
+                .where(table.c.key == self._key(key))
+                .values(tokens=case((plus_one > self.burst, self.burst), else_=plus_one))
+            )

@@ -3,11 +3,12 @@
 No HTTP here: refusals are ``AccountError`` subclasses with a stable ``code`` and a Chinese
 ``message``; node.accounts.views and node.accounts.auth turn them into API errors.
 
-Tokens are signed with a secret kept in the database (table ``node_secrets``, made at random
-on first use), so every process serving one region on one database accepts the tokens of the
-others. A token names the region of the node that issued it and is refused anywhere else. It
-also carries the user's ``password_changed_at``: setting a new password voids every older
-token at once, and a deactivated user's tokens stop working on the next request.
+Tokens are signed with a secret kept in a file of the node directory
+(``secrets/staff-token.key``, mode 0600, made by ``tongban init`` or at first start), which
+every process serving one region shares, so each accepts the tokens of the others. A token
+names the region of the node that issued it and is refused anywhere else. It also carries the
+user's ``password_changed_at``: setting a new password voids every older token at once, and a
+deactivated user's tokens stop working on the next request.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Float, case, delete, func, insert, literal, null, select, update
 from sqlalchemy.exc import IntegrityError
 
 from node.accounts.models import node_secrets, users
 from node.accounts.staff import ROLE_LABELS, ROLES, Staff
+from node.filemodes import write_private_once
 from node.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -45,8 +48,11 @@ MAX_SESSION = 12 * 3600.0
 TOKEN_LEEWAY = 30
 TOKEN_AUDIENCE = "tongban-staff"
 TOKEN_ALGORITHM = "HS256"
-#: Name of the token signing secret in ``node_secrets``.
+#: Name of the token signing secret in ``node_secrets``, where nodes before kept it: now only
+#: read once, to move it into TOKEN_SECRET_FILE.
 JWT_SECRET_NAME = "jwt"
+#: The staff token signing secret, relative to the node directory (mode 0600).
+TOKEN_SECRET_FILE = Path("secrets") / "staff-token.key"
 JWT_SECRET_BYTES = 64
 
 #: Consecutive failed logins that lock an account, and for how long, seconds.
@@ -131,6 +137,17 @@ class AccountLocked(AccountError):
         self.until = until
         minutes = max(1, round((until - time.time()) / 60))
         super().__init__(f"连续登录失败次数过多，账号已锁定，请约 {minutes} 分钟后再试")
+
+
+class RateLimited(AccountError):
+    """Too many failed logins from one client address (node.accounts.ratelimit)."""
+
+    code = "rate_limited"
+    message = "登录尝试过于频繁，请稍后再试"
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__()
 
 
 class InvalidToken(AccountError):
@@ -446,97 +463,184 @@ async def verify_login(
     Raises InvalidCredentials for an unknown user, a wrong password and a deactivated account
     alike (an unknown username costs the same argon2 work as a known one), and AccountLocked
     while the account is locked: five consecutive failures lock it for 15 minutes.
+
+    The attempt is counted in the database *before* the password is checked, with one
+    conditional UPDATE (``_claim_attempt``): however many attempts arrive at once, on however
+    many processes, at most five are ever checked before the lock.
     """
     now = time.time() if now is None else now
     name = normalize_username(username) if isinstance(username, str) else ""
+    typed = password if isinstance(password, str) else ""
     row = None
     if USERNAME_RE.match(name):
         async with db.read() as conn:
             row = await _user_row(conn, name)
-    if row is not None and row.active and row.locked_until is not None and row.locked_until > now:
-        raise AccountLocked(float(row.locked_until))
-    stored = row.password_hash if row is not None else None
-    ok = await _verify(stored, password if isinstance(password, str) else "")
     if row is None or not row.active:
+        await _verify(None, typed)  # the same argon2 work as for a real account
         log.info("failed login: unknown or inactive username")
         raise InvalidCredentials()
-    if not ok:
-        until = await _record_failure(db, int(row.id), now)
-        if until is not None:
+    attempt = await _claim_attempt(db, int(row.id), now)
+    if not attempt.allowed:
+        raise AccountLocked(attempt.locked_until)
+    if not await _verify(row.password_hash, typed):
+        if attempt.locks:
             log.warning("account locked after %d failed logins: %s", MAX_FAILURES, row.username)
-            raise AccountLocked(until)
+            raise AccountLocked(attempt.locked_until)
         log.info("failed login: %s", row.username)
         raise InvalidCredentials()
-    changes: dict[str, Any] = {}
-    if row.failed_logins or row.locked_until is not None:
-        changes.update(failed_logins=0, locked_until=None)
+    changes: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
     if HASHER.check_needs_rehash(row.password_hash):
-        changes["password_hash"] = await _hash(password)
-    if changes:
-        async with db.write() as conn:
-            await conn.execute(update(users).where(users.c.id == row.id).values(**changes))
+        changes["password_hash"] = await _hash(typed)
+    async with db.write() as conn:
+        await conn.execute(update(users).where(users.c.id == row.id).values(**changes))
     log.info("login: %s (%s)", row.username, row.role)
     return User.from_row(row).staff(region)
 
 
-async def _record_failure(db: Database, user_id: int, now: float) -> float | None:
-    """Count one failed login; lock the account at MAX_FAILURES. Returns the lock's end."""
+@dataclass(frozen=True)
+class _Attempt:
+    allowed: bool
+    #: This attempt was the last one allowed: if it fails, the account is locked.
+    locks: bool
+    locked_until: float
+
+
+async def _claim_attempt(db: Database, user_id: int, now: float) -> _Attempt:
+    """Count one login attempt before its password is checked.
+
+    ``failed_logins`` counts failed attempts and attempts in progress; a success sets it back
+    to 0. The attempt that brings it to MAX_FAILURES also sets the lock (a success lifts it
+    again), and while the count is at MAX_FAILURES or the lock holds, no attempt is allowed.
+    The check and the count are one UPDATE ... WHERE, so on PostgreSQL a concurrent attempt
+    waits for the row and re-checks the condition, and SQLite has one writer: the processes
+    of a node on one database agree.
+    """
+    until = now + LOCK_SECONDS
     async with db.write() as conn:
+        # A lock that has ended starts a new count.
         await conn.execute(
             update(users)
-            .where(users.c.id == user_id)
-            .values(failed_logins=users.c.failed_logins + 1)
+            .where(
+                users.c.id == user_id,
+                users.c.locked_until.is_not(None),
+                users.c.locked_until <= now,
+            )
+            .values(failed_logins=0, locked_until=None)
         )
-        failures = (
-            await conn.execute(select(users.c.failed_logins).where(users.c.id == user_id))
-        ).scalar_one()
-        if failures < MAX_FAILURES:
-            return None
-        until = now + LOCK_SECONDS
-        await conn.execute(
-            update(users).where(users.c.id == user_id).values(failed_logins=0, locked_until=until)
+        claimed = await conn.execute(
+            update(users)
+            .where(
+                users.c.id == user_id,
+                users.c.locked_until.is_(None),
+                users.c.failed_logins < MAX_FAILURES,
+            )
+            .values(
+                failed_logins=users.c.failed_logins + 1,
+                locked_until=case(
+                    (users.c.failed_logins + 1 >= MAX_FAILURES, literal(until, Float())),
+                    else_=null(),
+                ),
+            )
         )
-        return until
+        row = (
+            await conn.execute(
+                select(users.c.failed_logins, users.c.locked_until).where(users.c.id == user_id)
+            )
+        ).one()
+    locked_until = until if row.locked_until is None else float(row.locked_until)
+    if claimed.rowcount != 1:
+        return _Attempt(allowed=False, locks=False, locked_until=locked_until)
+    return _Attempt(
+        allowed=True, locks=row.failed_logins >= MAX_FAILURES, locked_until=locked_until
+    )
 
 
 # -- tokens -----------------------------------------------------------------------------------
 
 _secrets: weakref.WeakKeyDictionary[Database, bytes] = weakref.WeakKeyDictionary()
+_node_dirs: weakref.WeakKeyDictionary[Database, Path] = weakref.WeakKeyDictionary()
+
+
+def token_secret_file(directory: Path) -> Path:
+    """Where the staff token secret of the node in ``directory`` lives."""
+    return directory / TOKEN_SECRET_FILE
+
+
+def use_node_dir(db: Database, directory: Path) -> None:
+    """Tell this area which node directory ``db`` belongs to: its token secret is there.
+    Cheap; the HTTP code calls it on every request (node.accounts.sessions.database)."""
+    if _node_dirs.get(db) != directory:
+        _node_dirs[db] = directory
+        _secrets.pop(db, None)
 
 
 async def jwt_secret(db: Database) -> bytes:
-    """The token signing secret of this node's database, made at random on first use and
-    cached per Database (so per app / per process)."""
+    """The token signing secret of the node ``db`` belongs to (``use_node_dir``), read from
+    its file once and cached per Database (so per app / per process)."""
     cached = _secrets.get(db)
     if cached is not None:
         return cached
-    value = await _read_secret(db)
-    if value is None:
-        fresh = base64.urlsafe_b64encode(secrets.token_bytes(JWT_SECRET_BYTES)).decode().rstrip("=")
-        try:
-            async with db.write() as conn:
-                found = (
-                    await conn.execute(
-                        select(node_secrets.c.value).where(node_secrets.c.name == JWT_SECRET_NAME)
-                    )
-                ).scalar_one_or_none()
-                if found is None:
-                    await conn.execute(
-                        insert(node_secrets).values(
-                            name=JWT_SECRET_NAME, value=fresh, created_at=time.time()
-                        )
-                    )
-        except IntegrityError:  # another process made it first: use theirs
-            pass
-        value = await _read_secret(db)
-        if value is None:  # pragma: no cover - we just wrote it
-            raise RuntimeError("could not store the token secret")
-    secret = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    directory = _node_dirs.get(db)
+    if directory is None:
+        raise RuntimeError("the token secret is in the node directory: call use_node_dir first")
+    secret = await ensure_token_secret(db, directory)
     _secrets[db] = secret
     return secret
 
 
-async def _read_secret(db: Database) -> str | None:
+async def ensure_token_secret(db: Database, directory: Path) -> bytes:
+    """The secret in ``DIR/secrets/staff-token.key`` (mode 0600 in a 0700 folder), made now if
+    there is none: from the ``jwt`` row of ``node_secrets`` that nodes before kept in the
+    database (so their tokens stay valid), else at random. The row is deleted once the file
+    exists: a user who can read the database must not be able to sign staff tokens.
+
+    Replicas share the node directory. A new file is written aside and hard-linked into place,
+    which fails if another process was first; then that process's file is used. So every
+    replica ends up with the same secret, and nobody ever reads a half-written file.
+    """
+    path = token_secret_file(directory)
+    secret = await asyncio.to_thread(_read_secret_file, path)
+    if secret is None:
+        value = await _read_db_secret(db)
+        if value is None:
+            value = _b64(secrets.token_bytes(JWT_SECRET_BYTES))
+        await asyncio.to_thread(_write_secret_file, path, value)
+        secret = await asyncio.to_thread(_read_secret_file, path)
+        if secret is None:  # pragma: no cover - we just wrote it
+            raise RuntimeError(f"could not store the token secret in {path}")
+        log.info("staff token secret stored in %s", path)
+    async with db.write() as conn:
+        await conn.execute(delete(node_secrets).where(node_secrets.c.name == JWT_SECRET_NAME))
+    return secret
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def _read_secret_file(path: Path) -> bytes | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    try:
+        secret = _unb64(text)
+    except ValueError as exc:
+        raise RuntimeError(f"{path}: not a token secret (base64)") from exc
+    if len(secret) < 32:
+        raise RuntimeError(f"{path}: a token secret needs at least 32 bytes")
+    return secret
+
+
+def _write_secret_file(path: Path, value: str) -> None:
+    write_private_once(path, value + "\n")  # another replica was first: keep theirs
+
+
+async def _read_db_secret(db: Database) -> str | None:
     async with db.read() as conn:
         return (
             await conn.execute(
@@ -556,8 +660,9 @@ async def issue_token(
     """A staff token for ``staff`` from the node of ``region``, valid for TOKEN_LIFETIME.
 
     Claims: sub (user id as a string), username, role, region, iat, exp, jti, plus aud
-    ``tongban-staff``, pwc (the user's password_changed_at) and auth_time (when the user last
-    typed a password; refreshes keep it). ``now`` in the past gives an already expired token.
+    ``tongban-staff``, pwc (the user's password_changed_at), tv (the user's token_version,
+    which logging out bumps) and auth_time (when the user last typed a password; refreshes
+    keep it). ``now`` in the past gives an already expired token.
     Raises InvalidToken if the user is gone or deactivated.
     """
     now = time.time() if now is None else now
@@ -576,13 +681,23 @@ async def issue_token(
         "auth_time": int(now if auth_time is None else auth_time),
         "jti": uuid.uuid4().hex,
         "pwc": float(row.password_changed_at),
+        "tv": int(row.token_version),
     }
     return jwt.encode(claims, await jwt_secret(db), algorithm=TOKEN_ALGORITHM)
 
 
-def verify_token(secret: bytes, token: str, region: str) -> dict[str, Any]:
-    """The claims of a token signed with ``secret`` for ``region``'s node (signature,
-    algorithm, audience, expiry and region checked); InvalidToken otherwise. No database."""
+def verify_token(
+    secret: bytes, token: str, region: str, *, now: float | None = None
+) -> dict[str, Any]:
+    """The claims of a token signed with ``secret`` for ``region``'s node; InvalidToken
+    otherwise. No database.
+
+    Checked: signature (HS256 only), audience, region, expiry, and the lifetime against the
+    clock: a token issued in the future, or whose ``exp`` lies more than TOKEN_LIFETIME after
+    its ``iat``, is refused whatever ``exp`` says (so a token is never good for more than an
+    hour after it was issued, even one signed by mistake or with a leaked secret).
+    """
+    now = time.time() if now is None else now
     try:
         claims = jwt.decode(
             token,
@@ -590,11 +705,20 @@ def verify_token(secret: bytes, token: str, region: str) -> dict[str, Any]:
             algorithms=[TOKEN_ALGORITHM],
             audience=TOKEN_AUDIENCE,
             leeway=TOKEN_LEEWAY,
-            options={"require": ["sub", "exp", "iat", "jti", "region", "pwc", "aud"]},
+            options={"require": ["sub", "exp", "iat", "jti", "region", "pwc", "tv", "aud"]},
         )
-    except jwt.PyJWTError as exc:
+        issued, expires = float(claims["iat"]), float(claims["exp"])
+    except (jwt.PyJWTError, TypeError, ValueError) as exc:
         raise InvalidToken() from exc
+    if (
+        issued > now + TOKEN_LEEWAY
+        or expires - issued > TOKEN_LIFETIME
+        or now > issued + TOKEN_LIFETIME + TOKEN_LEEWAY
+    ):
+        raise InvalidToken()
     if claims.get("region") != region or not str(claims.get("sub", "")).isdigit():
+        raise InvalidToken()
+    if not isinstance(claims.get("tv"), int):
         raise InvalidToken()
     return claims
 
@@ -603,16 +727,33 @@ async def _decode(db: Database, token: str, region: str) -> tuple[Staff, dict[st
     claims = verify_token(await jwt_secret(db), token, region)
     async with db.read() as conn:
         row = await _user_row(conn, int(claims["sub"]))
-    if row is None or not row.active or claims["pwc"] != float(row.password_changed_at):
+    if (
+        row is None
+        or not row.active
+        or claims["pwc"] != float(row.password_changed_at)
+        or claims["tv"] != int(row.token_version)
+    ):
         raise InvalidToken()
     # Role and name as they are now: a role taken away is gone before the token expires.
     return User.from_row(row).staff(region), claims
 
 
+async def revoke_tokens(db: Database, user_id: int) -> None:
+    """Log ``user_id`` out: every token issued to them so far stops working at once, on every
+    process of the node (their ``tv`` claim no longer matches ``users.token_version``)."""
+    async with db.write() as conn:
+        await conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(token_version=users.c.token_version + 1)
+        )
+    log.info("tokens revoked: user %d", user_id)
+
+
 async def decode_token(db: Database, token: str, region: str) -> Staff:
     """The staff member of a token issued by this node (``region``); InvalidToken if it is
-    malformed, forged, expired, of another region, of a deactivated user, or older than the
-    user's last password change."""
+    malformed, forged, expired, of another region, of a deactivated user, older than the
+    user's last password change, or revoked by a logout."""
     staff, _claims = await _decode(db, token, region)
     return staff
 

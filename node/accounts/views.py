@@ -2,6 +2,7 @@
 
 - ``POST /api/v1/login`` ``{"username", "password"}`` → ``{"token", "expires_in", "user"}``
 - ``POST /api/v1/token/refresh`` (Bearer) → a fresh token
+- ``POST /api/v1/logout`` → revokes every token of the caller (and clears the page cookie)
 - ``GET /api/v1/me`` → the caller
 - ``GET|POST /api/v1/users`` (admin) → list / add
 - ``GET /api/v1/users/{id}`` (admin or self)
@@ -15,30 +16,28 @@ from __future__ import annotations
 
 import logging
 import math
-import weakref
 from typing import Any
 
 from aiohttp import web
 
-from node.accounts import service
+from node.accounts import service, sessions
 from node.accounts.auth import authenticate, bearer_token, require_role
-from node.accounts.ratelimit import RateLimiter
+from node.accounts.ratelimit import LoginThrottle
 from node.accounts.staff import ROLE_LABELS, Staff
-from node.appkeys import CONFIG, DATABASE
+from node.appkeys import CONFIG
 from node.http_errors import ApiError, field_error
 from node.http_json import path_int, read_json
 
 log = logging.getLogger(__name__)
 
-#: Failed logins allowed per client IP: a burst of 20, then 10 a minute. Only failures count,
-#: so a whole office behind one address can log in at nine o'clock.
+#: Failed logins allowed per client address: a burst of 20, then 10 a minute, counted in the
+#: database for all processes of the node. Only failures use it up, so a whole office behind
+#: one address can log in at nine o'clock.
 LOGIN_RATE_PER_MINUTE = 10
 LOGIN_BURST = 20
-#: Set this on the app before it starts to use another limiter (tests, a tuned deployment).
-LOGIN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("login_limiter", RateLimiter)
-_default_limiters: weakref.WeakKeyDictionary[web.Application, RateLimiter] = (
-    weakref.WeakKeyDictionary()
-)
+#: Set this on the app before it starts to use other limits (tests, a tuned deployment).
+LOGIN_LIMITER: web.AppKey[LoginThrottle] = web.AppKey("login_limiter", LoginThrottle)
+_DEFAULT_THROTTLE = LoginThrottle(rate_per_minute=LOGIN_RATE_PER_MINUTE, burst=LOGIN_BURST)
 #: Longest username or password accepted at the login form before any work is done.
 _MAX_LOGIN_FIELD = 1024
 
@@ -50,18 +49,33 @@ _STATUS = {
     service.UserExists: 409,
     service.LastAdmin: 409,
     service.AccountLocked: 423,
+    service.RateLimited: 429,
 }
 
 
-def login_limiter(app: web.Application) -> RateLimiter:
-    """The app's limiter of failed logins per client IP."""
-    limiter = app.get(LOGIN_LIMITER)
-    if limiter is None:
-        limiter = _default_limiters.get(app)
-        if limiter is None:
-            limiter = RateLimiter(rate_per_minute=LOGIN_RATE_PER_MINUTE, burst=LOGIN_BURST)
-            _default_limiters[app] = limiter
-    return limiter
+def login_limiter(app: web.Application) -> LoginThrottle:
+    """The app's limits of failed logins per client address."""
+    return app.get(LOGIN_LIMITER) or _DEFAULT_THROTTLE
+
+
+async def checked_login(request: web.Request, username: str, password: str) -> Staff:
+    """The staff member of ``username`` and ``password``, as ``service.verify_login`` gives
+    it, after the client address paid one try of its failed-login budget (given back when the
+    login succeeds). Raises service.RateLimited, InvalidCredentials or AccountLocked.
+
+    The try is taken before the password is checked: requests sent in parallel are counted
+    each, instead of all passing a check that none of them has counted yet.
+    """
+    db, region = sessions.database(request), request.app[CONFIG].region
+    throttle = login_limiter(request.app)
+    client = f"login-ip:{request.remote}"
+    wait = await throttle.take(db, client)
+    if wait:
+        log.warning("login refused: too many failures from one client")
+        raise service.RateLimited(wait)
+    staff = await service.verify_login(db, username, password, region=region)
+    await throttle.give_back(db, client)
+    return staff
 
 
 def api_error(exc: service.AccountError) -> ApiError:
@@ -121,9 +135,9 @@ def _token_answer(token: str, staff: Staff) -> dict[str, Any]:
     return {"token": token, "expires_in": int(service.TOKEN_LIFETIME), "user": _me(staff)}
 
 
-def _rate_limited(limiter: RateLimiter, key: str) -> web.Response:
-    response = ApiError(429, "rate_limited", "登录尝试过于频繁，请稍后再试").response()
-    response.headers["Retry-After"] = str(max(1, math.ceil(limiter.retry_after(key))))
+def _rate_limited(exc: service.RateLimited) -> web.Response:
+    response = api_error(exc).response()
+    response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return response
 
 
@@ -132,19 +146,13 @@ def routes() -> web.RouteTableDef:
 
     @table.post("/api/v1/login")
     async def login(request: web.Request) -> web.Response:
-        limiter = login_limiter(request.app)
-        client = f"login-ip:{request.remote}"
-        if not limiter.check(client):
-            log.warning("login refused: too many failures from %s", request.remote)
-            return _rate_limited(limiter, client)
         fields = _string_fields(await _json_object(request), "username", "password")
-        db, region = request.app[DATABASE], request.app[CONFIG].region
+        db, region = sessions.database(request), request.app[CONFIG].region
         try:
-            staff = await service.verify_login(
-                db, fields["username"], fields["password"], region=region
-            )
+            staff = await checked_login(request, fields["username"], fields["password"])
+        except service.RateLimited as exc:
+            return _rate_limited(exc)
         except (service.InvalidCredentials, service.AccountLocked) as exc:
-            limiter.hit(client)
             raise api_error(exc) from None
         token = await service.issue_token(db, staff, region)
         return web.json_response(_token_answer(token, staff))
@@ -153,12 +161,22 @@ def routes() -> web.RouteTableDef:
     async def refresh(request: web.Request) -> web.Response:
         staff = await authenticate(request)
         token = bearer_token(request) or ""
-        db, region = request.app[DATABASE], request.app[CONFIG].region
+        db, region = sessions.database(request), request.app[CONFIG].region
         try:
             fresh = await service.refresh_token(db, token, region)
         except service.InvalidToken:
             raise ApiError(401, "unauthorized", "请重新登录") from None
         return web.json_response(_token_answer(fresh, staff))
+
+    @table.post("/api/v1/logout")
+    async def logout(request: web.Request) -> web.Response:
+        staff = await authenticate(request)
+        await service.revoke_tokens(sessions.database(request), staff.user_id)
+        log.info("logout: %s", staff.username)
+        response = web.json_response({"logged_out": True})
+        if sessions.cookie_token(request) is not None:
+            response.del_cookie(sessions.cookie_name(request.app[CONFIG].region), path="/")
+        return response
 
     @table.get("/api/v1/me")
     async def me(request: web.Request) -> web.Response:
@@ -167,7 +185,7 @@ def routes() -> web.RouteTableDef:
     @table.get("/api/v1/users")
     async def list_users(request: web.Request) -> web.Response:
         require_role(await authenticate(request), "admin")
-        found = await service.list_users(request.app[DATABASE])
+        found = await service.list_users(sessions.database(request))
         return web.json_response({"users": [user.to_json() for user in found]})
 
     @table.post("/api/v1/users")
@@ -177,7 +195,7 @@ def routes() -> web.RouteTableDef:
         body = await _json_object(request)
         try:
             user = await service.create_user(
-                request.app[DATABASE],
+                sessions.database(request),
                 body.get("username"),  # the service checks every field
                 body.get("password"),
                 body.get("role"),
@@ -195,7 +213,7 @@ def routes() -> web.RouteTableDef:
         if user_id != staff.user_id:
             require_role(staff, "admin")
         try:
-            user = await service.get_user(request.app[DATABASE], user_id)
+            user = await service.get_user(sessions.database(request), user_id)
         except service.AccountError as exc:
             raise api_error(exc) from None
         return web.json_response(user.to_json())
@@ -208,18 +226,15 @@ def routes() -> web.RouteTableDef:
         if not own:
             require_role(staff, "admin")
         body = await _json_object(request)
-        db, region = request.app[DATABASE], request.app[CONFIG].region
+        db, region = sessions.database(request), request.app[CONFIG].region
         if own:
             # A token alone must not be enough to take the account over for good.
             current = _string_fields(body, "current_password")["current_password"]
-            limiter = login_limiter(request.app)
-            client = f"login-ip:{request.remote}"
-            if not limiter.check(client):
-                return _rate_limited(limiter, client)
             try:
-                await service.verify_login(db, staff.username, current, region=region)
+                await checked_login(request, staff.username, current)
+            except service.RateLimited as exc:
+                return _rate_limited(exc)
             except service.InvalidCredentials:
-                limiter.hit(client)
                 raise ApiError(
                     400,
                     "invalid_input",
@@ -244,7 +259,7 @@ def routes() -> web.RouteTableDef:
         user_id = _user_id(request)
         if not active and user_id == staff.user_id:
             raise ApiError(409, "cannot_deactivate_self", "不能停用自己的账号")
-        db = request.app[DATABASE]
+        db = sessions.database(request)
         try:
             user = await (service.activate if active else service.deactivate)(db, user_id)
         except service.AccountError as exc:

@@ -11,8 +11,10 @@ The archive is a gzip-compressed tar whose members come in this order:
     base64), tables in foreign-key order, rows in primary-key order.
 ``node/tongban.toml``, ``node/partners.toml``
     the node's config and trust root.
-``node/node.key``, ``node/keys/*.key``
-    only with ``--include-keys``: the private signing keys (then the archive is a secret).
+``node/node.key``, ``node/keys/*.key``, ``node/secrets/staff-token.key``
+    only with ``--include-keys``: the private signing keys and the staff token secret (then the
+    archive is a secret). Without it, a restored node makes a new staff token secret at its
+    first start (staff log in again).
 ``blobs/<sha256>``
     every blob file of the store.
 
@@ -56,7 +58,9 @@ from sqlalchemy import MetaData, Table, func, select, text
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from node.accounts.service import token_secret_file
 from node.config import CONFIG_FILE, KEY_FILE, PARTNERS_FILE, NodeConfig
+from node.filemodes import open_private, private_dir, private_sqlite
 from node.storage.blobs import BlobStore, open_blob_store
 from node.storage.database import Database
 from node.storage.migrate import _MIGRATION_LOCK, alembic_config, upgrade
@@ -190,6 +194,8 @@ def _node_files(config: NodeConfig, include_keys: bool) -> list[tuple[str, Path,
         if config.retired_key_dir.is_dir():
             for path in sorted(config.retired_key_dir.glob("*.key")):
                 files.append((f"node/keys/{path.name}", path, 0o600))
+        secret = token_secret_file(config.dir)
+        files.append((f"node/{secret.relative_to(config.dir).as_posix()}", secret, 0o600))
     return [f for f in files if f[1].is_file()]
 
 
@@ -534,7 +540,8 @@ async def restore(
             "请先升级本节点软件"
         )
     summary = Summary(includes_keys=bool(manifest.get("includes_keys")))
-    config.dir.mkdir(parents=True, exist_ok=True)  # SQLite in DIR needs the folder
+    private_dir(config.dir)  # SQLite in DIR needs the folder; 0700 like `tongban init`
+    private_sqlite(config.database_url)
     db = Database(config.database_url)
     blobs = open_blob_store(config)
     try:
@@ -575,6 +582,7 @@ async def restore(
     finally:
         await blobs.close()
         await db.dispose()
+    private_sqlite(config.database_url)
     summary.notes += _write_node_files(config, verified, config_text)
     return config, summary
 
@@ -625,9 +633,10 @@ def _write_node_files(
 ) -> list[str]:
     """Write the archived config, trust root and keys where the directory lacks them."""
     notes = []
-    config.dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.dir)
     if config_text is not None:
-        (config.dir / CONFIG_FILE).write_text(config_text, encoding="utf-8")
+        with os.fdopen(open_private(config.dir / CONFIG_FILE), "w", encoding="utf-8") as handle:
+            handle.write(config_text)
         notes.append(f"写入 wrote {config.dir / CONFIG_FILE}")
     for name, data in sorted(verified.node_files.items()):
         relative = name.removeprefix("node/")
@@ -638,10 +647,9 @@ def _write_node_files(
             if target.read_bytes() != data:
                 notes.append(f"保留现有文件 kept the existing {target} (differs from the archive)")
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        secret = relative.endswith(".key")
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "wb") as handle:
+        if not target.parent.is_dir():
+            private_dir(target.parent)
+        with os.fdopen(open_private(target), "wb") as handle:
             handle.write(data)
         notes.append(f"写入 wrote {target}")
     if not config.key_file.exists():

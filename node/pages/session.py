@@ -1,84 +1,40 @@
-"""Staff sessions for the pages: the staff JWT in a cookie, plus a CSRF token.
+"""Staff sessions for the pages: setting and clearing the session cookie, the CSRF token a
+page shows, the sliding refresh, and the page answers (login redirect, 403 and 404 pages).
 
-The cookie ``tongban_session_<region>`` holds the same short-lived token that ``POST /api/v1/login``
-gives (HttpOnly, SameSite=Strict, Secure when the node's URL is https). Pages read it with
-``page_staff``; the JSON API accepts it too (``node.accounts.auth.authenticate``), so the
-pages' JavaScript calls the one API, but a request that changes something must then also carry
-``X-CSRF-Token`` (or a ``csrf`` form field): an HMAC of the token under the node's staff secret,
-which pages put in ``<meta name="csrf-token">``. A page load refreshes a token with less than
-half its life left (the login itself still expires after ``MAX_SESSION``).
+The cookie and CSRF primitives (``cookie_name``, ``cookie_staff``, ``csrf_ok``, ...) live in
+node.accounts.sessions, which the JSON API uses as well: the cookie ``tongban_session_<region>``
+holds the same short-lived token that ``POST /api/v1/login`` gives (HttpOnly,
+SameSite=Strict, Secure when the node's URL is https), and a request that changes something
+must also carry ``X-CSRF-Token`` (or a ``csrf`` form field), which pages put in
+``<meta name="csrf-token">``. A page load refreshes a token with less than half its life left
+(the login itself still expires after ``MAX_SESSION``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
+import re
+import secrets
 import time
-from urllib.parse import quote
+import unicodedata
+from urllib.parse import quote, unquote, urlsplit
 
 import jwt
 from aiohttp import web
 
-from node.accounts import service
+from node.accounts import service, sessions
+from node.accounts.sessions import STAFF, TOKEN, cookie_name, cookie_staff, cookie_token, csrf_for
 from node.accounts.staff import Staff
 from node.appkeys import CONFIG, DATABASE
 
 log = logging.getLogger(__name__)
 
-COOKIE = "tongban_session"
-
-
-def cookie_name(region: str) -> str:
-    """The session cookie of ``region``'s node. Cookies do not keep ports apart, so nodes on one
-    host (the demo, a test) would overwrite each other's sessions under one name."""
-    return f"{COOKIE}_{region}"
-
-
-CSRF_HEADER = "X-CSRF-Token"
-CSRF_FIELD = "csrf"
-#: Per-request state: the fresh token of a sliding refresh (for the response middleware), the
-#: staff member and token of the cookie once read, and the CSRF token a page shows.
+#: Per-request state: the fresh token of a sliding refresh (for the response middleware) and
+#: the CSRF token a page shows.
 _FRESH: web.RequestKey[str] = web.RequestKey("tongban_fresh_token", str)
-STAFF: web.RequestKey[Staff | None] = web.RequestKey("tongban_staff", object)  # type: ignore[arg-type]
-_TOKEN: web.RequestKey[str | None] = web.RequestKey("tongban_token", object)  # type: ignore[arg-type]
 CSRF: web.RequestKey[str] = web.RequestKey("tongban_csrf", str)
-UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-
-def csrf_for(secret: bytes, token: str) -> str:
-    """The CSRF token that goes with a session token."""
-    return hmac.new(secret, b"csrf:" + token.encode(), hashlib.sha256).hexdigest()[:40]
-
-
-async def csrf_ok(request: web.Request, token: str, offered: str | None) -> bool:
-    if not offered:
-        return False
-    expected = csrf_for(await service.jwt_secret(request.app[DATABASE]), token)
-    return hmac.compare_digest(expected, offered)
-
-
-def cookie_token(request: web.Request) -> str | None:
-    token = request.cookies.get(cookie_name(request.app[CONFIG].region), "").strip()
-    return token or None
-
-
-async def cookie_staff(request: web.Request) -> Staff | None:
-    """The staff member of the request's session cookie (cached on the request), or None."""
-    if STAFF in request:
-        return request[STAFF]
-    staff: Staff | None = None
-    token = cookie_token(request)
-    if token is not None:
-        try:
-            staff = await service.decode_token(
-                request.app[DATABASE], token, request.app[CONFIG].region
-            )
-        except service.InvalidToken:
-            staff = None
-    request[STAFF] = staff
-    request[_TOKEN] = token if staff is not None else None
-    return staff
+__all__ = ["CSRF", "STAFF", "PageAnswer", "csrf_token", "page_staff", "session_middleware"]
 
 
 class PageAnswer(Exception):
@@ -92,10 +48,32 @@ class PageAnswer(Exception):
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
-    """Only a path on this node (never ``//host`` or a scheme) may follow a login."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """``target`` if it is a path on this node, else ``default``: what may follow a login.
+
+    Refused (not repaired): anything with a control character, any kind of whitespace or an
+    invisible format character (browsers and aiohttp drop some of them, so ``/<TAB>/host``
+    would become ``//host``), a backslash (browsers read it as ``/``), a scheme or host, a
+    path not starting with exactly one ``/``, and ``.`` or ``..`` segments. The same checks
+    run on the percent-decoded form too, so an encoded ``%09`` or ``%5C`` gets nowhere.
+    """
+    if not target:
         return default
+    for form in (target, unquote(target)):
+        if any(ch.isspace() or ch == "\\" or unicodedata.category(ch) in _INVISIBLE for ch in form):
+            return default
+        if not form.startswith("/") or form.startswith("//"):
+            return default
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return default
+        if any(segment in (".", "..") for segment in parts.path.split("/")):
+            return default
     return target
+
+
+#: Unicode categories never allowed in a redirect target: controls, format characters
+#: (zero-width spaces, direction marks), separators, unassigned and private-use code points.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 
 
 def login_redirect(request: web.Request) -> web.HTTPFound:
@@ -115,7 +93,7 @@ async def page_staff(request: web.Request, *roles: str) -> Staff:
 
 
 async def _maybe_refresh(request: web.Request) -> None:
-    token = request.get(_TOKEN)
+    token = request.get(TOKEN)
     if not token or request.method != "GET":
         return
     try:
@@ -128,24 +106,24 @@ async def _maybe_refresh(request: web.Request) -> None:
         return
     try:
         fresh = await service.refresh_token(
-            request.app[DATABASE], token, request.app[CONFIG].region
+            sessions.database(request), token, request.app[CONFIG].region
         )
     except service.InvalidToken:
         return
     request[_FRESH] = fresh
-    request[_TOKEN] = fresh
+    request[TOKEN] = fresh
 
 
 async def csrf_token(request: web.Request) -> str:
     """The CSRF token for the request's session ('' without one)."""
-    token = request.get(_TOKEN) or cookie_token(request)
+    token = request.get(TOKEN) or cookie_token(request)
     if not token:
         return ""
-    return csrf_for(await service.jwt_secret(request.app[DATABASE]), token)
+    return csrf_for(await service.jwt_secret(sessions.database(request)), token)
 
 
 def set_session(request: web.Request, response: web.StreamResponse, token: str) -> None:
-    secure = request.app[CONFIG].url.startswith("https://")
+    secure = _secure(request)
     response.set_cookie(
         cookie_name(request.app[CONFIG].region),
         token,
@@ -155,6 +133,56 @@ def set_session(request: web.Request, response: web.StreamResponse, token: str) 
         path="/",
         max_age=int(service.MAX_SESSION),
     )
+
+
+def login_cookie_name(request: web.Request) -> str:
+    """The login form's CSRF cookie. Over https it is a ``__Host-`` cookie, which a sibling
+    subdomain cannot set or overwrite (the weak spot of double-submit cookies)."""
+    name = f"tongban_login_{request.app[CONFIG].region}"
+    return f"__Host-{name}" if _secure(request) else name
+
+
+def _secure(request: web.Request) -> bool:
+    return request.app[CONFIG].url.startswith("https://")
+
+
+def login_nonce(request: web.Request) -> str:
+    """The random value of the login form's cookie: the browser's own if it sent a
+    well-formed one, else a new one."""
+    nonce = request.cookies.get(login_cookie_name(request), "")
+    return nonce if _NONCE.fullmatch(nonce) else secrets.token_urlsafe(24)
+
+
+_NONCE = re.compile(r"[A-Za-z0-9_-]{32}")
+
+
+async def login_csrf(request: web.Request, nonce: str) -> str:
+    """The login form's CSRF field for the cookie value ``nonce``."""
+    return sessions.login_csrf_for(await service.jwt_secret(sessions.database(request)), nonce)
+
+
+def set_login_cookie(request: web.Request, response: web.StreamResponse, nonce: str) -> None:
+    response.set_cookie(
+        login_cookie_name(request),
+        nonce,
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+        path="/",
+        max_age=LOGIN_FORM_LIFETIME,
+    )
+
+
+async def login_form_ok(request: web.Request, offered: str | None) -> bool:
+    """Whether a posted login form carries the CSRF field that goes with its cookie."""
+    nonce = request.cookies.get(login_cookie_name(request), "")
+    if not _NONCE.fullmatch(nonce):
+        return False
+    return await sessions.login_csrf_ok(request, nonce, offered)
+
+
+#: How long a login form may stay open before it must be loaded again, seconds.
+LOGIN_FORM_LIFETIME = 12 * 3600
 
 
 def clear_session(request: web.Request, response: web.StreamResponse) -> None:
@@ -168,7 +196,13 @@ def _wants_html(request: web.Request) -> bool:
 
 @web.middleware
 async def session_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """Sets the refreshed session cookie a page load made, and forbids framing of pages."""
+    """Sets the refreshed session cookie a page load made, and forbids framing of pages.
+
+    It also tells the accounts area where the node directory is before any handler runs, so
+    that code which only holds the database (the inspection signalling's ``decode_token``)
+    finds the token secret."""
+    if DATABASE in request.app:
+        sessions.database(request)
     try:
         response = await handler(request)
     except PageAnswer as answer:

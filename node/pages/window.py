@@ -23,6 +23,7 @@ import segno
 from aiohttp import web
 from sqlalchemy import select
 
+from node.accounts import sessions
 from node.accounts.staff import Staff
 from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, FEDERATION
 from node.cases import records
@@ -345,14 +346,14 @@ async def _estimate(request: web.Request, item: Item) -> dict[str, Any]:
 
 async def _posted_code(request: web.Request) -> str:
     form = await request.post()
-    token = session.cookie_token(request)
-    if not token or not await session.csrf_ok(request, token, str(form.get(session.CSRF_FIELD))):
+    token = sessions.cookie_token(request)
+    if not token or not await sessions.csrf_ok(request, token, str(form.get(sessions.CSRF_FIELD))):
         raise web.HTTPForbidden(text="页面已过期，请刷新后重试")
     code = str(form.get("code", "")).strip()
     if not code.isdigit() or len(code) > 12:
         return ""
     # Printing a receipt is rare; trying codes one after another is not (the citizen's key).
-    staff = await session.cookie_staff(request)
+    staff = await sessions.cookie_staff(request)
     who = staff.username if staff is not None else str(request.remote)
     if not request.app[CITIZEN_LIMITER].hit(f"window-receipt:{who}"):
         return ""
@@ -456,7 +457,7 @@ async def _bundle_receipt(request: web.Request, *, code: str | None) -> web.Resp
         ).all()
     if bundle is None or not rows or any(r.receiving_region != region for r in rows):
         raise web.HTTPNotFound()
-    staff = await session.cookie_staff(request)
+    staff = await sessions.cookie_staff(request)
     assert staff is not None
     parts = []
     for row in rows:

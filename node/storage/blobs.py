@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from node.filemodes import open_private, private_dir
 from protocol.errors import ErrorCode, ProtocolError
 
 if TYPE_CHECKING:
@@ -133,7 +134,11 @@ class FolderBlobStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self.root = root
         self._tmp = root / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        # Blobs are scans of ID cards and the like: folders 0700, files 0600 (a folder that is
+        # there already keeps its mode; `tongban doctor` says if it is too open).
+        for folder in (root, self._tmp):
+            if not folder.is_dir():
+                private_dir(folder)
 
     def describe(self) -> str:
         return str(self.root)
@@ -159,7 +164,7 @@ class FolderBlobStore(BlobStore):
     ) -> tuple[str, int, bool]:
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
         loop = asyncio.get_running_loop()
-        handle = open(tmp, "wb")  # noqa: SIM115 - closed in finally, across awaits
+        handle = os.fdopen(open_private(tmp), "wb")  # closed in finally, across awaits
         try:
             sha256, size = await _spool(chunks, handle, max_bytes)
             await loop.run_in_executor(None, os.fsync, handle.fileno())
@@ -171,8 +176,9 @@ class FolderBlobStore(BlobStore):
             final = self.path(sha256)
             created = not final.exists()
             if created:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, final)
+                if not final.parent.is_dir():
+                    private_dir(final.parent)
+                os.replace(tmp, final)  # keeps the 0600 of the temporary file
                 _fsync_dir(final.parent)
             return sha256, size, created
         finally:
@@ -243,7 +249,8 @@ class S3BlobStore(BlobStore):
         self.bucket = settings.bucket
         self.prefix = settings.prefix
         self._tmp = spool_dir
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        if not self._tmp.is_dir():
+            private_dir(self._tmp)
         self._client: Any = None
         self._context: Any = None
         self._lock = asyncio.Lock()
@@ -332,7 +339,7 @@ class S3BlobStore(BlobStore):
     ) -> tuple[str, int, bool]:
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
         try:
-            with open(tmp, "w+b") as handle:
+            with os.fdopen(open_private(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL), "w+b") as handle:
                 sha256, size = await _spool(chunks, handle, max_bytes)
                 if expected is not None and sha256 != expected:
                     raise ProtocolError(

@@ -29,6 +29,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from node.filemodes import replace_private, write_private_once
+
 FORMAT = "tongban-data-keys/1"
 PREFIX = "enc1:"
 FILE = Path("secrets") / "data-keys.json"
@@ -80,18 +82,6 @@ class Sealer:
         return hmac.new(self.index_key, f"{place}\0{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def _write(path: Path, content: dict[str, object]) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(content, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _new_key() -> dict[str, str]:
     return {
         "id": f"k{secrets.token_hex(4)}",
@@ -108,10 +98,8 @@ def _read(path: Path) -> dict[str, object]:
 
 
 def load_sealer(directory: Path) -> Sealer:
-    """The node's sealer, from ``DIR/secrets/data-keys.json`` (made, 0600, if missing).
-
-    Replicas share the node directory: the file is created with O_EXCL through a temporary
-    name and an atomic rename, so two first starts at once end with one file."""
+    """The node's sealer, from ``DIR/secrets/data-keys.json`` (made, 0600, if missing; replicas
+    sharing the node directory end with one file)."""
     path = directory / FILE
     if not path.exists():
         first = _new_key()
@@ -121,26 +109,7 @@ def load_sealer(directory: Path) -> Sealer:
             "keys": [first],
             "index_key": _b64(secrets.token_bytes(32)),
         }
-        tmp = path.with_suffix(".new")
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process is writing it
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(content, handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(tmp, path)  # never replaces a file another process made first
-            except FileExistsError:
-                pass
-            os.unlink(tmp)
-        for _ in range(50):
-            if path.exists():
-                break
-            time.sleep(0.1)
+        write_private_once(path, json.dumps(content, indent=1))  # a replica's first wins
     data = _read(path)
     entries = data["keys"]
     assert isinstance(entries, list)
@@ -161,5 +130,5 @@ def rotate_data_key(directory: Path) -> str:
     assert isinstance(keys, list)
     data["keys"] = [*keys, entry]
     data["active"] = entry["id"]
-    _write(path, data)
+    replace_private(path, json.dumps(data, indent=1))
     return entry["id"]

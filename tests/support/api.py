@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aiohttp
 
 PASSWORD = "tongban-test-pw"
+
+
+_LOGIN_CSRF = re.compile(
+    r'action="/login"[^>]*>\s*<input type="hidden" name="csrf" value="([^"]+)">'
+)
+
+
+async def form_login(
+    http: aiohttp.ClientSession,
+    base_url: str,
+    username: str,
+    password: str = PASSWORD,
+    next_: str = "",
+) -> aiohttp.ClientResponse:
+    """Sign in with the login form as a browser does: load it (its CSRF cookie and field),
+    then post it. The answer (302 on success) is not followed; the caller closes it."""
+    async with http.get(f"{base_url}/login") as page:
+        found = _LOGIN_CSRF.search(await page.text())
+        # Sent explicitly: a default cookie jar keeps no cookies of an IP address.
+        cookies = {name: morsel.value for name, morsel in page.cookies.items()}
+    assert found is not None, "the login form has no CSRF field"
+    return await http.post(
+        f"{base_url}/login",
+        data={"username": username, "password": password, "next": next_, "csrf": found.group(1)},
+        cookies=cookies,
+        allow_redirects=False,
+    )
 
 
 class ApiClient:
