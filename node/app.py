@@ -33,9 +33,9 @@ from node.http_timeouts import body_timeout_middleware
 from node.openapi import routes as openapi_routes
 from node.ops.janitor import UploadJanitor
 from node.pages.citizen import routes as citizen_routes
+from node.pages.middleware import session_middleware
 from node.pages.office import routes as office_routes
 from node.pages.security_headers import security_headers_middleware
-from node.pages.session import session_middleware
 from node.pages.supervision import routes as supervision_routes
 from node.pages.views import routes as page_routes
 from node.pages.window import routes as window_routes

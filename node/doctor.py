@@ -24,9 +24,11 @@ from node.federation.identity import NodeIdentity
 from node.federation.partners import refused_partners
 from node.federation.trust import TrustStore
 from node.filemodes import loose_files, sqlite_files
+from node.ops.tls import server_ssl_context
 from node.storage.blobs import open_blob_store
 from node.storage.database import Database
 from node.storage.migrate import alembic_config
+from node.workdays.service import load_calendar
 from protocol.claims import CLOCK_SKEW
 from protocol.descriptor import verify_descriptor
 
@@ -205,8 +207,6 @@ def _tls(config: NodeConfig) -> list[Check]:
 def _served_certificate(config: NodeConfig) -> Check:
     from cryptography import x509
 
-    from node.ops.tls import server_ssl_context
-
     try:
         server_ssl_context(config)
         assert config.tls_cert is not None
@@ -224,8 +224,6 @@ def _served_certificate(config: NodeConfig) -> Check:
 async def _calendar(db: Database, today: date | None = None) -> Check:
     """The holiday calendar must cover the coming year (today + 365 days): deadlines past the
     loaded years are provisional (weekends only)."""
-    from node.workdays.service import load_calendar
-
     calendar = await load_calendar(db)
     today = today or date.today()
     horizon = today + timedelta(days=365)

@@ -25,7 +25,7 @@ from aiohttp import web
 from node.accounts import service, sessions
 from node.accounts.sessions import STAFF, TOKEN, cookie_name, cookie_staff, cookie_token, csrf_for
 from node.accounts.staff import Staff
-from node.appkeys import CONFIG, DATABASE
+from node.appkeys import CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 _FRESH: web.RequestKey[str] = web.RequestKey("tongban_fresh_token", str)
 CSRF: web.RequestKey[str] = web.RequestKey("tongban_csrf", str)
 
-__all__ = ["CSRF", "STAFF", "PageAnswer", "csrf_token", "page_staff", "session_middleware"]
+__all__ = ["CSRF", "STAFF", "PageAnswer", "csrf_token", "fresh_token", "page_staff"]
 
 
 class PageAnswer(Exception):
@@ -189,38 +189,6 @@ def clear_session(request: web.Request, response: web.StreamResponse) -> None:
     response.del_cookie(cookie_name(request.app[CONFIG].region), path="/")
 
 
-def _wants_html(request: web.Request) -> bool:
-    machine = ("/api/", "/federation/", "/.well-known/", "/metrics", "/healthz", "/readyz")
-    return not request.path.startswith(machine) and "text/html" in request.headers.get("Accept", "")
-
-
-@web.middleware
-async def session_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """Sets the refreshed session cookie a page load made, and forbids framing of pages.
-
-    It also tells the accounts area where the node directory is before any handler runs, so
-    that code which only holds the database (the inspection signalling's ``decode_token``)
-    finds the token secret."""
-    if DATABASE in request.app:
-        sessions.database(request)
-    try:
-        response = await handler(request)
-    except PageAnswer as answer:
-        from node.pages.rendering import render_page
-
-        return await render_page(request, answer.template, status=answer.status, **answer.context)
-    except web.HTTPNotFound:
-        if not _wants_html(request):
-            raise
-        from node.pages.rendering import render_page
-
-        await cookie_staff(request)
-        return await render_page(request, "not_found.html", status=404)
-    fresh = request.get(_FRESH)
-    if fresh:
-        set_session(request, response, fresh)
-    if response.content_type == "text/html":
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-    return response
+def fresh_token(request: web.Request) -> str | None:
+    """The refreshed session token a page load made, for the response (node.pages.middleware)."""
+    return request.get(_FRESH)

@@ -10,7 +10,7 @@ node directory. The node moves the row into ``DIR/secrets/staff-token.key`` at i
 deletes it (node.accounts.service.ensure_token_secret).
 
 Revision ID: 0012_accounts_security
-Revises: 0011_upload_claims
+Revises: 0011_upload_claims, 0003_accounts
 """
 
 from collections.abc import Sequence
@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_accounts_security"
-down_revision: str | Sequence[str] | None = "0011_upload_claims"
+# After the accounts branch (0003) and the cases chain (0011): users must exist.
+down_revision: str | Sequence[str] | None = ("0011_upload_claims", "0003_accounts")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
