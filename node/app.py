@@ -41,6 +41,7 @@ from node.pages.views import routes as page_routes
 from node.pages.window import routes as window_routes
 from node.storage.database import Database
 from node.storage.migrate import upgrade
+from node.storage.sealing import load_sealer
 from node.workdays.cache import CalendarCache
 from node.workdays.views import routes as workday_routes
 
@@ -107,6 +108,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         calendar=CalendarCache(db).get,
         partner_keys=partner_key,
         inspections=SessionScheduler(),
+        sealer=load_sealer(config.dir),
         deferred_days=config.cases.deferred_days,
         rectification_days=config.cases.rectification_days,
     )

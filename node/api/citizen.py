@@ -5,7 +5,6 @@ its applicant out (docs/security.md)."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from aiohttp import web
@@ -17,10 +16,11 @@ from node.api.files import store_upload
 from node.appkeys import CASES, CITIZEN_LIMITER, DATABASE
 from node.cases import public, records
 from node.cases.errors import CaseError, CaseErrorCode
-from node.cases.intake import query_hash
 from node.cases.models import cases
+from node.cases.personal import query_matches
 from node.clock import today_in_china
 from node.http_json import read_json
+from node.storage.sealing import Sealer
 
 NOT_FOUND = "未找到案件，请核对受理编号和查询码"
 
@@ -35,12 +35,11 @@ def _limit(request: web.Request, what: str) -> None:
         raise CaseError(CaseErrorCode.RATE_LIMITED, "操作过于频繁，请稍后再试")
 
 
-async def find_case(conn: Any, case_no: str, code: str) -> Row[Any] | None:
+async def find_case(conn: Any, sealer: Sealer, case_no: str, code: str) -> Row[Any] | None:
     """The case if number and query code match (constant time, the same work either way)."""
     row = (await conn.execute(select(cases).where(cases.c.case_no == case_no))).first()
-    expected = row.query_hash if row is not None and row.query_hash else "0" * 64
-    matches = hmac.compare_digest(query_hash(case_no, code), expected)
-    return row if row is not None and matches else None
+    stored = row.query_hash if row is not None else None
+    return row if query_matches(sealer, case_no, code, stored) else None
 
 
 async def _citizen_case(request: web.Request, code: str) -> Row[Any]:
@@ -48,7 +47,7 @@ async def _citizen_case(request: web.Request, code: str) -> Row[Any]:
     if not lookup_allowed(request.app[CITIZEN_LIMITER], request.remote, case_no):
         raise CaseError(CaseErrorCode.RATE_LIMITED, "查询过于频繁，请稍后再试")
     async with request.app[DATABASE].read() as conn:
-        row = await find_case(conn, case_no, code)
+        row = await find_case(conn, request.app[CASES].sealer, case_no, code)
     if row is None:
         raise CaseError(CaseErrorCode.CASE_NOT_FOUND, NOT_FOUND)
     return row

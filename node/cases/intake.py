@@ -8,7 +8,6 @@ and gets its first event through ``records.record``; a case that spans two nodes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import uuid
@@ -20,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from node.cases import deadlines, records, validation
+from node.cases import deadlines, personal, records, validation
 from node.cases.actions import registry
 from node.cases.actions.context import CaseDeps, check_file, clean, remember_file
 from node.cases.actor import Actor
@@ -31,10 +30,6 @@ from node.cases.models import bundles, case_counters, cases
 from node.clock import china_iso, today_in_china
 from node.storage import filetypes
 from protocol.envelope import Envelope
-
-
-def query_hash(case_no: str, code: str) -> str:
-    return hashlib.sha256(f"{case_no}:{code}".encode()).hexdigest()
 
 
 def _query_code() -> str:
@@ -291,12 +286,8 @@ async def create_case(
                 status=str(Status.RECEIVED),
                 status_code=PROVINCIAL_CODES[Status.RECEIVED],
                 bundle_id=bundle[0] if bundle else None,
-                applicant_kind=applicant["kind"],
-                applicant_name=applicant["name"],
-                applicant_id_type=applicant["id_type"],
-                applicant_id_number=applicant["id_number"],
-                applicant_phone=applicant["phone"],
-                query_hash=query_hash(case_no, code),
+                **personal.applicant_columns(deps.sealer, applicant),
+                query_hash=personal.query_hash(deps.sealer, case_no, code),
                 application=json.dumps(application, ensure_ascii=False),
                 **catch_up,
                 **_case_values(now),
@@ -440,11 +431,7 @@ async def submitted(deps: CaseDeps, conn: AsyncConnection, actor: Actor, env: En
                 partner_region=env.iss,
                 status=str(Status.FORWARDED),
                 status_code=PROVINCIAL_CODES[Status.FORWARDED],
-                applicant_kind=applicant["kind"],
-                applicant_name=applicant["name"],
-                applicant_id_type=applicant["id_type"],
-                applicant_id_number=applicant["id_number"],
-                applicant_phone=applicant["phone"],
+                **personal.applicant_columns(deps.sealer, applicant),
                 application=json.dumps(application, ensure_ascii=False),
                 **catch_up,
                 **_case_values(now),

@@ -40,9 +40,13 @@ cases = Table(
     Column("applicant_kind", String(8), nullable=False),
     Column("applicant_name", String(200), nullable=False),
     Column("applicant_id_type", String(40), nullable=False),
-    Column("applicant_id_number", String(40), nullable=False),
-    Column("applicant_phone", String(20), nullable=False),
-    # sha256 of (case_no, query code): the citizen's key to the case, never stored plain.
+    # Sealed at rest (node/cases/personal.py); the masked copies are what lists show.
+    Column("applicant_id_number", String(200), nullable=False),
+    Column("applicant_phone", String(200), nullable=False),
+    Column("applicant_id_masked", String(40)),
+    Column("applicant_phone_masked", String(20)),
+    # An HMAC of (case_no, query code) under the node's index key (node/cases/personal.py):
+    # the citizen's key to the case, never stored plain.
     Column("query_hash", String(64)),
     # The application as received (case.submit body less personal fields above), JSON.
     Column("application", Text, nullable=False),

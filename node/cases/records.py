@@ -21,6 +21,7 @@ from node.cases.deadlines import TIME_STATUS_LABELS, catch_up_status, time_statu
 from node.cases.errors import CaseError, CaseErrorCode
 from node.cases.lifecycle import PROVINCIAL_CODES, STATUS_LABELS, Mode, Side, Status, sides_of
 from node.cases.models import case_due_counts, case_events, case_status_counts, cases, uploads
+from node.cases.personal import masked_id, masked_phone
 from node.federation.outbox import Outbox
 from protocol.errors import ProtocolError
 
@@ -276,17 +277,6 @@ async def count_status(conn: AsyncConnection, partner: str, deltas: dict[str, in
         )
 
 
-def mask_id_number(value: str) -> str:
-    """410***********1234: enough to recognise, not enough to misuse."""
-    if len(value) <= 8:
-        return value[:1] + "*" * max(0, len(value) - 2) + value[-1:]
-    return value[:3] + "*" * (len(value) - 7) + value[-4:]
-
-
-def mask_phone(value: str) -> str:
-    return value[:3] + "****" + value[-4:] if len(value) >= 7 else "****"
-
-
 def summary(row: Row[Any], today: date) -> dict[str, Any]:
     """A case as inbox lists show it: personal data masked."""
     paused_since = row.paused_since if row.paused else None
@@ -319,7 +309,7 @@ def summary(row: Row[Any], today: date) -> dict[str, Any]:
         "receiving_region": row.receiving_region,
         "handling_region": row.handling_region,
         "applicant_name": row.applicant_name,
-        "applicant_id_number": mask_id_number(row.applicant_id_number),
+        "applicant_id_number": masked_id(row),
         "received_at": row.received_at,
         "promised_date": row.promised_date,
         "deadline": row.deadline,
@@ -363,8 +353,8 @@ def detail(
         "name": row.applicant_name,
         "id_type": row.applicant_id_type,
         # Masked: the full values only through the recorded ``reveal`` action.
-        "id_number": mask_id_number(row.applicant_id_number),
-        "phone": mask_phone(row.applicant_phone),
+        "id_number": masked_id(row),
+        "phone": masked_phone(row),
     }
     out["application"] = json.loads(row.application)
     out["details"] = json.loads(row.details)

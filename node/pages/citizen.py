@@ -11,7 +11,6 @@ gives no way around the limit; a wrong code and an unknown number get the same a
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from datetime import date
@@ -26,8 +25,8 @@ from node.api.citizen import find_case, lookup_allowed
 from node.appkeys import CASES, CITIZEN_LIMITER, DATABASE
 from node.cases import public
 from node.cases.errors import CaseError
-from node.cases.intake import query_hash
 from node.cases.models import bundles, case_events, cases, ratings
+from node.cases.personal import query_matches
 from node.clock import today_in_china
 from node.pages.office import region_names
 from node.pages.rendering import day, render, when
@@ -89,7 +88,7 @@ def _allowed(request: web.Request, case_no: str) -> bool:
 
 async def _find(request: web.Request, case_no: str, code: str) -> Row[Any] | None:
     async with request.app[DATABASE].read() as conn:
-        return await find_case(conn, case_no, code)
+        return await find_case(conn, request.app[CASES].sealer, case_no, code)
 
 
 async def _find_bundle(request: web.Request, bundle_no: str, code: str) -> dict[str, Any] | None:
@@ -111,8 +110,9 @@ async def _find_bundle(request: web.Request, bundle_no: str, code: str) -> dict[
                 ).all()
             )
     first = parts[0] if parts else None
-    expected = first.query_hash if first is not None and first.query_hash else "0" * 64
-    if not hmac.compare_digest(query_hash(first.case_no if first else bundle_no, code), expected):
+    sealer = request.app[CASES].sealer
+    stored = first.query_hash if first is not None else None
+    if not query_matches(sealer, first.case_no if first else bundle_no, code, stored):
         return None
     if bundle is None or first is None:
         return None

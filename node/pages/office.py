@@ -388,7 +388,7 @@ def routes() -> web.RouteTableDef:
             our_side=(
                 "办理地" if Side.HANDLING in sides else "收件地" if Side.RECEIVING in sides else ""
             ),
-            phone=records.mask_phone(case["applicant"]["phone"] or ""),
+            phone=case["applicant"]["phone"] or "",
             applicant_kinds=APPLICANT_KINDS,
             id_types=ID_TYPES,
             delivery_methods=DELIVERY_METHODS,

@@ -16,7 +16,6 @@ a URL, a history entry or an access log.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import segno
@@ -28,9 +27,9 @@ from node.accounts.staff import Staff
 from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, FEDERATION
 from node.cases import records
 from node.cases.errors import CaseError
-from node.cases.intake import query_hash
 from node.cases.lifecycle import ACTIONS, CLOSED, OPEN, Status
 from node.cases.models import bundles, cases
+from node.cases.personal import query_matches
 from node.cases.validation import ID_TYPES
 from node.catalog import service as catalog
 from node.clock import today_in_china
@@ -360,8 +359,8 @@ async def _posted_code(request: web.Request) -> str:
     return code
 
 
-def _code_matches(case_no: str, code: str, stored: str | None) -> bool:
-    return bool(code and stored) and hmac.compare_digest(query_hash(case_no, code), str(stored))
+def _code_matches(request: web.Request, case_no: str, code: str, stored: str | None) -> bool:
+    return bool(code) and query_matches(request.app[CASES].sealer, case_no, code, stored)
 
 
 def _no_store(response: web.Response) -> web.Response:
@@ -423,7 +422,9 @@ async def _receipt(request: web.Request, staff: Staff, *, code: str | None) -> w
         stored = (
             await conn.execute(select(cases.c.query_hash).where(cases.c.id == case["id"]))
         ).scalar()
-    shown = code if code is not None and _code_matches(case["case_no"], code, stored) else None
+    shown = (
+        code if code is not None and _code_matches(request, case["case_no"], code, stored) else None
+    )
     item = await catalog.get_item(request.app[DATABASE], case["item_code"])
     estimate = await _estimate(request, item) if item is not None else None
     response = await render_page(
@@ -467,7 +468,7 @@ async def _bundle_receipt(request: web.Request, *, code: str | None) -> web.Resp
     shown = (
         code
         if code is not None
-        and all(_code_matches(p["case"]["case_no"], code, p["hash"]) for p in parts)
+        and all(_code_matches(request, p["case"]["case_no"], code, p["hash"]) for p in parts)
         else None
     )
     first = parts[0]["case"]

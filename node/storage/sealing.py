@@ -132,3 +132,14 @@ def rotate_data_key(directory: Path) -> str:
     data["active"] = entry["id"]
     replace_private(path, json.dumps(data, indent=1))
     return entry["id"]
+
+
+def ephemeral_sealer() -> Sealer:
+    """A sealer with fresh keys kept nowhere (a case service built without a node directory,
+    e.g. in a bench): what it seals opens only in this process."""
+    key_id = f"k{secrets.token_hex(4)}"
+    return Sealer(
+        keys={key_id: AESGCM.generate_key(bit_length=256)},
+        active=key_id,
+        index_key=secrets.token_bytes(32),
+    )

@@ -26,6 +26,7 @@ from node.federation.outbox import Outbox
 from node.storage import filetypes
 from node.storage.blobs import BlobStore
 from node.storage.database import Database
+from node.storage.sealing import Sealer
 from protocol.envelope import Envelope
 
 ItemLookup = Callable[[str], Awaitable[Any]]
@@ -44,6 +45,7 @@ class CaseDeps(Protocol):
     deferred_days: int
     window_name: str
     inspections: InspectionScheduler | None
+    sealer: Sealer
 
     @property
     def items(self) -> ItemLookup: ...

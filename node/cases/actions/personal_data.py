@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.cases import validation
+from node.cases import personal, validation
 from node.cases.actions import registry
 from node.cases.actions.context import Step
 
@@ -27,5 +27,4 @@ async def reveal(step: Step, payload: dict[str, Any]) -> None:
         errors.add("note", "required", "请说明查看原因")
     errors.raise_if_any()
     await step.write(event={"reason": reason, "note": note} if note else {"reason": reason})
-    row = step.row
-    step.result = {"revealed": {"id_number": row.applicant_id_number, "phone": row.applicant_phone}}
+    step.result = {"revealed": personal.revealed(step.deps.sealer, step.row)}
