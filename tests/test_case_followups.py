@@ -370,3 +370,25 @@ def test_national_day_deadline_with_make_up_days_and_a_pause() -> None:
     assert status("2025-10-15") is TimeStatus.OVERDUE
     # A paused case is judged as of the day its pause began.
     assert status("2025-11-30", paused_since="2025-10-13") is TimeStatus.WARNING
+
+
+def test_a_short_time_limit_keeps_a_normal_period() -> None:
+    """A 3-working-day item with the usual 3-day warning lead is not 预警 from the day it is
+    accepted: the lead is at most half the limit."""
+    calendar = default_calendar()
+    accepted_on = date(2026, 12, 7)  # a Monday, no holiday that week
+    fields = compute(calendar, accepted_on=accepted_on, limit_days=3, pauses=[], warning_days=3)
+    assert fields.deadline == "2026-12-10"
+    assert fields.warning_from == "2026-12-09"
+    assert (
+        time_status(
+            deadline=fields.deadline,
+            warning_from=fields.warning_from,
+            paused_since=None,
+            today=accepted_on,
+        )
+        is TimeStatus.NORMAL
+    )
+    # A long limit keeps the item's whole lead: 3 working days before 2027-01-04.
+    long = compute(calendar, accepted_on=accepted_on, limit_days=20, pauses=[], warning_days=3)
+    assert (long.deadline, long.warning_from) == ("2027-01-04", "2026-12-30")

@@ -357,3 +357,21 @@ async def test_a_message_the_sender_may_not_send_is_answered_with_case_error(
             await conn.execute(select(cases.c.status).where(cases.c.id == handling_id))
         ).scalar_one()
     assert status == "forwarded"
+
+
+async def test_a_dry_run_checks_an_action_and_changes_nothing(pair: list[RunningNode]) -> None:
+    """What a page asks before "提交后不能撤回": the action is checked and carried out, then
+    undone — refusals come back as they would, and nothing is kept or sent."""
+    shaoyang, hengyang = pair
+    async with aiohttp.ClientSession() as http:
+        _receiving_id, handling_id = await proxy_case(http, shaoyang, hengyang)
+        approver = await ApiClient(hengyang.url, http).login("approver")
+        before = await event_count(hengyang, handling_id)
+        path = f"/api/v1/cases/{handling_id}/actions"
+        dry = await approver.ok("POST", f"{path}/accept?dry_run=1", {})
+        assert dry == {"dry_run": True, "action": "accept"}
+        status, refused = await approver.call("POST", f"{path}/not_accept?dry_run=1", {"reason": 1})
+        assert (status, refused["error"]) == (400, "invalid_input")
+        assert await event_count(hengyang, handling_id) == before
+        case = await approver.ok("GET", f"/api/v1/cases/{handling_id}")
+        assert case["status"] == "forwarded" and case["accepted_on"] is None

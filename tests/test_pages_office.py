@@ -118,7 +118,14 @@ async def test_approver_finds_supplements_accepts_and_decides_in_the_office(
             await until_status(approver_api, case_no, "forwarded")
 
             page = await browser.new_page(viewport=DESKTOP)
-            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            dialogs: list[str] = []
+            answers: set[asyncio.Future[None]] = set()
+
+            def on_dialog(dialog: Any) -> None:
+                dialogs.append(dialog.message)
+                answers.add(asyncio.ensure_future(dialog.accept()))
+
+            page.on("dialog", on_dialog)
             await sign_in(page, hengyang.url, "approver")
             assert page.url == f"{hengyang.url}/office"
             await page.screenshot(path=shots / "01-inbox.png", full_page=True)
@@ -217,8 +224,13 @@ async def test_approver_finds_supplements_accepts_and_decides_in_the_office(
             assert "受理" in await page.locator("#timeline li").first.inner_text()
             await page.screenshot(path=shots / "06-accepted.png", full_page=True)
 
-            # 办结决定 with the result PDF uploaded through the page.
+            # 办结决定: a refusal (准予 without its result document) comes before the "cannot
+            # be taken back" question, which is asked only about a decision the node would take.
             decide = page.locator("#action-decide")
+            asked = len(dialogs)
+            await decide.get_by_role("button", name="提交办结决定").click()
+            await decide.get_by_text("准予决定须上传结果文书").wait_for()
+            assert len(dialogs) == asked
             await decide.get_by_label("结果文书（PDF）").set_input_files(
                 files=[
                     {
@@ -236,6 +248,7 @@ async def test_approver_finds_supplements_accepts_and_decides_in_the_office(
             async with page.expect_navigation():
                 await decide.get_by_role("button", name="提交办结决定").click()
             assert "办结（准予）" in await page.locator("#case-status").inner_text()
+            assert len(dialogs) == asked + 1 and "不能撤回" in dialogs[-1]
             decision = await page.locator("#decision").inner_text()
             assert "准予" in decision and "430400202611270001" in decision
             assert "建筑工程施工许可证" in decision

@@ -116,7 +116,13 @@ def routes() -> web.RouteTableDef:
         _staff, actor = await staff_actor(request)
         payload = await read_json(request) if request.can_read_body else {}
         case_id = row_id(request, CaseErrorCode.CASE_NOT_FOUND)
-        case = await request.app[CASES].act(actor, case_id, request.match_info["action"], payload)
+        case = await request.app[CASES].act(
+            actor,
+            case_id,
+            request.match_info["action"],
+            payload,
+            dry_run=request.query.get("dry_run") == "1",
+        )
         return web.json_response(case, headers={"Cache-Control": "no-store"})
 
     @table.get("/api/v1/supervision")

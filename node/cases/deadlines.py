@@ -75,7 +75,9 @@ def compute(
     """The promised date (fixed at 受理) and the deadline moved by every closed pause.
 
     A pause from d1 to d2 adds the working days in (d1, d2] to the deadline: the clock stops
-    the day after the pause starts and runs again the day after it ends.
+    the day after the pause starts and runs again the day after it ends. The warning starts
+    ``warning_days`` before the deadline, but never before half the time limit has
+    run (``warning_lead``): an item of 3 working days is not 预警 from the day it is accepted.
     """
     promised = calendar.add_working_days(accepted_on, limit_days)
     paused_days = 0
@@ -87,13 +89,19 @@ def compute(
     deadline = promised
     if paused_days:
         deadline = calendar.add_working_days(accepted_on, limit_days + paused_days)
-    warning = calendar.subtract_working_days(deadline.date, warning_days)
+    warning = calendar.subtract_working_days(deadline.date, warning_lead(warning_days, limit_days))
     return DeadlineFields(
         promised_date=promised.date.isoformat(),
         deadline=deadline.date.isoformat(),
         warning_from=warning.isoformat(),
         provisional=bool(promised.provisional or deadline.provisional),
     )
+
+
+def warning_lead(warning_days: int, limit_days: int) -> int:
+    """The working days before the deadline a case is 预警: the item's ``warning_days``, at
+    most half the time limit (so that at least half of it is normal)."""
+    return max(0, min(warning_days, limit_days // 2))
 
 
 def catch_up(calendar: Calendar, *, start: date, days: int, warning_days: int) -> dict[str, Any]:

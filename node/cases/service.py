@@ -39,6 +39,10 @@ def _no_partner_keys(kid: str) -> None:
     return None
 
 
+class _DryRun(Exception):
+    """Undo a dry run's transaction."""
+
+
 @dataclass
 class CaseService:
     db: Database
@@ -84,11 +88,23 @@ class CaseService:
 
     # -- staff actions ---------------------------------------------------------------------
 
-    async def act(self, actor: Actor, case_id: int, name: str, payload: Any) -> dict[str, Any]:
-        """Perform staff action ``name`` on case ``case_id``; returns the case as it is now."""
-        async with self.db.write() as conn:
-            result = await self.act_in(conn, actor, case_id, name, payload)
-            return {**await self._detail(conn, case_id), **(result or {})}
+    async def act(
+        self, actor: Actor, case_id: int, name: str, payload: Any, *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Perform staff action ``name`` on case ``case_id``; returns the case as it is now.
+
+        ``dry_run``: check and carry out the action as usual, then undo it all (nothing is
+        committed, no envelope leaves): a page asks "are you sure" only about an action the
+        node would take."""
+        try:
+            async with self.db.write() as conn:
+                result = await self.act_in(conn, actor, case_id, name, payload)
+                detail = {**await self._detail(conn, case_id), **(result or {})}
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            return {"dry_run": True, "action": name}
+        return detail
 
     async def act_in(
         self, conn: AsyncConnection, actor: Actor, case_id: int, name: str, payload: Any

@@ -79,6 +79,8 @@
         value = el.value;
         if (value === "" && el.dataset.optional !== undefined) continue;
         if (type === "int") value = value === "" ? null : Number(value);
+        // <input type="datetime-local"> has no zone: the hall's clock is China time.
+        if (type === "china_time" && value.length === 16) value += ":00+08:00";
         if (type === "json") { try { value = value ? JSON.parse(value) : null; } catch (err) { value = value; } }
         if (type === "lines") value = value.split("\n").map((s) => s.trim()).filter(Boolean);
       }
@@ -126,7 +128,6 @@
 
   async function submitApiForm(form, event) {
     event.preventDefault();
-    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
     clearErrors(form);
     const [method, url] = form.dataset.api.split(" ");
     let body = formBody(form);
@@ -134,6 +135,13 @@
     if (body === null) return;
     const buttons = form.querySelectorAll("button[type=submit]");
     buttons.forEach((b) => (b.disabled = true));
+    if (form.dataset.confirm) {
+      // Ask "are you sure" only about something the node would take: the same action is
+      // checked first without being carried out (?dry_run=1), so a refusal comes before it.
+      const check = await api(method, url + (url.includes("?") ? "&" : "?") + "dry_run=1", body);
+      if (!check.ok) { buttons.forEach((b) => (b.disabled = false)); showErrors(form, check.data); return; }
+      if (!window.confirm(form.dataset.confirm)) { buttons.forEach((b) => (b.disabled = false)); return; }
+    }
     const result = await api(method, url, body);
     buttons.forEach((b) => (b.disabled = false));
     if (!result.ok) { showErrors(form, result.data); return; }
