@@ -165,7 +165,15 @@ async def test_clerk_takes_application_and_prints_receipt(
             )
             await _shot(page, shots, "05-form-filled")
 
-            # The API's field error appears next to its field (the original ID not checked).
+            # The API's field error appears next to its field (the original ID not checked);
+            # a field the node refuses shows its message once, not beside the typing check's.
+            await id_input.fill(BAD_ID)
+            await expect(id_field.locator(".field-error")).to_have_count(1)
+            await page.get_by_role("button", name="提交收件并打印凭证").click()
+            await expect(page.locator("form#apply .form-error")).to_contain_text("提交的信息有误")
+            await expect(id_field.locator(".field-error")).to_have_count(1)
+            await id_input.fill(GOOD_ID)
+            await expect(id_field.locator(".field-error")).to_have_count(0)
             await page.get_by_role("button", name="提交收件并打印凭证").click()
             identity = page.locator(".field", has=page.get_by_label("已核验申请人身份证件原件"))
             await expect(identity.locator(".field-error")).to_have_text(

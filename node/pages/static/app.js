@@ -103,6 +103,9 @@
       const el = form.querySelector(`[name="${CSS.escape(f.field)}"], [data-field="${CSS.escape(f.field)}"]`);
       if (el) {
         el.setAttribute("aria-invalid", "true");
+        // One message under a field: the node's answer replaces the check made while typing.
+        const holder = el.closest(".field") || el.parentElement;
+        holder.querySelectorAll(".field-error").forEach((n) => n.remove());
         const note = document.createElement("div");
         note.className = "field-error";
         note.dataset.generated = "";
@@ -183,6 +186,8 @@
     if (!check) return;
     const problem = check(el.value);
     const field = el.closest(".field") || el.parentElement;
+    // Typing again answers the node's earlier message: only the live check speaks now.
+    field.querySelectorAll(".field-error[data-generated]").forEach((n) => n.remove());
     let note = field.querySelector(".field-error[data-live]");
     if (problem) {
       el.setAttribute("aria-invalid", "true");
