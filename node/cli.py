@@ -65,8 +65,18 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="three partnered regions on one machine")
-    p.add_argument("--dir", type=Path, default=Path("demo-data"))
-    p.add_argument("--base-port", type=int, default=8400)
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("demo-data"),
+        help="where the regions' node directories go (default: demo-data; kept between runs)",
+    )
+    p.add_argument(
+        "--base-port",
+        type=int,
+        default=8400,
+        help="衡阳市 listens on this port, 邵阳县 on the next, 东营市 on the one after (default 8400)",
+    )
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("doctor", help="check config, keys, database, partners, calendar")
