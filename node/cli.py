@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         "--base-port",
         type=int,
         default=8400,
-        help="衡阳市 listens on this port, 邵阳县 on the next, 东营市 on the one after (default 8400)",
+        help="衡阳市 on this port, 邵阳县 on the next, 东营市 on the one after (default 8400)",
     )
     p.set_defaults(func=_demo)
 
