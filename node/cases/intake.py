@@ -457,6 +457,14 @@ async def submitted(deps: CaseDeps, conn: AsyncConnection, actor: Actor, env: En
             {
                 "jti": env.jti,
                 "materials": len(body.get("materials", [])),
+                "deferred": [
+                    m["name"] for m in body.get("materials", []) if m["status"] == "deferred"
+                ]
+                or None,
+                "pledged": [
+                    m["name"] for m in body.get("materials", []) if m["status"] == "pledged"
+                ]
+                or None,
                 "deferred_until": deferred_until,
                 "by": body.get("received_by", {}).get("clerk"),
             }

@@ -41,6 +41,15 @@ ID_TYPES = {
     "passport": "护照",
 }
 MATERIAL_STATUS = {"provided": "已提交", "deferred": "容缺", "pledged": "告知承诺"}
+#: What a stored file is, in words (its type is decided by its bytes: node/storage/filetypes.py).
+FILE_KINDS = {
+    "application/pdf": "PDF",
+    "image/jpeg": "JPG 图片",
+    "image/png": "PNG 图片",
+    "video/webm": "视频录像",
+    "text/plain": "文本",
+    "application/jose": "签名清单",
+}
 DELIVERY_METHODS = {"mail": "邮寄", "window": "窗口领取"}
 OUTCOMES = {"approved": "准予", "denied": "不予"}
 INSPECTION_RESULTS = {
@@ -127,7 +136,13 @@ def event_text(event: dict[str, Any], names: dict[str, str]) -> str:
     action = event["action"]
     parts: list[str] = []
     if action == "submit" and data.get("materials") is not None:
-        parts.append(f"材料 {data['materials']} 份")
+        deferred = len(data.get("deferred") or [])
+        pledged = len(data.get("pledged") or [])
+        parts.append(f"材料 {int(data['materials']) - deferred - pledged} 份")
+        if deferred:
+            parts.append(f"容缺 {deferred} 项")
+        if pledged:
+            parts.append(f"告知承诺 {pledged} 项")
     elif action == "accept" and data.get("promised_date"):
         parts.append(f"承诺办结日期 {day(data['promised_date'])}")
         if data.get("provisional"):
@@ -374,6 +389,7 @@ def routes() -> web.RouteTableDef:
             request,
             "office/case.html",
             case=case,
+            file_kinds=FILE_KINDS,
             inspectors=inspectors,
             materials=materials,
             files=extras["files"],
