@@ -77,6 +77,11 @@ async def test_supervisor_sees_counts_overdue_rectifications_and_link_health(
                 return any(r["case_no"] == rated_no for r in board["open_rectifications"])
 
             await wait_until(rectification_open)
+            # At the window's region the 差评 is followed up, not listed as its own to rectify.
+            window_supervisor = await ApiClient(shaoyang.url, http).login("supervisor")
+            board = await window_supervisor.ok("GET", "/api/v1/supervision")
+            assert [r["case_no"] for r in board["awaiting_rectification"]] == [rated_no]
+            assert board["open_rectifications"] == []
 
         # A dead letter: 邵阳县 refused an envelope for good.
         now = time.time()
@@ -128,6 +133,16 @@ async def test_supervisor_sees_counts_overdue_rectifications_and_link_health(
             text = await rectification.inner_text()
             assert "1 级" in text and "窗口排队太久" in text and "年" in text
 
+            # 好差评 figures: one rating, a 差评, not yet rectified; by partner and by item.
+            total = page.locator("#rating-months tr[data-month='total']")
+            assert await total.locator("td[data-figure='ratings']").inner_text() == "1"
+            assert await total.locator("td[data-figure='good_rate']").inner_text() == "0.0%"
+            assert await total.locator("td[data-figure='bad']").inner_text() == "1"
+            assert await total.locator("td[data-figure='rectified_rate']").inner_text() == "0.0%"
+            by_partner = page.locator("#rating-partners tr[data-region='430523']")
+            assert "邵阳县" in await by_partner.inner_text()
+            assert await page.locator(f"#rating-items tr[data-item='{ITEM}']").count() == 1
+
             # Partner link health: delivered to 邵阳县, nothing waiting, one dead letter.
             link = page.locator("#link-health tr[data-region='430523']")
             assert "邵阳县" in await link.inner_text()
@@ -176,6 +191,9 @@ async def test_supervisor_sees_counts_overdue_rectifications_and_link_health(
             assert "差评整改" in await page.locator("#timeline li").first.inner_text()
             await page.goto(f"{hengyang.url}/supervision")
             assert await page.locator("#rectifications-empty").count() == 1
+            total = page.locator("#rating-months tr[data-month='total']")
+            assert await total.locator("td[data-figure='rectified_rate']").inner_text() == "100.0%"
+            assert await total.locator("td[data-figure='on_time_rate']").inner_text() == "100.0%"
             await page.screenshot(path=shots / "05-rectified.png", full_page=True)
 
         # The rectification reaches 邵阳县.

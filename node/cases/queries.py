@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 from typing import Any
 
@@ -12,6 +13,7 @@ from node.cases import records
 from node.cases.deadlines import TIME_STATUS_LABELS
 from node.cases.lifecycle import STATUS_LABELS, Status
 from node.cases.models import case_due_counts, case_status_counts, cases, ratings
+from node.cases.rating_figures import rating_figures
 
 CLOCKED = (Status.ACCEPTED, Status.SUPPLEMENT_PENDING, Status.INSPECTION)
 #: Cases per supervision list (overdue, warning, 容缺): one inbox page, most urgent first.
@@ -128,7 +130,10 @@ async def inbox(
     return {"cases": [records.summary(r, today) for r in rows], "limit": limit, "offset": offset}
 
 
-async def supervision(conn: AsyncConnection, *, today: date) -> dict[str, Any]:
+async def supervision(
+    conn: AsyncConnection, *, today: date, now: float | None = None
+) -> dict[str, Any]:
+    now = time.time() if now is None else now
     t = today.isoformat()
     per_partner: dict[str, dict[str, Any]] = {}
     # Counts by status: the maintained counter table (partners × statuses rows), not a count
@@ -171,7 +176,7 @@ async def supervision(conn: AsyncConnection, *, today: date) -> dict[str, Any]:
             select(ratings, cases.c.case_no, cases.c.item_name)
             .join(cases, cases.c.id == ratings.c.case_id)
             .where(ratings.c.level <= 2, ratings.c.rectified_at.is_(None))
-            .order_by(ratings.c.rectification_due)
+            .order_by(ratings.c.rectification_due, ratings.c.rated_at)
             .limit(200)
         )
     ).all()
@@ -201,20 +206,29 @@ async def supervision(conn: AsyncConnection, *, today: date) -> dict[str, Any]:
         "warning": warning["cases"],
         "deferred_overdue": [c for c in deferred if c["deferred_status"] == "overdue"],
         "deferred_warning": [c for c in deferred if c["deferred_status"] == "warning"],
+        # Ours to rectify (the handling region sets a deadline), and those the other region
+        # rectifies (the receiving region follows them up).
         "open_rectifications": [
-            {
-                "rating_id": r.rating_id,
-                "case_id": r.case_id,
-                "case_no": r.case_no,
-                "item_name": r.item_name,
-                "level": r.level,
-                "comment": r.comment,
-                "rectification_due": r.rectification_due,
-                "rectification_provisional": bool(r.rectification_provisional),
-                "overdue": bool(r.rectification_due and r.rectification_due < t),
-            }
-            for r in open_ratings
+            _rectification(r, t) for r in open_ratings if r.rectification_due is not None
         ],
+        "awaiting_rectification": [
+            _rectification(r, t) for r in open_ratings if r.rectification_due is None
+        ],
+        "ratings": await rating_figures(conn, now=now),
+    }
+
+
+def _rectification(r: Any, t: str) -> dict[str, Any]:
+    return {
+        "rating_id": r.rating_id,
+        "case_id": r.case_id,
+        "case_no": r.case_no,
+        "item_name": r.item_name,
+        "level": r.level,
+        "comment": r.comment,
+        "rectification_due": r.rectification_due,
+        "rectification_provisional": bool(r.rectification_provisional),
+        "overdue": bool(r.rectification_due and r.rectification_due < t),
     }
 
 
