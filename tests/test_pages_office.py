@@ -5,6 +5,7 @@ page — each step checked on the page and, through the API, on the other node."
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import struct
 import zlib
@@ -156,8 +157,21 @@ async def test_approver_finds_supplements_accepts_and_decides_in_the_office(
                 "() => { const i = document.querySelector('#materials img');"
                 " return i && i.complete && i.naturalWidth === 40; }"
             )
+            # A list with thumbnails; a PDF viewer only when one is opened (it made the page
+            # take seconds). How long the page took is written beside the screenshots.
+            timing = await page.evaluate(
+                "() => { const n = performance.getEntriesByType('navigation')[0];"
+                " return {load_ms: n.loadEventEnd - n.startTime,"
+                " resources: performance.getEntriesByType('resource').length}; }"
+            )
+            (shots / "case-page-timing.json").write_text(json.dumps(timing), encoding="utf-8")
+            print(f"office case page: {timing}")
+            assert await page.locator("#materials object").count() == 0
+            previews = page.locator("#materials details[data-pdf]")
+            assert await previews.count() >= 1
+            await previews.first.locator("summary").click()
             pdfs = page.locator("#materials object[type='application/pdf']")
-            assert await pdfs.count() >= 1
+            assert await pdfs.count() == 1
             source = await pdfs.first.get_attribute("data")
             assert source and source.startswith("/api/v1/files/")
             answer = await page.request.get(hengyang.url + source)
@@ -208,9 +222,7 @@ async def test_approver_finds_supplements_accepts_and_decides_in_the_office(
             await until_status(approver_api, case_no, "forwarded")
             await page.goto(case_url)
             assert "已于" in await page.locator("#supplement-notice").inner_text()
-            assert (
-                await page.locator("#supplement-notice object[type='application/pdf']").count() == 1
-            )
+            assert await page.locator("#supplement-notice details[data-pdf]").count() == 1
             assert "补正材料" in await page.locator("#timeline li").first.inner_text()
 
             # 受理.
@@ -252,7 +264,7 @@ async def test_approver_finds_supplements_accepts_and_decides_in_the_office(
             decision = await page.locator("#decision").inner_text()
             assert "准予" in decision and "430400202611270001" in decision
             assert "建筑工程施工许可证" in decision
-            assert await page.locator("#decision object[type='application/pdf']").count() == 1
+            assert await page.locator("#decision details[data-pdf]").count() == 1
             assert "办结决定" in await page.locator("#timeline li").first.inner_text()
             assert await page.locator("#no-actions").count() == 1
             await page.screenshot(path=shots / "08-decided.png", full_page=True)

@@ -133,9 +133,7 @@ async def test_proxy_case_walked_through_every_page(
                 await approver.get_by_role("link", name=case_no).click()
             case_url = approver.url
             await expect(approver.locator("#facts")).to_contain_text("张伟")
-            await expect(
-                approver.locator("#materials object[type='application/pdf']")
-            ).not_to_have_count(0)
+            await expect(approver.locator("#materials details[data-pdf]")).not_to_have_count(0)
             await shot(approver, "approver-case")
 
             notice = approver.locator("#action-request_supplement")

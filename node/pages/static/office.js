@@ -130,4 +130,15 @@
     const make = bodies[form.dataset.body];
     if (make) form.tongbanBody = (body) => make(form, body);
   });
+  // PDF previews: the viewer is made when its <details> opens, not with the page.
+  document.querySelectorAll("details[data-pdf]").forEach((box) => {
+    box.addEventListener("toggle", () => {
+      if (!box.open || box.querySelector("object")) return;
+      const viewer = document.createElement("object");
+      viewer.type = "application/pdf";
+      viewer.data = box.dataset.pdf;
+      viewer.setAttribute("aria-label", box.dataset.label || "PDF 预览");
+      box.appendChild(viewer);
+    });
+  });
 })();
