@@ -8,7 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from inspection.hub import InspectionHub
-    from node.accounts.ratelimit import RateLimiter
+    from node.accounts.ratelimit import LoginThrottle, RateLimiter
     from node.cases.service import CaseService
     from node.catalog.service import CatalogRefresher
     from node.config import NodeConfig
@@ -23,4 +23,6 @@ CASES: web.AppKey[CaseService] = web.AppKey("cases")
 #: Citizens' look-ups, uploads and online applications (per client; look-ups also per case).
 CITIZEN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("citizen_limiter")
 CATALOG_REFRESHER: web.AppKey[CatalogRefresher] = web.AppKey("catalog_refresher")
+#: Failed logins per address (a test may install a faster one).
+LOGIN_LIMITER: web.AppKey[LoginThrottle] = web.AppKey("login_limiter")
 HUB: web.AppKey[InspectionHub] = web.AppKey("inspection_hub")

@@ -34,8 +34,8 @@ from node.accounts import service
 from node.accounts.auth import ROLES, Staff, authenticate, require_role
 from node.accounts.models import node_secrets, users
 from node.accounts.ratelimit import LoginThrottle, RateLimiter
-from node.accounts.views import LOGIN_LIMITER, routes
-from node.appkeys import CONFIG, DATABASE
+from node.accounts.views import routes
+from node.appkeys import CONFIG, DATABASE, LOGIN_LIMITER
 from node.config import NodeConfig
 from node.http_errors import ApiError, error_middleware
 from node.provisioning import init_node

@@ -183,3 +183,12 @@ def test_the_video_inspection_uses_the_case_domain_through_its_port_only() -> No
     for module, targets in _imported_by("inspection").items():
         cases = {t for t in targets if t.startswith("node.cases")}
         assert cases <= allowed, module
+
+
+def test_every_application_key_is_in_one_module() -> None:
+    elsewhere = [
+        module
+        for module, path in MODULES.items()
+        if module != "node.appkeys" and "web.AppKey(" in path.read_text(encoding="utf-8")
+    ]
+    assert elsewhere == []

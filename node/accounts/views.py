@@ -24,7 +24,7 @@ from node.accounts import service, sessions
 from node.accounts.auth import authenticate, bearer_token, require_role
 from node.accounts.ratelimit import LoginThrottle
 from node.accounts.staff import ROLE_LABELS, Staff
-from node.appkeys import CONFIG
+from node.appkeys import CONFIG, LOGIN_LIMITER
 from node.http_errors import ApiError, field_error
 from node.http_json import path_int, read_json
 
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 LOGIN_RATE_PER_MINUTE = 10
 LOGIN_BURST = 20
 #: Set this on the app before it starts to use other limits (tests, a tuned deployment).
-LOGIN_LIMITER: web.AppKey[LoginThrottle] = web.AppKey("login_limiter", LoginThrottle)
 _DEFAULT_THROTTLE = LoginThrottle(rate_per_minute=LOGIN_RATE_PER_MINUTE, burst=LOGIN_BURST)
 #: Longest username or password accepted at the login form before any work is done.
 _MAX_LOGIN_FIELD = 1024
