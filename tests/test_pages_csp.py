@@ -21,7 +21,7 @@ import pytest
 from node.accounts.staff import ROLE_LABELS
 from node.pages.security_headers import CONTENT_SECURITY_POLICY, PDF_PREVIEW_POLICY
 from node.pages.session import cookie_name
-from tests.support.api import PASSWORD, ApiClient
+from tests.support.api import ApiClient, form_login
 from tests.support.browser import chromium, policy_violations
 from tests.support.csp import directives, inline_code, without_jinja
 from tests.support.databases import DatabaseFactory
@@ -115,11 +115,7 @@ async def _cookies(http: aiohttp.ClientSession, node: RunningNode) -> dict[str, 
     """No session, then each role's session cookie (from the login form)."""
     cookies: dict[str, dict[str, str]] = {"anonymous": {}}
     for role in ROLE_LABELS:
-        async with http.post(
-            f"{node.url}/login",
-            data={"username": role, "password": PASSWORD, "next": ""},
-            allow_redirects=False,
-        ) as resp:
+        async with await form_login(http, node.url, role) as resp:
             assert resp.status == 302, role
             name = cookie_name(node.config.region)
             cookies[role] = {name: resp.cookies[name].value}
