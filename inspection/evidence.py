@@ -23,7 +23,29 @@ if TYPE_CHECKING:
 
 RESULTS = {"pass": "符合", "conditional": "基本符合，需整改", "fail": "不符合", "aborted": "未完成"}
 CHECK_LABELS = {"pass": "符合", "fail": "不符合", "na": "不适用"}
-ROLE_LABELS = {"inspector": "勘验人员", "applicant": "申请人"}
+#: The conclusions of a 云见面 (the same values, worded for a meeting).
+MEETING_RESULTS = {
+    "pass": "已完成，情况属实",
+    "conditional": "已完成，需补充说明或材料",
+    "fail": "情况不符",
+    "aborted": "未完成",
+}
+INSPECTION_WORDS = {
+    "title": "勘验笔录",
+    "staff": "勘验人员",
+    "site": "勘验地点",
+    "result": "勘验结论",
+    "findings": "勘验意见",
+    "record": "笔录",
+}
+MEETING_WORDS = {
+    "title": "云见面记录",
+    "staff": "工作人员",
+    "site": "地点",
+    "result": "结论",
+    "findings": "意见",
+    "record": "记录",
+}
 MAX_RECORD = 5000
 
 
@@ -47,17 +69,19 @@ def render_record(
     ended: float,
     participants: list[dict[str, Any]],
 ) -> str:
-    title = "云见面记录" if live.kind == "meeting" else "勘验笔录"
+    meeting = live.kind == "meeting"
+    words = MEETING_WORDS if meeting else INSPECTION_WORDS
+    labels = {"inspector": words["staff"], "applicant": "申请人"}
     lines = [
-        title,
+        words["title"],
         "",
         f"案件编号：{live.case_no}",
         f"会话编号：{live.id}",
-        f"勘验地点：{live.site_address or '（未填写）'}",
+        f"{words['site']}：{live.site_address or '（未填写）'}",
         f"开始时间：{now_iso(started) if started else '（未开始）'}",
         f"结束时间：{now_iso(ended)}",
         "参与人员："
-        + "、".join(f"{ROLE_LABELS.get(p['role'], p['role'])} {p['name']}" for p in participants),
+        + "、".join(f"{labels.get(p['role'], p['role'])} {p['name']}" for p in participants),
     ]
     if live.checklist:
         lines += ["", "勘验要点："]
@@ -66,12 +90,16 @@ def render_record(
             verdict = CHECK_LABELS.get(entry.get("result", ""), "未勘验")
             note = f"（{entry['note']}）" if entry.get("note") else ""
             lines.append(f"{i + 1}. {point} —— {verdict}{note}")
-    lines += ["", f"勘验结论：{RESULTS[result]}"]
+    outcome = (MEETING_RESULTS if meeting else RESULTS)[result]
+    lines += ["", f"{words['result']}：{outcome}"]
     if findings:
-        lines += [f"勘验意见：{findings}"]
+        lines += [f"{words['findings']}：{findings}"]
     if record:
-        lines += ["", "笔录：", record]
-    lines += ["", f"勘验人员：{staff.display_name}（{staff.username}），签署于 {now_iso(ended)}"]
+        lines += ["", f"{words['record']}：", record]
+    lines += [
+        "",
+        f"{words['staff']}：{staff.display_name}（{staff.username}），签署于 {now_iso(ended)}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -89,8 +117,12 @@ async def finish(
     note = _text(payload, "note", 1000)
     if record is None and result != "aborted":
         raise InspectionError("record_required")
-    if not hub.cases.may(staff.role, "complete_inspection"):
+    # A 勘验笔录 is signed by an inspector; a 云见面 may be ended by any staff member taking
+    # part who may complete it (an approver too: docs/cases.md).
+    if live.kind != "meeting" and staff.role != "inspector":
         raise InspectionError("not_a_participant", "只有勘验人员可以结束并签署勘验笔录")
+    if not hub.cases.may(staff.role, "complete_inspection"):
+        raise InspectionError("not_a_participant", "您的岗位不能结束并签署本次记录")
     if live.ended:
         raise InspectionError("session_ended")
     live.ended = True
@@ -132,13 +164,15 @@ async def _finish(
         }
         for p in live.participants.values()
     ]
+    # Planned people who never joined: staff are matched by username (a joined participant
+    # carries their display name, the plan may hold an older one), the applicant by role.
+    joined_staff = {p.username for p in live.participants.values() if p.username}
+    joined_roles = {p.role for p in live.participants.values() if not p.username}
     for planned in live.planned:
-        if not any(
-            p["role"] == planned["role"] and p["name"] == planned["name"] for p in participants
-        ):
-            participants.append(
-                {"role": planned["role"], "name": planned["name"], "joined_at": None}
-            )
+        username = planned.get("username")
+        if (username in joined_staff) if username else (planned["role"] in joined_roles):
+            continue
+        participants.append({"role": planned["role"], "name": planned["name"], "joined_at": None})
     text = render_record(
         live,
         result=result,
@@ -263,7 +297,9 @@ async def _finish(
             Actor.of_staff(staff),
             live.case_id,
             "complete_inspection",
-            InspectionEvidence(body=body, blobs=blobs, manifest_sha256=manifest_sha),
+            InspectionEvidence(
+                body=body, blobs=blobs, manifest_sha256=manifest_sha, kind=live.kind
+            ),
         )
         await conn.execute(
             update(inspection_sessions)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inspection import tokens
 from inspection.models import inspection_sessions
+from node.accounts.models import users
 from node.cases.ports import SessionPlan
 
 #: How long after its start a join token stays valid when no duration is given.
@@ -18,6 +19,12 @@ DEFAULT_WINDOW_S = 4 * 3600
 
 
 class SessionScheduler:
+    async def display_names(self, conn: AsyncConnection, usernames: list[str]) -> dict[str, str]:
+        rows = await conn.execute(
+            select(users.c.username, users.c.display_name).where(users.c.username.in_(usernames))
+        )
+        return {row.username: row.display_name for row in rows}
+
     async def open_session(self, conn: AsyncConnection, plan: SessionPlan, *, now: float) -> str:
         """Store the session (cancelling earlier ones of the case) and return the applicant's
         one-time join token."""

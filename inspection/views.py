@@ -21,16 +21,21 @@ from inspection.errors import InspectionError
 from inspection.models import inspection_items, inspection_sessions
 from inspection.session import LiveSession
 from node.accounts.auth import Staff, authenticate, require_role
-from node.appkeys import CASES, DATABASE, HUB
+from node.appkeys import CASES, CONFIG, DATABASE, FEDERATION, HUB
 from node.cases.models import cases
 from node.http_errors import ApiError
+from node.pages import videos
 from node.pages.rendering import add_template_folder, render_page
-from node.pages.session import page_staff
+from node.pages.session import PageAnswer, page_staff
 from node.storage.blobs import blob_response
 
 HERE = Path(__file__).resolve().parent
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 READERS = ("inspector", "approver", "supervisor", "admin")
+#: Who may print the invitation (the receiving window, and the handling region's staff).
+INVITERS = ("clerk", "approver", "inspector", "supervisor", "admin")
+#: Who may open the console (and must be named in the session).
+CONSOLE_ROLES = ("inspector", "approver")
 
 NO_STORE = {
     "Cache-Control": "no-store",
@@ -44,6 +49,34 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
     response = await render_page(request, template, **context)
     response.headers.update(NO_STORE)
     return response
+
+
+def for_people(request: web.Request) -> bool:
+    """A browser asking for a page (people get zh-CN pages, programs keep JSON errors)."""
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def notice(status: int, title: str, message: str) -> PageAnswer:
+    """A zh-CN page telling a person why (instead of a JSON error)."""
+    return PageAnswer("inspection_notice.html", status, title=title, message=message)
+
+
+def _name(kind: str) -> str:
+    return "云见面" if kind == "meeting" else "云端勘验"
+
+
+async def _query_url(request: web.Request, case_id: int, case_no: str) -> str:
+    """办件查询 at the region that holds the case for the applicant: the receiving region
+    (the window's node), which knows the case by its number; this node when it is both."""
+    async with request.app[DATABASE].read() as conn:
+        region = (
+            await conn.execute(select(cases.c.receiving_region).where(cases.c.id == case_id))
+        ).scalar()
+    base = request.app[CONFIG].url
+    if region and region != request.app[CONFIG].region:
+        partner = request.app[FEDERATION].trust.partner(region)
+        base = partner.url if partner is not None else base
+    return f"{base.rstrip('/')}/query?case={case_no}"
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -71,30 +104,49 @@ def routes() -> web.RouteTableDef:
 
     @table.get("/inspection/{session_id}/join")
     async def join_page(request: web.Request) -> web.Response:
-        row = await request.app[HUB].row(request.match_info["session_id"])
+        try:
+            row = await request.app[HUB].row(request.match_info["session_id"])
+        except InspectionError as exc:
+            raise notice(exc.status, "无法打开视频页面", exc.message) from None
         return await page(
             request,
             "inspection_applicant.html",
             session_id=row.id,
             kind=row.kind,
             ended=row.status in ("ended", "cancelled"),
+            cancelled=row.status == "cancelled",
+            query_url=await _query_url(request, row.case_id, row.case_no),
         )
 
     @table.get("/inspection/{session_id}/console")
     async def console_page(request: web.Request) -> web.Response:
-        staff = await page_staff(request, "inspector", "approver")
-        row = await request.app[HUB].row(request.match_info["session_id"])
+        staff = await page_staff(request, *CONSOLE_ROLES)
+        try:
+            row = await request.app[HUB].row(request.match_info["session_id"])
+        except InspectionError as exc:
+            raise notice(exc.status, "无法打开控制台", exc.message) from None
+        name = _name(row.kind)
         planned = json.loads(row.participants)
         if not any(p.get("username") == staff.username for p in planned):
-            raise InspectionError("not_a_participant")
+            raise notice(
+                403,
+                "无权进入控制台",
+                f"您不是本次{name}的参与人员。如需参加，请由安排{name}的工作人员重新安排并选择您。",
+            )
         return await page(
             request,
             "inspection_console.html",
             session_id=row.id,
             kind=row.kind,
+            name=name,
+            case_id=row.case_id,
             case_no=row.case_no,
             checklist=json.loads(row.checklist),
             site_address=row.site_address,
+            session_status=row.status,
+            ended=row.status in ("ended", "cancelled"),
+            result=videos.words({"kind": row.kind})["results"].get(row.result or "", ""),
+            ended_at=row.ended_at,
         )
 
     @table.get("/inspection/v1/sessions/{session_id}")
@@ -196,13 +248,28 @@ def routes() -> web.RouteTableDef:
     @table.get("/inspection/v1/cases/{case_id}/invitation")
     async def invitation(request: web.Request) -> web.Response:
         """The receiving window's printable page: the join link as a QR code."""
-        staff = await authenticate(request)
-        require_role(staff, "clerk", "approver", "inspector", "supervisor", "admin")
-        row = await _case(request)
+        people = for_people(request)
+        if people:
+            await page_staff(request, *INVITERS)
+        else:
+            require_role(await authenticate(request), *INVITERS)
+        try:
+            row = await _case(request)
+        except ApiError as exc:
+            if people:
+                raise notice(exc.status, "无法打开邀请", exc.message) from None
+            raise
         schedule = json.loads(row.details).get("inspection") or {}
         if not schedule.get("join_url"):
+            if people:
+                raise notice(404, "无法打开邀请", "该案件没有安排视频勘验或云见面。")
             raise ApiError(404, "inspection_not_scheduled", "该案件没有安排视频勘验")
+        words = videos.words(schedule)
+        over = words["over"] or await _session_closed(request, schedule.get("session_id"))
+        # Scalable: no width/height, a viewBox, so CSS sizes it without cropping the symbol.
         qr = segno.make(schedule["join_url"], error="m")
+        svg = qr.svg_inline(scale=4, border=4, omitsize=True, svgclass="qr-code")
+        label = f"{words['name']}入会二维码"
         return await page(
             request,
             "inspection_invitation.html",
@@ -216,7 +283,11 @@ def routes() -> web.RouteTableDef:
                 "checklist": [],
                 **schedule,
             },
-            qr_svg=qr.svg_inline(scale=4),
+            words=words,
+            over=over,
+            qr_svg=None
+            if over
+            else svg.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1),
         )
 
     @table.get("/inspection/v1/cases/{case_id}/evidence")
@@ -252,6 +323,19 @@ def routes() -> web.RouteTableDef:
 
     table.static("/inspection/static", HERE / "static")
     return table
+
+
+async def _session_closed(request: web.Request, session_id: Any) -> bool:
+    """Whether this node holds the session and it is over (ended, or replaced)."""
+    if not isinstance(session_id, str):
+        return False
+    async with request.app[DATABASE].read() as conn:
+        status = (
+            await conn.execute(
+                select(inspection_sessions.c.status).where(inspection_sessions.c.id == session_id)
+            )
+        ).scalar()
+    return status in ("ended", "cancelled")
 
 
 async def _case(request: web.Request) -> Any:

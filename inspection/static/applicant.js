@@ -5,6 +5,9 @@
   const intro = document.getElementById("intro");
   if (!intro) return;
   const session = intro.dataset.session;
+  // A 云见面 faces the person (front camera); a site inspection shows the site (rear camera).
+  const meeting = intro.dataset.kind === "meeting";
+  const what = meeting ? "云见面" : "勘验";
   const start = document.getElementById("start");
   if (!start) return;
   const call = document.getElementById("call");
@@ -24,17 +27,17 @@
   const MESSAGES = {
     token_used: "该邀请码已使用。请在第一次打开的手机上继续，或联系窗口重新获取二维码。",
     token_expired: "邀请码已过期，请联系窗口重新获取。",
-    token_wrong_session: "该邀请码不属于本次勘验，请核对二维码。",
+    token_wrong_session: `该邀请码不属于本次${what}，请核对二维码。`,
     token_invalid: "邀请码无效，请重新扫描窗口提供的二维码。",
     token_malformed: "邀请码不完整，请重新扫描二维码。",
     token_missing: "缺少邀请码，请扫描窗口提供的二维码。",
     resume_invalid: "无法恢复连接，请重新扫描二维码。",
-    session_ended: "本次勘验已结束。",
+    session_ended: `本次${what}已结束。`,
   };
   function say(text, kind) { statusEl.textContent = text; statusEl.className = "status " + (kind || ""); }
 
   async function openCamera(deviceId) {
-    const video = deviceId ? { deviceId: { exact: deviceId } } : { facingMode: { ideal: "environment" } };
+    const video = deviceId ? { deviceId: { exact: deviceId } } : { facingMode: { ideal: meeting ? "user" : "environment" } };
     video.width = { ideal: 1280 }; video.height = { ideal: 720 };
     const s = await navigator.mediaDevices.getUserMedia({ video, audio: true });
     if (stream) stream.getTracks().forEach((t) => t.stop());
@@ -107,7 +110,7 @@
       return;
     }
     if (joined.resume) localStorage.setItem(resumeKey, joined.resume);
-    chan.on("ended", () => { ended = true; say("勘验已结束，感谢您的配合。您可以关闭本页。", "ok"); cleanup(); localStorage.removeItem(resumeKey); });
+    chan.on("ended", () => { ended = true; say(`${what}已结束，感谢您的配合。您可以关闭本页。`, "ok"); cleanup(); localStorage.removeItem(resumeKey); });
     let staffHere = ((joined.session || {}).participants || []).some((p) => p.role === "inspector" && p.connected);
     const connectedText = () => (staffHere ? "工作人员已接入，请按语音指引展示现场。" : "已连接，请等待工作人员接入。");
     chan.on("peer", (msg) => {

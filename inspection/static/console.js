@@ -5,6 +5,7 @@
   const root = document.getElementById("console");
   if (!root) return;
   const session = root.dataset.session;
+  const meeting = root.dataset.kind === "meeting";
   const base = `/inspection/v1/sessions/${session}`;
   const statusEl = document.getElementById("status");
   const video = document.getElementById("remote");
@@ -32,6 +33,12 @@
       if (msg.who === "applicant") say(msg.state === "left" ? "申请人已断开，录像分段已保存。" : msg.state === "connected" ? "申请人已接入。" : "申请人已加入，正在建立连接…", msg.state === "left" ? "bad" : "ok");
     });
     chan.on("snapshot", (msg) => addThumb(msg.snapshot));
+    chan.on("ended", () => {  // ended and signed by another staff member taking part
+      ended = true;
+      if (pc) pc.close();
+      say(meeting ? "云见面已结束，记录已签署。" : "勘验已结束，笔录已签署。", "ok");
+      root.querySelectorAll("input, select, textarea, button").forEach((el) => { el.disabled = true; });
+    });
     if (joined.session && joined.session.location) showLocation(joined.session.location);
     if (!mic) {
       try { mic = await navigator.mediaDevices.getUserMedia({ audio: true }); } catch (e) { mic = null; }
@@ -108,8 +115,8 @@
   document.getElementById("end").addEventListener("click", async () => {
     const result = document.getElementById("result").value;
     const record = document.getElementById("record").value;
-    if (!record && result !== "aborted") { say("请先填写笔录。", "bad"); return; }
-    if (!confirm("结束勘验并签署笔录？结束后不能继续。")) return;
+    if (!record && result !== "aborted") { say(meeting ? "请先填写记录。" : "请先填写笔录。", "bad"); return; }
+    if (!confirm(meeting ? "结束云见面并签署记录？结束后不能继续。" : "结束勘验并签署笔录？结束后不能继续。")) return;
     const r = await api("POST", `${base}/end`, { result, record, findings: document.getElementById("findings").value });
     const out = document.getElementById("end-result");
     if (r.ok) {
@@ -117,7 +124,7 @@
       if (pc) pc.close();
       out.textContent = `已签署。证据清单 ${r.data.manifest.slice(0, 16)}…，共 ${r.data.files.length} 个文件，已发送至收件地。`;
       out.className = "alert ok";
-      say("勘验已结束。", "ok");
+      say(meeting ? "云见面已结束。" : "勘验已结束。", "ok");
       root.querySelectorAll("input, select, textarea, button").forEach((el) => { el.disabled = true; });
     } else {
       out.textContent = r.data.detail || "签署失败";

@@ -199,7 +199,8 @@ ACTIONS: dict[str, Action] = {
             "complete_inspection",
             "完成勘验",
             Side.HANDLING,
-            {"inspector"},
+            # An inspector signs a 勘验笔录; an approver may end a 云见面 (the handler checks).
+            {"inspector", "approver"},
             {Status.INSPECTION},
             {Status.INSPECTION},
             "case.inspection_completed",

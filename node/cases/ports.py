@@ -33,6 +33,10 @@ class SessionPlan:
 
 
 class InspectionScheduler(Protocol):
+    async def display_names(self, conn: AsyncConnection, usernames: list[str]) -> dict[str, str]:
+        """The display names of this node's staff ``usernames`` (those it knows), so that the
+        session, the record and the partner name people as they are called, not by login."""
+
     async def open_session(self, conn: AsyncConnection, plan: SessionPlan, *, now: float) -> str:
         """Store the session in the caller's transaction (cancelling the case's earlier
         scheduled ones) and return the applicant's one-time join token."""
@@ -47,3 +51,6 @@ class InspectionEvidence:
     body: dict[str, Any]  # the case.inspection_completed body
     blobs: list[dict[str, Any]]  # every file, as envelope blob references
     manifest_sha256: str
+    #: ``inspection`` (a 勘验笔录, signed by an inspector) or ``meeting`` (云见面, which an
+    #: approver taking part may end too).
+    kind: str = "inspection"

@@ -28,6 +28,7 @@ from node.cases.errors import CaseError
 from node.cases.models import bundles, case_events, cases, ratings
 from node.cases.personal import query_matches
 from node.clock import today_in_china
+from node.pages import videos
 from node.pages.office import region_names
 from node.pages.rendering import day, render, when
 
@@ -65,6 +66,16 @@ RATE_DECIDE = {"approved", "denied", "dispatched", "delivered"}
 RATE_ACCEPT = {"not_accepted"}
 OPEN_STATES = {"received", "forwarded", "accepted", "inspection"}
 DISPATCH_METHODS = {"mail": "邮寄送达", "window": "窗口领取"}
+
+
+def inspection_step(words: dict[str, Any]) -> str:
+    """The next step while the case is in ``inspection``: a 云见面 or a site inspection, still
+    to come or over."""
+    if words["over"]:
+        return f"{words['name']}已结束，办理地正在审查办理，结果将另行告知。"
+    if words["meeting"]:
+        return "办理地将与您视频会面（云见面），工作人员会提前与您联系。"
+    return NEXT_STEP["inspection"]
 
 
 _MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d{2}|Z)?")
@@ -159,12 +170,18 @@ async def _view(request: web.Request, row_id: int) -> dict[str, Any]:
     for step in view["timeline"]:
         step["text"] = plain(step["text"])
     schedule = json.loads(row.details).get("inspection") or {}
+    words = videos.words(schedule)
+    evidence = schedule.get("evidence") or {}
     view["inspection"] = (
         {
             "scheduled_at": plain(str(schedule.get("scheduled_at") or "")),
-            "join_url": schedule.get("join_url"),
+            # Once it is over nobody is told to join it any more.
+            "join_url": None if words["over"] else schedule.get("join_url"),
             "site_address": schedule.get("site_address"),
             "checklist": [c for c in schedule.get("checklist") or [] if isinstance(c, str)],
+            "words": words,
+            "over": words["over"],
+            "completed_at": evidence.get("completed_at"),
         }
         if view["status"] == "inspection" and schedule
         else None
@@ -178,6 +195,15 @@ async def _view(request: web.Request, row_id: int) -> dict[str, Any]:
     for optional in ("supplement", "deferred", "pledged", "decision", "dispatch"):
         view.setdefault(optional, None)
     view["next_step"] = NEXT_STEP.get(view["status"], "")
+    if view["status"] == "inspection":
+        view["next_step"] = inspection_step(words)
+        if words["over"]:
+            view["status_label"] = f"{words['name']}已结束，审查中"
+        elif words["meeting"]:
+            view["status_label"] = "待云见面"
+    if words["meeting"]:  # the timeline's words are the case domain's, for inspections
+        for step in view["timeline"]:
+            step["text"] = step["text"].replace("云端勘验", "云见面")
     view["mode"] = row.mode
     view["dispatch_label"] = DISPATCH_METHODS.get((view.get("dispatch") or {}).get("method"), "")
     application = json.loads(row.application)

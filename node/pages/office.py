@@ -24,6 +24,7 @@ from node.cases.lifecycle import ACTIONS, STATUS_LABELS, Mode, Side, Status, sid
 from node.cases.models import bundles, cases, uploads
 from node.clock import today_in_china
 from node.http_json import path_int, query_int
+from node.pages import videos
 from node.pages.rendering import day, render_page, when
 from node.pages.session import page_staff
 
@@ -420,9 +421,14 @@ def routes() -> web.RouteTableDef:
             errors=details.get("errors") or [],
             inspection=inspection,
             console_url=console_url,
+            video=videos.words(inspection),
             form_labels=form_labels,
             inspection_results=INSPECTION_RESULTS,
-            evidence_kinds=EVIDENCE_KINDS,
+            evidence_kinds=(
+                {**EVIDENCE_KINDS, "record": "云见面记录"}
+                if videos.is_meeting(inspection)
+                else EVIDENCE_KINDS
+            ),
             invitation_url=invitation_url,
             today=today_in_china().isoformat(),
         )

@@ -16,6 +16,7 @@ a URL, a history entry or an access log.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import segno
@@ -34,7 +35,7 @@ from node.cases.validation import ID_TYPES
 from node.catalog import service as catalog
 from node.clock import today_in_china
 from node.http_json import path_int
-from node.pages import session
+from node.pages import session, videos
 from node.pages.rendering import day, render_page
 from protocol.catalog import Item
 
@@ -231,7 +232,9 @@ def routes() -> web.RouteTableDef:
                 r: _region_name(request, r)
                 for r in (case["receiving_region"], case["handling_region"])
             },
-            next_step=NEXT_STEPS.get(case["status"], ""),
+            next_step=_status_step(case["status"], details),
+            invitation_url=_invitation_url(case),
+            video_name=videos.words(details.get("inspection"))["name"],
             supplement=details.get("supplement") or {},
             decision=details.get("decision") or {},
             dispatch=details.get("dispatch") or {},
@@ -393,8 +396,26 @@ async def _own_case(request: web.Request, staff: Staff) -> dict[str, Any]:
     return case
 
 
+def _status_step(status: str, details: dict[str, Any]) -> str:
+    """The next step by status; in ``inspection``, whether the 云端勘验 or 云见面 is over."""
+    if status != "inspection":
+        return NEXT_STEPS.get(status, "")
+    words = videos.words(details.get("inspection"))
+    if words["over"]:
+        return f"办理地{words['name']}已结束，等待办结决定"
+    return f"办理地{words['name']}中：请把邀请二维码交给申请人"
+
+
+def _invitation_url(case: dict[str, Any]) -> str | None:
+    """The printable invitation while the case's video session is still to come."""
+    schedule = case["details"].get("inspection") or {}
+    if case["status"] != "inspection" or not schedule.get("join_url") or videos.is_over(schedule):
+        return None
+    return f"/inspection/v1/cases/{case['id']}/invitation"
+
+
 def _next_step(row: Any) -> str:
-    step = NEXT_STEPS.get(row.status, "")
+    step = _status_step(row.status, json.loads(row.details or "{}"))
     if row.deferred_until and row.status not in {s.value for s in CLOSED}:
         step += f"；容缺材料须于 {day(row.deferred_until)} 前补齐"
     return step

@@ -62,6 +62,14 @@ def ws_url(node: RunningNode, session_id: str) -> str:
 
 
 async def accepted_case(clerk: ApiClient, approver: ApiClient) -> tuple[str, int, int]:
+    case_no, _code, handling_id, receiving_id = await accepted_case_with_code(clerk, approver)
+    return case_no, handling_id, receiving_id
+
+
+async def accepted_case_with_code(
+    clerk: ApiClient, approver: ApiClient
+) -> tuple[str, str, int, int]:
+    """Like ``accepted_case``, with the citizen's query code (for the /query pages)."""
     item = await clerk.ok("GET", f"/api/v1/catalog/{ITEM}")
     created = await clerk.ok(
         "POST",
@@ -85,7 +93,7 @@ async def accepted_case(clerk: ApiClient, approver: ApiClient) -> tuple[str, int
     case_no = created["case"]["case_no"]
     incoming = await until(approver, case_no, lambda c: c["status"] == "forwarded")
     await approver.act(incoming["id"], "accept", {"note": "材料齐全"})
-    return case_no, incoming["id"], created["case"]["id"]
+    return case_no, created["query_code"], incoming["id"], created["case"]["id"]
 
 
 async def schedule(

@@ -56,7 +56,9 @@ async def schedule_inspection(step: Step, payload: dict[str, Any]) -> None:
     if scheduler is None:  # a node built without the video module
         raise CaseError(CaseErrorCode.USE_INSPECTION_CONSOLE, "本节点未启用云端勘验")
     session_id = str(uuid.uuid4())
-    staff = [{"role": "inspector", "name": u, "username": u} for u in inspectors]
+    # Staff take part under their display name; the session matches them by username.
+    names = await scheduler.display_names(step.conn, inspectors)
+    staff = [{"role": "inspector", "name": names.get(u, u), "username": u} for u in inspectors]
     participants = [*staff, {"role": "applicant", "name": row.applicant_name}]
     token = await scheduler.open_session(
         step.conn,
@@ -117,6 +119,8 @@ async def complete_inspection(step: Step, payload: Any) -> None:
         raise CaseError(
             CaseErrorCode.USE_INSPECTION_CONSOLE, "请在云端勘验控制台结束并签署勘验笔录"
         )
+    if payload.kind != "meeting" and step.actor.role != "inspector":
+        raise CaseError(CaseErrorCode.FORBIDDEN, "只有勘验人员可以签署勘验笔录")
     body = payload.body
     for blob in payload.blobs:
         await _remember_own(step, blob)
