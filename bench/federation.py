@@ -47,10 +47,11 @@ from bench import procstat
 from bench.echo import run_client
 from node.config import FederationSettings, NodeConfig
 from node.federation.identity import NodeIdentity
-from node.federation.models import inbound_envelopes, inbound_messages, outbox
+from node.federation.models import OUTBOX_TOKEN, inbound_envelopes, inbound_messages, outbox
 from node.federation.outbox import Outbox
 from node.provisioning import init_node, link_all
 from node.storage.database import Database
+from node.storage.sealing import load_sealer
 from protocol import messages
 from protocol.errors import ProtocolError
 
@@ -451,7 +452,7 @@ async def fill_outbox(
     started = time.perf_counter()
     try:
         identity = await NodeIdentity.load(config, db)
-        box = Outbox(identity, wake=lambda _partner: None)
+        box = Outbox(identity, wake=lambda _partner: None, sealer=load_sealer(config.dir))
         xts = [f"bench-{run_tag}-{i:06d}" for i in range(params.cases)]
         for start in range(0, params.n, FILL_BATCH):
             async with db.write() as conn:
@@ -505,7 +506,8 @@ async def _tokens(config: NodeConfig) -> list[bytes]:
     try:
         async with db.read() as conn:
             rows = (await conn.execute(select(outbox.c.token).order_by(outbox.c.id))).scalars()
-            return [t.encode("ascii") for t in rows.all()]
+            sealer = load_sealer(config.dir)
+            return [sealer.open(t, OUTBOX_TOKEN).encode("ascii") for t in rows.all()]
     finally:
         await db.dispose()
 

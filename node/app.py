@@ -1,6 +1,8 @@
-"""The node's aiohttp application, built in one place and in order: storage, federation
-transport, the case front (on the federation's outbox and blobs), the video inspection (on
-the case front), then the federation started with the case front as its message handler."""
+"""The node's aiohttp application, built in one place and in order: storage (the database,
+migrated; the staff token secret; the data keys that seal personal data at rest), federation
+transport (sealing its stored envelopes), the case front (on the federation's outbox and
+blobs), the video inspection (on the case front), then the federation started with the case
+front as its message handler."""
 
 from __future__ import annotations
 
@@ -91,8 +93,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # of a node made by an older Tongban).
     use_node_dir(db, config.dir)
     await ensure_token_secret(db, config.dir)
+    # The data keys (DIR/secrets/data-keys.json, made 0600 at the first start): stored
+    # envelopes are sealed with them.
+    sealer = load_sealer(config.dir)
     identity = await NodeIdentity.load(config, db)
-    federation = Federation(config, db, identity)
+    federation = Federation(config, db, identity, sealer)
 
     def partner_key(kid: str) -> Any:
         key = federation.trust.keys.get(kid)

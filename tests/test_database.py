@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
@@ -16,6 +17,7 @@ from node.federation.applier import Applier
 from node.federation.models import inbound_envelopes, inbound_messages
 from node.storage.database import Database
 from node.storage.migrate import upgrade
+from node.storage.sealing import load_sealer
 from protocol.envelope import Envelope, new_claims, parse_envelope, sign_envelope
 from protocol.keys import generate_private_key
 from protocol.messages import example_body
@@ -77,7 +79,7 @@ async def test_a_waiting_urgent_write_is_announced_and_a_plain_one_is_not(
 
 @pytest.mark.skipif(using_postgres(), reason="the one-writer contention is SQLite's")
 async def test_the_applier_gives_way_to_inbound_stores(
-    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """An inbound store that waited behind one of the applier's transactions is followed by
     a pause of the applier (twice that transaction's length), so that further stores find
@@ -152,7 +154,8 @@ async def test_the_applier_gives_way_to_inbound_stores(
 
         return fn
 
-    applier = Applier(db, handler)
+    # The tokens above are stored as a node made before sealing stored them: in clear.
+    applier = Applier(db, handler, sealer=load_sealer(tmp_path))
     try:
         running = asyncio.create_task(applier.apply_ready())
         await first_applied.wait()

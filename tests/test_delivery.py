@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from node.federation.identity import rotate_key
-from node.federation.models import inbound_envelopes, outbox, partner_keys
+from node.federation.models import INBOUND_TOKEN, inbound_envelopes, outbox, partner_keys
 from node.federation.partners import load_partners, render_partners
 from protocol.envelope import verify_envelope
 from protocol.messages import example_body
@@ -167,7 +167,11 @@ async def test_rotated_key_is_learned_by_the_partner_and_old_envelopes_still_ver
     # Archive check: both verify later with the keys 衡阳市 holds, the retired one included.
     for token in tokens:
         verify_envelope(
-            token.token, hengyang.fed.trust.keys, recipient=None, now=time.time(), check_time=False
+            hengyang.fed.sealer.open(token.token, INBOUND_TOKEN),
+            hengyang.fed.trust.keys,
+            recipient=None,
+            now=time.time(),
+            check_time=False,
         )
 
 

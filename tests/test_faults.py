@@ -25,11 +25,19 @@ import pytest
 from sqlalchemy import and_, func, select
 
 from node.config import NodeConfig
-from node.federation.models import inbound_cursors, inbound_envelopes, inbound_messages, outbox
+from node.federation.models import (
+    INBOUND_TOKEN,
+    OUTBOX_TOKEN,
+    inbound_cursors,
+    inbound_envelopes,
+    inbound_messages,
+    outbox,
+)
 from node.federation.partners import load_partners
 from node.provisioning import init_node, link_all
 from node.storage.blobs import FolderBlobStore
 from node.storage.database import Database
+from node.storage.sealing import load_sealer
 from protocol.envelope import parse_envelope
 from protocol.keys import KeySet
 from protocol.messages import example_body
@@ -382,8 +390,11 @@ async def check_exactly_once(
     answers = await receiver.rows(
         outbox.c.typ, outbox.c.token, where=outbox.c.partner == sender.region
     )
+    sealer = load_sealer(receiver.config.dir)
     refs = Counter(
-        parse_envelope(a.token).claims["body"].get("ref") for a in answers if a.typ == "case.error"
+        parse_envelope(sealer.open(a.token, OUTBOX_TOKEN)).claims["body"].get("ref")
+        for a in answers
+        if a.typ == "case.error"
     )
     assert not [ref for ref, n in refs.items() if n > 1]
 
@@ -594,6 +605,11 @@ async def test_receiver_restarted_while_envelopes_with_blobs_wait_gets_every_blo
         inbound_envelopes.c.token, where=inbound_envelopes.c.typ == "case.supplemented"
     )
     assert len(envelopes) == 6
-    named = {b["sha256"] for e in envelopes for b in parse_envelope(e.token).claims["blobs"]}
+    sealer = load_sealer(fed.receiver.config.dir)
+    named = {
+        b["sha256"]
+        for e in envelopes
+        for b in parse_envelope(sealer.open(e.token, INBOUND_TOKEN)).claims["blobs"]
+    }
     assert named == set(digests)
     await check_exactly_once(fed, Counter(xt for _t, xt, _b, _bl in plan))

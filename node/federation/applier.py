@@ -24,8 +24,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from node.federation.models import inbound_cursors, inbound_envelopes, inbound_messages
+from node.federation.models import (
+    INBOUND_TOKEN,
+    inbound_cursors,
+    inbound_envelopes,
+    inbound_messages,
+)
 from node.storage.database import Database
+from node.storage.sealing import Sealer
 from protocol.envelope import Envelope, parse_envelope
 
 log = logging.getLogger(__name__)
@@ -81,8 +87,11 @@ class Applier:
         db: Database,
         handler: MessageHandler = accept_all,
         on_refused: RefusalHandler | None = None,
+        *,
+        sealer: Sealer,
     ) -> None:
         self._db = db
+        self._sealer = sealer
         self._handler = handler
         self._on_refused = on_refused
         self._wake = asyncio.Event()
@@ -250,8 +259,11 @@ class Applier:
 
         The handler runs in a savepoint: a business refusal or an unexpected error (raised
         on) undoes what it did and nothing else. ``on_refused`` runs outside it: if that
-        fails, the whole transaction must go (the caller then applies one by one)."""
-        envelope = _reparse(item.token)
+        fails, the whole transaction must go (the caller then applies one by one).
+
+        A stored token that does not open (tampered, or sealed with a data key this node
+        lacks) raises SealingError: the message is counted as failed, never applied."""
+        envelope = _reparse(self._sealer.open(item.token, INBOUND_TOKEN))
         try:
             async with conn.begin_nested():
                 await self._handler(conn, envelope)
@@ -303,6 +315,7 @@ class _Ready:
     xt: str
     seq: int
     jti: str
+    #: As stored: sealed (or a legacy plaintext compact JWS).
     token: str
     #: The case's cursor as read (None: no cursor yet, so seq is 1).
     cursor: int | None

@@ -5,6 +5,11 @@ sends finish, their results are recorded and more due rows claimed, in one trans
 verifies each receipt. Failures back off per partner
 (exponential, jittered, capped at minutes), and the backoff resets as soon as anything
 arrives from that partner. One dead partner never slows the others: each has its own task.
+
+Outbox tokens are stored sealed: claimed rows carry them as stored, and each send opens its
+row's token just before it goes on the wire (not in the claiming transaction, which on SQLite
+holds the one writer). A token that does not open is never sent: the row waits (``held``: its
+own backoff, a loud log line, ``last_error``) without counting as a failure of the partner.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from node.config import FederationSettings
 from node.federation.client import PartnerClient, TransportError
 from node.federation.identity import NodeIdentity
-from node.federation.models import outbox
+from node.federation.models import OUTBOX_TOKEN, outbox
 from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.storage.database import Database
+from node.storage.sealing import Sealer, SealingError
 from protocol.envelope import new_claims, parse_envelope, sign_envelope
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.receipt import verify_receipt
@@ -52,6 +58,7 @@ class _Row:
     xt: str
     seq: int
     typ: str
+    #: As stored: sealed (or a legacy plaintext compact JWS).
     token: str
     digest: str
     created_at: float
@@ -62,7 +69,9 @@ class _Row:
 @dataclass
 class _Result:
     row: _Row
-    kind: str  # "delivered" | "dead" | "retry"
+    # "delivered" | "dead" | "retry" | "held" (a retry that is no fault of the partner: the
+    # row's token does not open here)
+    kind: str
     status: int | None = None
     error: str | None = None
     receipt: str | None = None
@@ -225,8 +234,10 @@ class Delivery:
         metrics: Metrics,
         settings: FederationSettings,
         refresh_partner_keys: Callable[[str], Awaitable[bool]],
+        sealer: Sealer,
     ) -> None:
         self._refresh_partner_keys = refresh_partner_keys
+        self._sealer = sealer
         self._db = db
         self._identity = identity
         self._trust = trust
@@ -359,7 +370,7 @@ class Delivery:
                     " claimed_until = NULL, attempts = ? WHERE id = ? AND claimed_by = ?",
                     (now, result.status, result.error, row.attempts + 1, row.id, WORKER_ID),
                 )
-            elif result.kind == "retry":
+            elif result.kind in ("retry", "held"):
                 c.execute(
                     "UPDATE outbox SET next_attempt_at = ?, last_status = ?, last_error = ?,"
                     " claimed_until = NULL, attempts = ? WHERE id = ? AND claimed_by = ?",
@@ -441,7 +452,8 @@ class Delivery:
         try:
             if row.expires_at - time.time() < self.settings.reissue_margin:
                 row = await self._reissue(row)
-            answer = await self._client.post_envelope(partner.url, row.token)
+            token = self._sealer.open(row.token, OUTBOX_TOKEN)
+            answer = await self._client.post_envelope(partner.url, token)
             if answer.status == 409 and answer.error == ErrorCode.BLOBS_MISSING:
                 for sha256 in _missing(answer.extra):
                     upload = await self._client.put_blob(partner.url, region, sha256)
@@ -449,7 +461,7 @@ class Delivery:
                         return self._refused(
                             region, row, upload.status, upload.error, upload.detail
                         )
-                answer = await self._client.post_envelope(partner.url, row.token)
+                answer = await self._client.post_envelope(partner.url, token)
             if answer.status == 200:
                 receipt = await self._check_receipt(region, row, answer.body)
                 self._metrics.envelopes_out.labels(region, row.typ, "delivered").inc()
@@ -457,12 +469,26 @@ class Delivery:
             if answer.status == 409:
                 return _Result(row, "retry", status=409, error=f"{answer.error}: {answer.detail}")
             return self._refused(region, row, answer.status, answer.error, answer.detail)
+        except SealingError as exc:
+            return self._held(region, row, exc)
         except TransportError as exc:
             self._metrics.envelopes_out.labels(region, row.typ, "unreachable").inc()
             return _Result(row, "retry", error=str(exc)[:500])
         except ProtocolError as exc:
             self._metrics.envelopes_out.labels(region, row.typ, str(exc.code)).inc()
             return _Result(row, "retry", error=f"{exc.code}: {exc.detail}"[:500])
+
+    def _held(self, region: str, row: _Row, exc: SealingError) -> _Result:
+        """A stored token that does not open (tampered, or sealed with a data key this node
+        lacks: restored without ``secrets/data-keys.json``?) is never sent. Loud, and retried
+        on the row's own backoff (the keys file may come back), without holding back the
+        partner's other rows."""
+        self._metrics.envelopes_out.labels(region, row.typ, "sealing_error").inc()
+        log.error(
+            "outbox token does not open; not sent",
+            extra={"partner": region, "jti": row.jti, "error": str(exc)},
+        )
+        return _Result(row, "held", error=f"SealingError: {exc}"[:500])
 
     def _refused(
         self, region: str, row: _Row, status: int, error: str | None, detail: str
@@ -501,7 +527,7 @@ class Delivery:
 
     async def _reissue(self, row: _Row) -> _Row:
         """Sign the message again with a new jti, same xt and seq (it was about to expire)."""
-        claims = parse_envelope(row.token).claims
+        claims = parse_envelope(self._sealer.open(row.token, OUTBOX_TOKEN)).claims
         fresh = new_claims(
             iss=self._identity.region,
             aud=claims["aud"],
@@ -514,13 +540,14 @@ class Delivery:
         )
         token = sign_envelope(fresh, self._identity.private_key, self._identity.kid)
         digest = parse_envelope(token).digest
+        sealed = self._sealer.seal(token, OUTBOX_TOKEN)
         async with self._db.write() as conn:
             await conn.execute(
                 update(outbox)
                 .where(outbox.c.id == row.id)
                 .values(
                     jti=fresh["jti"],
-                    token=token,
+                    token=sealed,
                     digest=digest,
                     expires_at=float(fresh["exp"]),
                     reissued_from=func.trim(
@@ -535,7 +562,7 @@ class Delivery:
             xt=row.xt,
             seq=row.seq,
             typ=row.typ,
-            token=token,
+            token=sealed,
             digest=digest,
             created_at=row.created_at,
             expires_at=float(fresh["exp"]),

@@ -3,6 +3,11 @@
 Stores go through a group-commit writer: envelopes that arrive together share one
 transaction (one fsync), and each request waits for the commit that holds its envelope
 before its receipt leaves. A resend of a stored envelope gets the stored receipt back.
+
+The stored token is sealed (its body holds personal data): sealed here, before the envelope
+joins the writer's queue, so the writer (on SQLite the one writer connection) does no more
+than it did. A resend is told apart by the stored digest and answered with the stored receipt,
+neither of which is sealed, so nothing is opened on the way.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.federation.identity import NodeIdentity
-from node.federation.models import inbound_envelopes, inbound_messages, rejections
+from node.federation.models import INBOUND_TOKEN, inbound_envelopes, inbound_messages, rejections
 from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.storage.blobs import BlobStore
 from node.storage.database import Database
+from node.storage.sealing import Sealer
 from protocol.envelope import Envelope, parse_envelope, verify_parsed
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.jws import ParsedJWS
@@ -48,6 +54,8 @@ PRUNE_INTERVAL = 3600.0
 class _Pending:
     envelope: Envelope
     receipt: str
+    #: The token as stored: the compact JWS sealed for ``INBOUND_TOKEN``.
+    sealed: str
     future: asyncio.Future[str]
 
 
@@ -64,8 +72,10 @@ class InboundService:
         metrics: Metrics,
         refresh_partner_keys: Callable[[str], Awaitable[bool]],
         on_stored: Callable[[set[str]], None],
+        sealer: Sealer,
     ) -> None:
         self._db = db
+        self._sealer = sealer
         self._identity = identity
         self._trust = trust
         self._blobs = blobs
@@ -104,8 +114,9 @@ class InboundService:
                 key=self._identity.private_key,
                 kid=self._identity.kid,
             )
+            sealed = self._sealer.seal(envelope.compact.decode("ascii"), INBOUND_TOKEN)
             future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            await self._queue.put(_Pending(envelope, receipt, future))
+            await self._queue.put(_Pending(envelope, receipt, sealed, future))
             return await future
         except ProtocolError as exc:
             self._metrics.envelopes_in.labels(_typ_label(parsed), str(exc.code)).inc()
@@ -313,7 +324,7 @@ class InboundService:
                     "typ": p.envelope.typ,
                     "kid": p.envelope.kid,
                     "digest": p.envelope.digest,
-                    "token": p.envelope.compact.decode("ascii"),
+                    "token": p.sealed,
                     "receipt": p.receipt,
                     "received_at": now,
                     "duplicate": owners.get(key) != p.envelope.jti,
@@ -362,7 +373,8 @@ def _commit_sqlite(
     if not fresh:
         return results, fresh
     now = time.time()
-    items = [p.envelope for p in fresh.values()]
+    pending = list(fresh.values())
+    items = [p.envelope for p in pending]
     c.executemany(
         "INSERT INTO inbound_messages (iss, xt, seq, jti, typ, received_at, attempts)"
         " VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
@@ -389,12 +401,12 @@ def _commit_sqlite(
                 e.typ,
                 e.kid,
                 e.digest,
-                e.compact.decode("ascii"),
+                p.sealed,
                 p.receipt,
                 now,
                 int(owners.get((e.iss, e.xt, e.seq)) != e.jti),
             )
-            for p, e in zip(fresh.values(), items, strict=True)
+            for p, e in zip(pending, items, strict=True)
         ],
     )
     return results, fresh

@@ -15,6 +15,11 @@ from sqlalchemy import (
 
 from node.storage.metadata import metadata
 
+#: The places (associated data) of the sealed envelope columns: a value sealed for one does
+#: not open in the other.
+INBOUND_TOKEN = "inbound_envelopes.token"
+OUTBOX_TOKEN = "outbox.token"
+
 #: This node's own signing keys (private halves are files in the node's folder).
 own_keys = Table(
     "own_keys",
@@ -42,7 +47,9 @@ partner_keys = Table(
 )
 
 #: Every envelope we acknowledged, with the receipt we gave, by jti. Written before the receipt
-#: leaves, so a resend gets the same receipt and a crash loses nothing acknowledged.
+#: leaves, so a resend gets the same receipt and a crash loses nothing acknowledged. ``token``
+#: (the compact JWS, whose body holds personal data) is sealed (``INBOUND_TOKEN``); ``digest``
+#: and ``receipt`` are not, so a resend is answered without opening anything.
 inbound_envelopes = Table(
     "inbound_envelopes",
     metadata,
@@ -53,6 +60,7 @@ inbound_envelopes = Table(
     Column("typ", String(64), nullable=False),
     Column("kid", String(40), nullable=False),
     Column("digest", String(64), nullable=False),
+    # Sealed: node/storage/sealing.py, place INBOUND_TOKEN (legacy rows: the compact JWS).
     Column("token", Text, nullable=False),
     Column("receipt", Text, nullable=False),
     Column("received_at", Float, nullable=False),
@@ -142,6 +150,7 @@ outbox = Table(
     Column("xt", String(64), nullable=False),
     Column("seq", Integer, nullable=False),
     Column("typ", String(64), nullable=False),
+    # Sealed: node/storage/sealing.py, place OUTBOX_TOKEN (legacy rows: the compact JWS).
     Column("token", Text, nullable=False),
     Column("digest", String(64), nullable=False),
     # Space-separated sha256 digests of the blobs the envelope names.

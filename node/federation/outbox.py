@@ -1,6 +1,7 @@
 """The transactional outbox: an envelope is signed and stored in the same transaction as the
 change it announces, and delivered later by the delivery worker. Signed once: every retry
-sends the same bytes."""
+sends the same bytes. The stored token is sealed (its body holds personal data); its digest
+is computed before sealing, from the bytes the partner receives."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.federation.identity import NodeIdentity
-from node.federation.models import outbound_sequences, outbox
+from node.federation.models import OUTBOX_TOKEN, outbound_sequences, outbox
 from node.storage.database import after_commit
+from node.storage.sealing import Sealer
 from protocol.envelope import new_claims, sign_envelope
 
 
@@ -29,9 +31,12 @@ class Queued:
 
 
 class Outbox:
-    def __init__(self, identity: NodeIdentity, wake: Callable[[str], None]) -> None:
+    def __init__(
+        self, identity: NodeIdentity, wake: Callable[[str], None], *, sealer: Sealer
+    ) -> None:
         self._identity = identity
         self._wake = wake
+        self._sealer = sealer
 
     def set_identity(self, identity: NodeIdentity) -> None:
         self._identity = identity
@@ -76,7 +81,7 @@ class Outbox:
                 xt=xt,
                 seq=seq,
                 typ=typ,
-                token=token,
+                token=self._sealer.seal(token, OUTBOX_TOKEN),
                 digest=digest,
                 blobs=" ".join(b["sha256"] for b in claims["blobs"]),
                 created_at=moment,

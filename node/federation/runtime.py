@@ -1,5 +1,8 @@
 """The running federation of one node: wires identity, trust, inbound, applier, outbox and
-delivery together and keeps them current (key rotation, partners.toml edits)."""
+delivery together and keeps them current (key rotation, partners.toml edits).
+
+The stored envelopes (``inbound_envelopes.token``, ``outbox.token``) are sealed with the
+node's ``Sealer`` (node/storage/sealing.py), which the caller loads and hands in."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.storage.blobs import open_blob_store
 from node.storage.database import Database
+from node.storage.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +41,14 @@ class Federation:
         config: NodeConfig,
         db: Database,
         identity: NodeIdentity,
+        sealer: Sealer,
     ) -> None:
         self.config = config
         self.db = db
         self.identity = identity
+        #: Seals and opens the stored envelope tokens (and anything else at rest that the
+        #: node's parts are given it for).
+        self.sealer = sealer
         self.metrics = Metrics()
         self.blobs = open_blob_store(config)
         self.trust = TrustStore(db, config.partners_file, config.federation)
@@ -54,8 +62,9 @@ class Federation:
             metrics=self.metrics,
             settings=config.federation,
             refresh_partner_keys=self.refresher.refresh,
+            sealer=sealer,
         )
-        self.outbox = Outbox(identity, self.delivery.wake)
+        self.outbox = Outbox(identity, self.delivery.wake, sealer=sealer)
         #: Made by ``start``, with the case domain's handlers (built from our outbox and
         #: blobs, so after this object).
         self.applier: Applier | None = None
@@ -67,6 +76,7 @@ class Federation:
             metrics=self.metrics,
             refresh_partner_keys=self.refresher.refresh,
             on_stored=self._stored,
+            sealer=sealer,
         )
         self._tasks: list[asyncio.Task[None]] = []
         # Short-lived tasks (backoff resets) kept referenced until done.
@@ -77,7 +87,7 @@ class Federation:
     ) -> None:
         """Start receiving, applying (each message through ``handler``; a refusal answered
         by ``on_refused``) and delivering."""
-        self.applier = Applier(self.db, handler, on_refused)
+        self.applier = Applier(self.db, handler, on_refused, sealer=self.sealer)
         self.blobs.remove_stale_parts()
         await self.blobs.start()
         await self.trust.load()

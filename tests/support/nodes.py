@@ -25,6 +25,7 @@ from node.federation.outbox import Outbox, Queued
 from node.federation.runtime import Federation
 from node.provisioning import init_node, link_all
 from node.storage.database import Database
+from node.storage.sealing import load_sealer
 from tests.support.databases import DatabaseFactory
 
 FAST_FEDERATION = """
@@ -187,7 +188,9 @@ class OfflineSender:
     async def open(self) -> OfflineSender:
         self.db = Database(self.config.database_url)
         identity = await NodeIdentity.load(self.config, self.db)
-        self.outbox = Outbox(identity, wake=lambda _partner: None)
+        self.outbox = Outbox(
+            identity, wake=lambda _partner: None, sealer=load_sealer(self.config.dir)
+        )
         return self
 
     async def close(self) -> None:
