@@ -22,10 +22,27 @@ from node.federation.partners import (
     parse_partners,
     render_partners,
 )
+from node.federation.reseal import reseal_envelopes
 from node.filemodes import set_private_umask
 from node.provisioning import InitError, add_partner, init_node, self_entry
 from node.storage.database import Database
+from node.storage.sealing import (
+    ResealHook,
+    column_resealer,
+    load_sealer,
+    reseal,
+    rotate_data_key,
+)
 from node.workdays import cli as workdays_cli
+
+#: What `tongban keys reseal` re-seals, one hook per area that seals columns: the stored
+#: envelopes, and the applicants' ID numbers and phones of the case domain (sealed there with
+#: the places named here).
+RESEAL_HOOKS: tuple[ResealHook, ...] = (
+    reseal_envelopes,
+    column_resealer("cases", "id", "applicant_id_number", "cases.applicant_id_number"),
+    column_resealer("cases", "id", "applicant_phone", "cases.applicant_phone"),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,10 +100,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", required=True, type=Path)
     p.set_defaults(func=_doctor)
 
-    keys = sub.add_parser("keys", help="signing keys").add_subparsers()
+    keys = sub.add_parser("keys", help="signing keys and data keys").add_subparsers()
     p = keys.add_parser("rotate", help="make a new signing key; partners learn it")
     p.add_argument("--dir", required=True, type=Path)
     p.set_defaults(func=_keys_rotate)
+    p = keys.add_parser(
+        "rotate-data", help="add a new active data key (seals personal data at rest)"
+    )
+    p.add_argument("--dir", required=True, type=Path)
+    p.set_defaults(func=_keys_rotate_data)
+    p = keys.add_parser("reseal", help="seal every sealed or plaintext value with the active key")
+    p.add_argument("--dir", required=True, type=Path)
+    p.set_defaults(func=_keys_reseal, hooks=RESEAL_HOOKS)
 
     partners = sub.add_parser("partners", help="the partners.toml trust root").add_subparsers()
     p = partners.add_parser("list", help="list partner regions")
@@ -225,6 +250,33 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     old, new = asyncio.run(go())
     print(f"新签名密钥 new signing key: {new}")
     print(f"旧密钥 {old} 在宽限期内仍有效 (still valid through its grace period)")
+    return 0
+
+
+def _keys_rotate_data(args: argparse.Namespace) -> int:
+    config = NodeConfig.load(args.dir)
+    new = rotate_data_key(config.dir)
+    print(f"新数据密钥 new data key: {new}")
+    print("  running replicas use it within 2 s; old keys stay to open what they sealed")
+    print(f"  then: tongban keys reseal --dir {config.dir}")
+    return 0
+
+
+def _keys_reseal(args: argparse.Namespace) -> int:
+    config = NodeConfig.load(args.dir)
+    sealer = load_sealer(config.dir)
+
+    async def go() -> dict[str, int]:
+        db = Database(config.database_url)
+        try:
+            return await reseal(db, sealer, args.hooks)
+        finally:
+            await db.dispose()
+
+    moved = asyncio.run(go())
+    print(f"已用数据密钥 {sealer.active} 重新加密 resealed with data key {sealer.active}:")
+    for place, count in moved.items():
+        print(f"  {place}: {count}")
     return 0
 
 

@@ -31,7 +31,7 @@ from node.federation.models import (
     inbound_messages,
 )
 from node.storage.database import Database
-from node.storage.sealing import Sealer
+from node.storage.sealing import SealsValues
 from protocol.envelope import Envelope, parse_envelope
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class Applier:
         handler: MessageHandler = accept_all,
         on_refused: RefusalHandler | None = None,
         *,
-        sealer: Sealer,
+        sealer: SealsValues,
     ) -> None:
         self._db = db
         self._sealer = sealer

@@ -37,7 +37,7 @@ from node.federation.models import OUTBOX_TOKEN, outbox
 from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.storage.database import Database
-from node.storage.sealing import Sealer, SealingError
+from node.storage.sealing import SealingError, SealsValues
 from protocol.envelope import new_claims, parse_envelope, sign_envelope
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.receipt import verify_receipt
@@ -234,7 +234,7 @@ class Delivery:
         metrics: Metrics,
         settings: FederationSettings,
         refresh_partner_keys: Callable[[str], Awaitable[bool]],
-        sealer: Sealer,
+        sealer: SealsValues,
     ) -> None:
         self._refresh_partner_keys = refresh_partner_keys
         self._sealer = sealer

@@ -33,7 +33,7 @@ from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.storage.blobs import BlobStore
 from node.storage.database import Database
-from node.storage.sealing import Sealer
+from node.storage.sealing import SealsValues
 from protocol.envelope import Envelope, parse_envelope, verify_parsed
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.jws import ParsedJWS
@@ -72,7 +72,7 @@ class InboundService:
         metrics: Metrics,
         refresh_partner_keys: Callable[[str], Awaitable[bool]],
         on_stored: Callable[[set[str]], None],
-        sealer: Sealer,
+        sealer: SealsValues,
     ) -> None:
         self._db = db
         self._sealer = sealer

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from node.federation.identity import NodeIdentity
 from node.federation.models import OUTBOX_TOKEN, outbound_sequences, outbox
 from node.storage.database import after_commit
-from node.storage.sealing import Sealer
+from node.storage.sealing import SealsValues
 from protocol.envelope import new_claims, sign_envelope
 
 
@@ -32,7 +32,7 @@ class Queued:
 
 class Outbox:
     def __init__(
-        self, identity: NodeIdentity, wake: Callable[[str], None], *, sealer: Sealer
+        self, identity: NodeIdentity, wake: Callable[[str], None], *, sealer: SealsValues
     ) -> None:
         self._identity = identity
         self._wake = wake

@@ -25,7 +25,7 @@ from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.storage.blobs import open_blob_store
 from node.storage.database import Database
-from node.storage.sealing import Sealer
+from node.storage.sealing import FollowingSealer, Sealer
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ class Federation:
         self.config = config
         self.db = db
         self.identity = identity
-        #: Seals and opens the stored envelope tokens (and anything else at rest that the
-        #: node's parts are given it for).
-        self.sealer = sealer
+        #: Seals and opens the stored envelope tokens; follows `tongban keys rotate-data`
+        #: (the keys file is checked with the signing key, every ``WATCH_INTERVAL``).
+        self.sealer = FollowingSealer(config.dir, sealer)
         self.metrics = Metrics()
         self.blobs = open_blob_store(config)
         self.trust = TrustStore(db, config.partners_file, config.federation)
@@ -62,9 +62,9 @@ class Federation:
             metrics=self.metrics,
             settings=config.federation,
             refresh_partner_keys=self.refresher.refresh,
-            sealer=sealer,
+            sealer=self.sealer,
         )
-        self.outbox = Outbox(identity, self.delivery.wake, sealer=sealer)
+        self.outbox = Outbox(identity, self.delivery.wake, sealer=self.sealer)
         #: Made by ``start``, with the case domain's handlers (built from our outbox and
         #: blobs, so after this object).
         self.applier: Applier | None = None
@@ -76,7 +76,7 @@ class Federation:
             metrics=self.metrics,
             refresh_partner_keys=self.refresher.refresh,
             on_stored=self._stored,
-            sealer=sealer,
+            sealer=self.sealer,
         )
         self._tasks: list[asyncio.Task[None]] = []
         # Short-lived tasks (backoff resets) kept referenced until done.
@@ -136,6 +136,8 @@ class Federation:
             try:
                 if key_file_changed(self.config, self.identity):
                     await self.reload_identity()
+                if self.sealer.reload_if_changed():
+                    log.info("data keys loaded", extra={"active": self.sealer.current.active})
                 if await self.trust.reload_if_changed():
                     self.delivery.sync_partners()
                 if time.monotonic() - last_refresh > DESCRIPTOR_REFRESH:
