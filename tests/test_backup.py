@@ -20,9 +20,13 @@ from sqlalchemy import MetaData, func, select
 
 from node.cli import main as cli
 from node.config import NodeConfig
+from node.federation.models import INBOUND_TOKEN, OUTBOX_TOKEN, inbound_envelopes, outbox
 from node.ops.backup import reflect
 from node.storage.blobs import FolderBlobStore
 from node.storage.database import Database
+from node.storage.sealing import FILE as DATA_KEYS_FILE
+from node.storage.sealing import PREFIX, Sealer, SealingError, load_sealer
+from protocol.envelope import parse_envelope
 from tests.support.api import ApiClient, pdf
 from tests.support.databases import DatabaseFactory, using_postgres
 from tests.support.forms import form_for
@@ -138,6 +142,26 @@ async def check_restored(
     return restored
 
 
+async def check_sealed(restored: NodeConfig, sealer: Sealer, *, opens: bool) -> None:
+    """The restored envelope tokens are sealed, and open with ``sealer`` or not at all."""
+    db = Database(restored.database_url)
+    try:
+        async with db.read() as conn:
+            inbound = (await conn.execute(select(inbound_envelopes.c.token))).scalars().all()
+            sent = (await conn.execute(select(outbox.c.token))).scalars().all()
+    finally:
+        await db.dispose()
+    assert inbound and sent
+    for place, tokens in ((INBOUND_TOKEN, inbound), (OUTBOX_TOKEN, sent)):
+        for token in tokens:
+            assert token.startswith(PREFIX)
+            if opens:
+                assert parse_envelope(sealer.open(token, place)).claims["jti"]
+            else:
+                with pytest.raises(SealingError):
+                    sealer.open(token, place)
+
+
 async def test_backup_of_a_running_node_restores_into_an_empty_database_and_verifies(
     walked: list[RunningNode],
     tmp_path: Path,
@@ -154,14 +178,21 @@ async def test_backup_of_a_running_node_restores_into_an_empty_database_and_veri
     target = tmp_path / "restored"
     url = await databases.new_url("restored")
     assert await run_cli("restore", str(archive), "--dir", str(target), "--database-url", url) == 0
+    # Restore says to put the data keys back: the sealed values need them.
+    assert DATA_KEYS_FILE.as_posix() in capsys.readouterr().out
     restored = await check_restored(source, target, capsys)
     assert restored.database_url == url and restored.region == "430400"
     assert restored.partners_file.read_bytes() == source.partners_file.read_bytes()
     # Keys were not asked for: the archive has none, and restore says to put them back.
     assert not restored.key_file.exists()
+    assert not (restored.dir / DATA_KEYS_FILE).exists()
     with tarfile.open(archive) as tar:
         names = tar.getnames()
     assert names[0] == "manifest.json" and not any(n.endswith(".key") for n in names)
+    assert not any(n.endswith(DATA_KEYS_FILE.name) for n in names)
+    # The envelopes were copied sealed: without the node's data keys they do not open.
+    await check_sealed(restored, load_sealer(source.dir), opens=True)
+    await check_sealed(restored, load_sealer(tmp_path / "other-keys"), opens=False)
 
 
 async def test_backup_with_keys_restores_them_with_mode_0600(
@@ -193,6 +224,11 @@ async def test_backup_with_keys_restores_them_with_mode_0600(
     restored = await check_restored(source, target, capsys)
     assert restored.key_file.read_bytes() == source.key_file.read_bytes()
     assert stat.S_IMODE(os.stat(restored.key_file).st_mode) == 0o600
+    # The data keys came along (0600), and the sealed envelopes open with them.
+    keys = restored.dir / DATA_KEYS_FILE
+    assert keys.read_bytes() == (source.dir / DATA_KEYS_FILE).read_bytes()
+    assert stat.S_IMODE(os.stat(keys).st_mode) == 0o600
+    await check_sealed(restored, load_sealer(restored.dir), opens=True)
     # The restored node passes its own checks of key and database.
     from node.doctor import run_checks
 

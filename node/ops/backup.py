@@ -11,10 +11,13 @@ The archive is a gzip-compressed tar whose members come in this order:
     base64), tables in foreign-key order, rows in primary-key order.
 ``node/tongban.toml``, ``node/partners.toml``
     the node's config and trust root.
-``node/node.key``, ``node/keys/*.key``, ``node/secrets/staff-token.key``
-    only with ``--include-keys``: the private signing keys and the staff token secret (then the
-    archive is a secret). Without it, a restored node makes a new staff token secret at its
-    first start (staff log in again).
+``node/node.key``, ``node/keys/*.key``, ``node/secrets/staff-token.key``,
+``node/secrets/data-keys.json``
+    only with ``--include-keys``: the private signing keys, the staff token secret and the
+    data keys (then the archive is a secret). Without it, a restored node makes a new staff
+    token secret at its first start (staff log in again), and the sealed values of the dump
+    (envelope tokens, applicants' personal data: node/storage/sealing.py) open only once the
+    node's ``secrets/data-keys.json`` is put back: a backup and its keys are separate secrets.
 ``blobs/<sha256>``
     every blob file of the store.
 
@@ -26,7 +29,8 @@ name them commit and are never deleted, so every blob the dump refers to is in t
 Restore verifies the whole archive first (every digest and count), refuses a database or blob
 store that is not empty, migrates the empty database to the archive's revisions, inserts the
 rows in foreign-key order in one transaction, resets PostgreSQL sequences, migrates on to the
-newest schema, and writes the blobs (each checked against its digest again). Because the dump
+newest schema, and writes the blobs (each checked against its digest again). Sealed values are
+copied as they are, never opened: neither backup nor restore needs the data keys. Because the dump
 is logical, a SQLite backup restores into PostgreSQL and the other way round.
 """
 
@@ -60,10 +64,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.accounts.service import token_secret_file
 from node.config import CONFIG_FILE, KEY_FILE, PARTNERS_FILE, NodeConfig
-from node.filemodes import open_private, private_dir, private_sqlite
+from node.filemodes import open_private, private_dir, private_sqlite, replace_private
 from node.storage.blobs import BlobStore, open_blob_store
 from node.storage.database import Database
 from node.storage.migrate import _MIGRATION_LOCK, alembic_config, upgrade
+from node.storage.sealing import FILE as DATA_KEYS_FILE
 
 FORMAT = "tongban-backup"
 VERSION = 1
@@ -196,6 +201,7 @@ def _node_files(config: NodeConfig, include_keys: bool) -> list[tuple[str, Path,
                 files.append((f"node/keys/{path.name}", path, 0o600))
         secret = token_secret_file(config.dir)
         files.append((f"node/{secret.relative_to(config.dir).as_posix()}", secret, 0o600))
+        files.append((f"node/{DATA_KEYS_FILE.as_posix()}", config.dir / DATA_KEYS_FILE, 0o600))
     return [f for f in files if f[1].is_file()]
 
 
@@ -643,6 +649,10 @@ def _write_node_files(
         if relative == CONFIG_FILE:
             continue
         target = config.dir / relative
+        if relative == DATA_KEYS_FILE.as_posix() and target.exists():
+            if _merge_data_keys(target, data):
+                notes.append(f"合并数据密钥 merged the archived data keys into {target}")
+            continue
         if target.exists():
             if target.read_bytes() != data:
                 notes.append(f"保留现有文件 kept the existing {target} (differs from the archive)")
@@ -652,9 +662,35 @@ def _write_node_files(
         with os.fdopen(open_private(target), "wb") as handle:
             handle.write(data)
         notes.append(f"写入 wrote {target}")
+    if not (config.dir / DATA_KEYS_FILE).exists():
+        notes.append(
+            f"备份中没有数据密钥：请把 {DATA_KEYS_FILE} 从密钥备份放回 {config.dir} 后再启动节点，"
+            "否则加密保存的数据无法读取 (the archive has no data keys: put "
+            f"{DATA_KEYS_FILE} back before `tongban run`, or the sealed values do not open)"
+        )
     if not config.key_file.exists():
         notes.append(
             f"备份中没有私钥：请把 node.key（及 keys/）从密钥备份放回 {config.dir} 后再启动节点 "
             "(the archive has no keys: put node.key back before `tongban run`)"
         )
     return notes
+
+
+def _merge_data_keys(target: Path, archived: bytes) -> bool:
+    """Put the archive's data keys into the existing keys file ``target`` (made by a node
+    started in this directory before). The restored rows were sealed and indexed with the
+    archive's keys, so its active key and index key win; the existing keys stay, to open
+    whatever they sealed. Returns whether the file changed."""
+    mine = json.loads(target.read_text(encoding="utf-8"))
+    theirs = json.loads(archived)
+    known = {entry["id"] for entry in mine["keys"]}
+    merged = {
+        **mine,
+        "keys": [*mine["keys"], *(e for e in theirs["keys"] if e["id"] not in known)],
+        "active": theirs["active"],
+        "index_key": theirs["index_key"],
+    }
+    if merged == mine:
+        return False
+    replace_private(target, json.dumps(merged, indent=1))
+    return True
