@@ -175,6 +175,7 @@ class FollowingSealer:
     or moved by ``tongban keys reseal``) makes it look at the file again before it fails."""
 
     def __init__(self, directory: Path, sealer: Sealer | None = None) -> None:
+        self._directory = directory
         self._path = directory / FILE
         self._stamp = self._stat()
         self.current = sealer if sealer is not None else load_sealer(directory)
@@ -191,7 +192,7 @@ class FollowingSealer:
         stamp = self._stat()
         if stamp is None or stamp == self._stamp:
             return False
-        self.current = load_sealer(self._path.parent.parent)
+        self.current = load_sealer(self._directory)
         self._stamp = stamp
         return True
 
