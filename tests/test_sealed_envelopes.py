@@ -20,6 +20,8 @@ import aiohttp
 import pytest
 from sqlalchemy import insert, select, update
 
+from node.cases.models import cases
+from node.cases.personal import ID_PLACE, PHONE_PLACE
 from node.cli import main as cli
 from node.federation.identity import NodeIdentity
 from node.federation.models import (
@@ -85,6 +87,11 @@ def leaks(raw: Any) -> list[str]:
 async def raw_rows(db: Database, table: Any) -> list[Any]:
     async with db.read() as conn:
         return list((await conn.execute(select(table))).all())
+
+
+async def run_cli(*argv: str) -> int:
+    """The real `tongban` command (it runs its own event loop, so in a thread)."""
+    return await asyncio.to_thread(cli, list(argv))
 
 
 @pytest.fixture
@@ -161,6 +168,35 @@ async def test_a_case_submit_is_sealed_on_both_nodes_and_still_delivered_resent_
     # A sealed value does not open in the other column (its place is its associated data).
     with pytest.raises(SealingError):
         shaoyang.fed.sealer.open(sent[0].token, INBOUND_TOKEN)
+
+    # A data key rotation while the nodes run: reseal moves the envelopes and the cases'
+    # ID numbers and phones to the new key, and the running nodes still open them.
+    for node in regions:
+        assert await run_cli("keys", "rotate-data", "--dir", str(node.config.dir)) == 0
+
+    async def following() -> bool:
+        return all(n.fed.sealer.current.active == load_sealer(n.config.dir).active for n in regions)
+
+    await wait_until(following)
+    await wait_until(settled)
+    for node in regions:
+        assert await run_cli("keys", "reseal", "--dir", str(node.config.dir)) == 0
+        sealer = load_sealer(node.config.dir)
+        async with node.db.read() as conn:
+            people = (
+                await conn.execute(select(cases.c.applicant_id_number, cases.c.applicant_phone))
+            ).all()
+        assert len(people) == 1
+        assert sealer.is_current(people[0].applicant_id_number)
+        assert sealer.open(people[0].applicant_id_number, ID_PLACE) == PERSON["id_number"]
+        assert sealer.open(people[0].applicant_phone, PHONE_PLACE) == PERSON["phone"]
+        for table in (inbound_envelopes, outbox):
+            assert all(sealer.is_current(r.token) for r in await raw_rows(node.db, table))
+    async with aiohttp.ClientSession() as http:
+        approver = await ApiClient(hengyang.url, http).login("approver")
+        listing = await approver.ok("GET", f"/api/v1/cases?q={case_no}")
+        revealed = await approver.act(listing["cases"][0]["id"], "reveal", {"reason": "verify"})
+        assert revealed["revealed"] == {"id_number": PERSON["id_number"], "phone": PERSON["phone"]}
 
 
 async def _signed(sender: OfflineSender, xt: str, seq: int = 1) -> str:
@@ -318,10 +354,6 @@ async def test_a_tampered_sealed_value_is_neither_applied_nor_sent(
         return bool(rows[later.jti].delivered_at)
 
     await wait_until(later_delivered, timeout=5)
-
-
-async def run_cli(*argv: str) -> int:
-    return await asyncio.to_thread(cli, list(argv))
 
 
 async def test_rotate_data_and_reseal_move_every_row_to_the_new_key_on_running_nodes(
