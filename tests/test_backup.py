@@ -351,3 +351,26 @@ async def test_a_damaged_archive_is_refused_before_anything_is_written(
         assert "archive_corrupt" in capsys.readouterr().err
         assert not target.exists()
         assert sum((await table_counts(url)).values()) == 0
+
+
+def test_restore_merges_archived_data_keys_into_a_keys_file_already_there(
+    tmp_path: Path,
+) -> None:
+    """A node started in the restore directory before made data keys of its own: the archive's
+    keys join them (its active key and index key win: the restored rows were sealed and indexed
+    with them), the file stays 0600, and both keys' values open."""
+    from node.ops.backup import _merge_data_keys
+
+    archived_dir, here = tmp_path / "archived", tmp_path / "here"
+    archived, mine = load_sealer(archived_dir), load_sealer(here)
+    from_archive = archived.seal("13973900002", "cases.applicant_phone")
+    from_here = mine.seal("13973900003", "cases.applicant_phone")
+    target = here / DATA_KEYS_FILE
+    assert _merge_data_keys(target, (archived_dir / DATA_KEYS_FILE).read_bytes())
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    merged = load_sealer(here)
+    assert merged.active == archived.active and merged.index_key == archived.index_key
+    assert merged.open(from_archive, "cases.applicant_phone") == "13973900002"
+    assert merged.open(from_here, "cases.applicant_phone") == "13973900003"
+    # Once merged, nothing changes again.
+    assert not _merge_data_keys(target, (archived_dir / DATA_KEYS_FILE).read_bytes())
