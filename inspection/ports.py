@@ -14,7 +14,7 @@ from node.cases.actor import Actor
 class CaseActions(Protocol):
     async def act_in(
         self, conn: AsyncConnection, actor: Actor, case_id: int, name: str, payload: Any
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """Perform a case action in the caller's transaction, checked like any other."""
 
     def may(self, role: str, name: str) -> bool:

@@ -113,10 +113,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         calendar=CalendarCache(db).get,
         partner_keys=partner_key,
         inspections=SessionScheduler(),
-        # The federation's sealer follows `tongban keys rotate-data` (a FollowingSealer: the
-        # same methods as a Sealer), so values `tongban keys reseal` moved to a new key open
-        # in a running node. TODO(cases): type CaseService.sealer as SealsValues.
-        sealer=federation.sealer,  # type: ignore[arg-type]
+        # The federation's sealer follows `tongban keys rotate-data`, so values `tongban keys
+        # reseal` moved to a new key open in a running node.
+        sealer=federation.sealer,
         deferred_days=config.cases.deferred_days,
         rectification_days=config.cases.rectification_days,
     )

@@ -20,7 +20,7 @@ from node.cases.models import cases
 from node.cases.personal import query_matches
 from node.clock import today_in_china
 from node.http_json import read_json
-from node.storage.sealing import Sealer
+from node.storage.sealing import SealsValues
 
 NOT_FOUND = "未找到案件，请核对受理编号和查询码"
 
@@ -35,7 +35,7 @@ def _limit(request: web.Request, what: str) -> None:
         raise CaseError(CaseErrorCode.RATE_LIMITED, "操作过于频繁，请稍后再试")
 
 
-async def find_case(conn: Any, sealer: Sealer, case_no: str, code: str) -> Row[Any] | None:
+async def find_case(conn: Any, sealer: SealsValues, case_no: str, code: str) -> Row[Any] | None:
     """The case if number and query code match (constant time, the same work either way)."""
     row = (await conn.execute(select(cases).where(cases.c.case_no == case_no))).first()
     stored = row.query_hash if row is not None else None

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from node.storage.sealing import Sealer
+from node.storage.sealing import SealsValues
 
 ID_PLACE = "cases.applicant_id_number"
 PHONE_PLACE = "cases.applicant_phone"
@@ -30,7 +30,7 @@ def mask_phone(value: str) -> str:
     return value[:3] + "****" + value[-4:] if len(value) >= 7 else "****"
 
 
-def applicant_columns(sealer: Sealer, applicant: dict[str, Any]) -> dict[str, Any]:
+def applicant_columns(sealer: SealsValues, applicant: dict[str, Any]) -> dict[str, Any]:
     """The case columns of an applicant: sealed ID number and phone, and their masked copies."""
     return {
         "applicant_kind": applicant["kind"],
@@ -43,7 +43,7 @@ def applicant_columns(sealer: Sealer, applicant: dict[str, Any]) -> dict[str, An
     }
 
 
-def revealed(sealer: Sealer, row: Any) -> dict[str, str]:
+def revealed(sealer: SealsValues, row: Any) -> dict[str, str]:
     """The full ID number and phone of a case row."""
     return {
         "id_number": sealer.open(row.applicant_id_number, ID_PLACE),
@@ -59,12 +59,12 @@ def masked_phone(row: Any) -> str:
     return str(row.applicant_phone_masked or mask_phone(row.applicant_phone))
 
 
-def query_hash(sealer: Sealer, case_no: str, code: str) -> str:
+def query_hash(sealer: SealsValues, case_no: str, code: str) -> str:
     """What the case keeps of its query code: an HMAC under the node's index key."""
     return QUERY_PREFIX + sealer.index(f"{case_no}:{code}", QUERY_PLACE)[: 64 - len(QUERY_PREFIX)]
 
 
-def query_matches(sealer: Sealer, case_no: str, code: str, stored: str | None) -> bool:
+def query_matches(sealer: SealsValues, case_no: str, code: str, stored: str | None) -> bool:
     """Whether ``code`` is the query code of case ``case_no`` (constant time; the same work
     for an unknown case, whose ``stored`` is None)."""
     expected = stored or QUERY_PREFIX + "0" * (64 - len(QUERY_PREFIX))

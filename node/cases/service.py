@@ -31,7 +31,7 @@ from node.federation.applier import BusinessRefusal
 from node.federation.outbox import Outbox
 from node.storage.blobs import BlobStore
 from node.storage.database import Database
-from node.storage.sealing import Sealer, ephemeral_sealer
+from node.storage.sealing import SealsValues, ephemeral_sealer
 from protocol.envelope import Envelope
 
 
@@ -57,7 +57,7 @@ class CaseService:
     #: Opens video sessions (the inspection module); None on a node without it.
     inspections: InspectionScheduler | None = None
     #: Seals applicants' ID numbers and phones at rest; keys the query codes' index.
-    sealer: Sealer = field(default_factory=lambda: ephemeral_sealer())
+    sealer: SealsValues = field(default_factory=lambda: ephemeral_sealer())
     #: 差评: working days to rectify (``[cases] rectification_days`` in tongban.toml).
     rectification_days: int = DEFAULT_RECTIFICATION_DAYS
     #: 容缺: working days from 收件 to hand in deferred materials (``[cases] deferred_days``).

@@ -26,7 +26,7 @@ from node.federation.outbox import Outbox
 from node.storage import filetypes
 from node.storage.blobs import BlobStore
 from node.storage.database import Database
-from node.storage.sealing import Sealer
+from node.storage.sealing import SealsValues
 from protocol.envelope import Envelope
 
 ItemLookup = Callable[[str], Awaitable[Any]]
@@ -45,7 +45,7 @@ class CaseDeps(Protocol):
     deferred_days: int
     window_name: str
     inspections: InspectionScheduler | None
-    sealer: Sealer
+    sealer: SealsValues
 
     @property
     def items(self) -> ItemLookup: ...
