@@ -152,7 +152,9 @@ async def test_a_database_error_logs_no_personal_data(
     shaoyang, _hengyang = pair
     async with shaoyang.db.write() as conn:
         await conn.execute(
-            text("CREATE UNIQUE INDEX ix_test_one ON cases (applicant_name, applicant_phone_masked)")
+            text(
+                "CREATE UNIQUE INDEX ix_test_one ON cases (applicant_name, applicant_phone_masked)"
+            )
         )
     async with aiohttp.ClientSession() as http:
         clerk = await ApiClient(shaoyang.url, http).login("clerk")
