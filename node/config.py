@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from node.cases.deadlines import DEFAULT_DEFERRED_DAYS, DEFAULT_RECTIFICATION_DAYS
+from node.identity.config import IdentityConfigError, IdentitySettings, identity_settings
 
 CONFIG_FILE = "tongban.toml"
 KEY_FILE = "node.key"
@@ -147,6 +148,8 @@ class NodeConfig:
     cases: CaseSettings = field(default_factory=CaseSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    #: Citizens' identity provider (统一身份认证) for online applications (docs/identity.md).
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     #: Serve HTTPS directly (certificate chain and key, PEM) instead of behind a TLS proxy.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -197,6 +200,10 @@ class NodeConfig:
         tls = {k: base / str(data[k]) for k in ("tls_cert", "tls_key") if data.get(k)}
         if len(tls) == 1:
             raise ConfigError("tls_cert and tls_key go together: set both or neither")
+        try:
+            identity = identity_settings(data.get("identity", {}))
+        except IdentityConfigError as exc:
+            raise ConfigError(str(exc)) from exc
         return cls(
             dir=base,
             region=region,
@@ -211,6 +218,7 @@ class NodeConfig:
             cases=_case_settings(data.get("cases", {})),
             blobs=_blob_settings(base, data.get("blobs", {})),
             http=_http_settings(data.get("http", {})),
+            identity=identity,
             tls_cert=tls.get("tls_cert"),
             tls_key=tls.get("tls_key"),
         )
