@@ -49,7 +49,10 @@ class CaseErrorCode(StrEnum):
     FILE_TYPE_NOT_ACCEPTED = "file_type_not_accepted"
     # -- citizens -------------------------------------------------------------------------
     RATE_LIMITED = "rate_limited"
-    IDENTITY_REQUIRED = "identity_required"
+    IDENTITY_REQUIRED = "identity_required"  # online: no verified identity, none allowed
+    IDENTITY_MISMATCH = "identity_mismatch"  # online: the body names someone else
+    IDENTITY_NOT_VERIFIED = "identity_not_verified"  # accept before the 人证核验 is recorded
+    IDENTITY_ALREADY_VERIFIED = "identity_already_verified"
 
 
 class CaseError(Exception):

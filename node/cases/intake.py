@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -56,14 +57,76 @@ async def receive_application(deps: CaseDeps, actor: Actor, payload: Any) -> dic
     return {"case": case, "query_code": code}
 
 
-async def receive_online(deps: CaseDeps, payload: Any) -> dict[str, Any]:
-    """全程网办: the applicant applies on this (the handling) region's public page."""
-    if isinstance(payload, dict):
-        payload = {**payload, "mode": "online", "identity_verified": True}
+@dataclass(frozen=True)
+class CitizenIdentity:
+    """An online applicant as the province's identity service vouched for them (the HTTP edge
+    verified the ID token: node/identity)."""
+
+    name: str
+    id_number: str
+    #: The provider (``iss``) that vouched.
+    issuer: str
+
+
+async def receive_online(
+    deps: CaseDeps, payload: Any, identity: CitizenIdentity | None
+) -> dict[str, Any]:
+    """全程网办: the applicant applies on this (the handling) region's public page.
+
+    The applicant is the verified citizen: name and ID number come from ``identity``, never
+    from the body; a body that names someone else is refused (``identity_mismatch``), since
+    applying for another person is done at a window (异地代收代办) where staff see both.
+    Without an identity the application is refused (``identity_required``) unless the node
+    allows unverified online applications; those are kept with ``identity_verified: false``
+    and cannot be accepted before staff record a 人证核验 (docs/identity.md)."""
+    if not isinstance(payload, dict):
+        raise CaseError(CaseErrorCode.INVALID_INPUT, "请求体应为 JSON 对象")
+    if identity is None and not deps.allow_unverified_online:
+        raise CaseError(
+            CaseErrorCode.IDENTITY_REQUIRED, "网上申请须先通过统一身份认证登录，或到窗口办理"
+        )
+    # The window's "identity checked" box does not apply online: what stands for it is below.
+    payload = {**payload, "mode": "online", "identity_verified": True}
+    if identity is not None:
+        payload["applicant"] = verified_applicant(identity, payload.get("applicant"))
     validated = await validate_application(deps, payload, parts=False)
+    if identity is None:
+        validated["identity_verified"] = False
+    else:
+        validated["identity"] = {
+            "method": "oidc",
+            "issuer": identity.issuer,
+            "verified_at": china_iso(deps.clock()),
+        }
     async with deps.db.write() as conn:
         case, code = await create_case(deps, conn, Actor.citizen(), validated, 0)
     return {"case": case, "query_code": code}
+
+
+def verified_applicant(identity: CitizenIdentity, given: Any) -> dict[str, Any]:
+    """The applicant of an online application by the verified citizen: name, ID type and ID
+    number from the identity; only the phone from the body. A body naming another person
+    (or an organisation) is refused."""
+    given = given if isinstance(given, dict) else {}
+    named = str(given.get("name") or "").strip()
+    number = str(given.get("id_number") or "").strip().upper()
+    if (
+        (named and named != identity.name)
+        or (number and number != identity.id_number)
+        or given.get("kind", "person") != "person"
+        or given.get("id_type", "resident_id") != "resident_id"
+    ):
+        raise CaseError(
+            CaseErrorCode.IDENTITY_MISMATCH,
+            "网上申请只能以登录本人的名义提交；代他人或单位申请请到窗口办理",
+        )
+    return {
+        "kind": "person",
+        "name": identity.name,
+        "id_type": "resident_id",
+        "id_number": identity.id_number,
+        "phone": given.get("phone"),
+    }
 
 
 async def receive_bundle(deps: CaseDeps, actor: Actor, payload: Any) -> dict[str, Any]:
@@ -261,9 +324,11 @@ async def create_case(
         "form": validated["forms"][part],
         "materials": materials,
         "delivery": validated["delivery"],
-        "identity_verified": True,
+        "identity_verified": validated.get("identity_verified", True),
         "received_at": china_iso(now),
     }
+    if validated.get("identity"):
+        application["identity"] = validated["identity"]
     if bundle is not None:
         application["bundle"] = {
             "bundle_no": bundle[1],
@@ -304,6 +369,7 @@ async def create_case(
             "deferred": [m["name"] for m in materials if m["status"] == "deferred"],
             "deferred_until": catch_up["deferred_until"],
             "pledged": [m["name"] for m in materials if m["status"] == "pledged"] or None,
+            "identity_verified": False if application["identity_verified"] is False else None,
         }
     )
     if mode is Mode.ONLINE:

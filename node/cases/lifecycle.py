@@ -151,6 +151,18 @@ ACTIONS: dict[str, Action] = {
             "case.accepted",
         ),
         _a(
+            # 人证核验: an online application kept without a verified identity (``[identity]
+            # allow_unverified_online``) is accepted only once staff at the handling region's
+            # window have checked the applicant against their ID card and recorded how.
+            "verify_identity",
+            "人证核验",
+            Side.HANDLING,
+            {"clerk", "approver"},
+            {Status.RECEIVED, Status.FORWARDED, Status.SUPPLEMENT_PENDING},
+            set(),
+            None,
+        ),
+        _a(
             "not_accept",
             "不予受理",
             Side.HANDLING,

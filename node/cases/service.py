@@ -62,6 +62,9 @@ class CaseService:
     rectification_days: int = DEFAULT_RECTIFICATION_DAYS
     #: 容缺: working days from 收件 to hand in deferred materials (``[cases] deferred_days``).
     deferred_days: int = DEFAULT_DEFERRED_DAYS
+    #: Keep online applications without a verified identity (``[identity]
+    #: allow_unverified_online``); they wait for a 人证核验 before 受理.
+    allow_unverified_online: bool = False
     #: The window named in case.submit's ``received_by``.
     window_name: str = "跨域通办窗口"
     clock: Callable[[], float] = field(default=time.time)
@@ -73,9 +76,12 @@ class CaseService:
         self._staff_may(actor, "clerk")
         return await intake.receive_application(self, actor, payload)
 
-    async def receive_online(self, payload: Any) -> dict[str, Any]:
-        """全程网办 on our public page."""
-        return await intake.receive_online(self, payload)
+    async def receive_online(
+        self, payload: Any, identity: intake.CitizenIdentity | None
+    ) -> dict[str, Any]:
+        """全程网办 on our public page, by the citizen ``identity`` vouches for (None: not
+        verified, refused unless ``allow_unverified_online``)."""
+        return await intake.receive_online(self, payload, identity)
 
     async def receive_bundle(self, actor: Actor, payload: Any) -> dict[str, Any]:
         """多地联办: one application, one case per handling region."""

@@ -5,6 +5,7 @@ from node.cases.actions import (  # noqa: F401 - each module registers its handl
     acceptance,
     decision,
     handover,
+    identity_check,
     inspection,
     personal_data,
     progress,

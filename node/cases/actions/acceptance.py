@@ -10,12 +10,18 @@ from node.cases import records, validation
 from node.cases.actions import registry
 from node.cases.actions.context import Step, clean, optional_text
 from node.cases.deadlines import DEFAULT_WARNING_DAYS, compute
+from node.cases.errors import CaseError, CaseErrorCode
 from node.cases.lifecycle import Status
 from protocol.envelope import Envelope
 
 
 @registry.staff("accept")
 async def accept(step: Step, payload: dict[str, Any]) -> None:
+    if json.loads(step.row.application).get("identity_verified") is False:
+        raise CaseError(
+            CaseErrorCode.IDENTITY_NOT_VERIFIED,
+            "申请人身份尚未核验：请先在窗口完成人证核验并记录，再受理",
+        )
     item = await step.item()
     accepted_on = step.today()
     limit = int(item.promised_limit_days)

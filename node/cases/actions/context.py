@@ -44,6 +44,7 @@ class CaseDeps(Protocol):
     rectification_days: int
     deferred_days: int
     window_name: str
+    allow_unverified_online: bool
     inspections: InspectionScheduler | None
     sealer: SealsValues
 
