@@ -20,7 +20,7 @@ from node.accounts.views import routes as account_routes
 from node.api.cases import routes as case_routes
 from node.api.citizen import routes as citizen_api_routes
 from node.api.files import routes as file_routes
-from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, FEDERATION, HUB
+from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, FEDERATION, HUB, IDENTITY
 from node.cases.service import CaseService
 from node.catalog.service import catalog_refresher_ctx, get_item
 from node.catalog.views import routes as catalog_routes
@@ -32,6 +32,9 @@ from node.forwarded import forwarded_middleware
 from node.health import routes as health_routes
 from node.http_errors import error_middleware
 from node.http_timeouts import body_timeout_middleware
+from node.identity.provider import RelyingParty
+from node.identity.views import CALLBACK_PATH
+from node.identity.views import routes as identity_routes
 from node.openapi import routes as openapi_routes
 from node.ops.janitor import UploadJanitor
 from node.pages.citizen import routes as citizen_routes
@@ -70,6 +73,7 @@ def create_app(config: NodeConfig) -> web.Application:
         case_routes,
         file_routes,
         citizen_api_routes,
+        identity_routes,
         openapi_routes,
         page_routes,
         citizen_routes,
@@ -118,6 +122,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         sealer=federation.sealer,
         deferred_days=config.cases.deferred_days,
         rectification_days=config.cases.rectification_days,
+        allow_unverified_online=config.identity.allow_unverified_online,
+    )
+    identity_provider = RelyingParty(
+        config.identity, config.dir, redirect_uri=config.url + CALLBACK_PATH
     )
     prepare_media(config.inspection)
     hub = InspectionHub(
@@ -133,6 +141,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     app[FEDERATION] = federation
     app[CASES] = service
     app[HUB] = hub
+    app[IDENTITY] = identity_provider
     app[CITIZEN_LIMITER] = RateLimiter(rate_per_minute=10, burst=10)
     janitor = UploadJanitor(db, federation.blobs)
     await federation.start(handler=service.apply_envelope, on_refused=service.refuse_envelope)
@@ -142,5 +151,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     finally:
         await janitor.stop()
         await hub.close()
+        await identity_provider.close()
         await federation.stop()
         await db.dispose()

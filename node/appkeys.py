@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from node.catalog.service import CatalogRefresher
     from node.config import NodeConfig
     from node.federation.runtime import Federation
+    from node.identity.provider import RelyingParty
     from node.storage.database import Database
 
 CONFIG: web.AppKey[NodeConfig] = web.AppKey("config")
@@ -26,3 +27,5 @@ CATALOG_REFRESHER: web.AppKey[CatalogRefresher] = web.AppKey("catalog_refresher"
 #: Failed logins per address (a test may install a faster one).
 LOGIN_LIMITER: web.AppKey[LoginThrottle] = web.AppKey("login_limiter")
 HUB: web.AppKey[InspectionHub] = web.AppKey("inspection_hub")
+#: This node as a client of the province's identity service (统一身份认证), for 全程网办.
+IDENTITY: web.AppKey[RelyingParty] = web.AppKey("identity")

@@ -237,7 +237,9 @@ def spec() -> dict[str, Any]:
         },
         "/api/v1/public/applications": {
             "post": _op(
-                "全程网办: apply online on the handling region's node",
+                "全程网办: apply online on the handling region's node, as the citizen whom "
+                "`Authorization: Bearer <id_token>` of the province's identity service names "
+                "(docs/identity.md); refused identity_required without one",
                 auth=False,
                 tag="public",
                 body="application/json",

@@ -20,6 +20,7 @@ from node.cases.models import cases
 from node.cases.personal import query_matches
 from node.clock import today_in_china
 from node.http_json import read_json
+from node.identity.caller import api_identity
 from node.storage.sealing import SealsValues
 
 NOT_FOUND = "未找到案件，请核对受理编号和查询码"
@@ -72,7 +73,10 @@ def routes() -> web.RouteTableDef:
     @table.post("/api/v1/public/applications")
     async def citizen_application(request: web.Request) -> web.Response:
         _limit(request, "apply")
-        result = await request.app[CASES].receive_online(await read_json(request))
+        payload = await read_json(request)
+        # Verified before anything is stored; a token that does not verify is refused.
+        identity = await api_identity(request)
+        result = await request.app[CASES].receive_online(payload, identity)
         return web.json_response(result, status=201, headers=no_store)
 
     @table.post("/api/v1/public/uploads")

@@ -19,6 +19,7 @@ from node.accounts.staff import ROLE_LABELS, Staff
 from node.api.cases import combined_status
 from node.appkeys import CASES, CONFIG, DATABASE, FEDERATION
 from node.cases import queries, records
+from node.cases.actions.identity_check import METHODS as IDENTITY_METHODS
 from node.cases.errors import CaseError, CaseErrorCode
 from node.cases.lifecycle import ACTIONS, STATUS_LABELS, Mode, Side, Status, sides_of
 from node.cases.models import bundles, cases, uploads
@@ -82,6 +83,7 @@ EVENT_LABELS = {
 }
 #: The order the case page offers actions in (primary first).
 ACTION_ORDER = (
+    "verify_identity",
     "accept",
     "request_supplement",
     "schedule_inspection",
@@ -122,6 +124,8 @@ def available_actions(
         if action.sources and state not in action.sources:
             continue
         if name == "rectify" and not open_ratings:
+            continue
+        if name == "verify_identity" and case["application"].get("identity_verified") is not False:
             continue
         if name == "catch_up" and not any(not m["caught_up"] for m in case["deferred"]):
             continue
@@ -401,6 +405,7 @@ def routes() -> web.RouteTableDef:
             events=events,
             actions=actions,
             action_labels={n: ACTIONS[n].label for n in ACTIONS},
+            identity_methods=IDENTITY_METHODS,
             names=names,
             our_side=(
                 "办理地" if Side.HANDLING in sides else "收件地" if Side.RECEIVING in sides else ""
