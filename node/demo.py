@@ -30,6 +30,8 @@ import aiohttp
 from aiohttp import web
 
 from node.config import CONFIG_FILE, NodeConfig
+from node.identity.devprovider import LABEL as PROVIDER_LABEL
+from node.identity.devprovider import DevProvider, Person, RunningProvider, serve
 from node.logging_setup import configure_logging
 from node.provisioning import init_node, link_all
 
@@ -40,6 +42,8 @@ DEMO_REGIONS = (
     ("370500", "东营市", 2),
 )
 DEMO_PASSWORD = "tongban-demo"
+#: The development identity provider (统一身份认证 stand-in) listens at base port + this.
+PROVIDER_OFFSET = 3
 DEMO_USERS = ("clerk", "approver", "inspector", "supervisor", "admin")
 #: Display names of the demo staff, per region (the login names are the same everywhere).
 DEMO_NAMES = {
@@ -80,18 +84,47 @@ def _print(line: str) -> None:
 # -- making the regions ----------------------------------------------------------------------
 
 
+def provider_url(base_port: int) -> str:
+    return f"http://127.0.0.1:{base_port + PROVIDER_OFFSET}"
+
+
+def client_id(region: str) -> str:
+    return f"tongban-{region}"
+
+
+def identity_toml(base_port: int, region: str) -> str:
+    """The ``[identity]`` of a demo region: trust the demo's development provider."""
+    return (
+        "\n# The demo's DEVELOPMENT identity provider (node/identity/devprovider.py): never\n"
+        "# use it for a real node; point issuer at the province's 统一身份认证 instead.\n"
+        f'[identity]\nissuer = "{provider_url(base_port)}"\nclient_id = "{client_id(region)}"\n'
+    )
+
+
 async def prepare(base: Path, base_port: int) -> list[NodeConfig]:
     """Create the three regions under ``base`` (once), partner them with each other, and load
-    the demo catalogue and staff (idempotent: a second start changes nothing)."""
+    the demo catalogue and staff (idempotent: a second start changes nothing). A region made
+    by an older demo, without ``[identity]``, is given one."""
     configs = []
     created = False
     for region, name, offset in DEMO_REGIONS:
         directory = base / region
         if (directory / CONFIG_FILE).exists():
-            configs.append(NodeConfig.load(directory))
+            config = NodeConfig.load(directory)
+            if not config.identity.configured:
+                with (directory / CONFIG_FILE).open("a", encoding="utf-8") as toml:
+                    toml.write(identity_toml(base_port, region))
+                config = NodeConfig.load(directory)
+            configs.append(config)
             continue
         configs.append(
-            await init_node(directory, region=region, name=name, port=base_port + offset)
+            await init_node(
+                directory,
+                region=region,
+                name=name,
+                port=base_port + offset,
+                extra_toml=identity_toml(base_port, region),
+            )
         )
         created = True
     if created:
@@ -169,6 +202,19 @@ def credit_code(area: str, body: str) -> str:
     return first + credit_code_check_char(first)
 
 
+#: Whom the demo's identity provider offers on its login page: the applicants of the demo's
+#: 全程网办 stories first (their cases are theirs), then anyone for a new application.
+DEMO_PEOPLE_SOURCE = (
+    ("邱孝芳", "430405", "19860317", "042"),
+    ("孙晓雯", "370502", "19990612", "026"),
+    ("刘洋", "430405", "19920214", "017"),
+)
+
+
+def demo_people() -> tuple[Person, ...]:
+    return tuple(Person(name, resident_id(*rest)) for name, *rest in DEMO_PEOPLE_SOURCE)
+
+
 def person(name: str, area: str, born: str, serial: str, phone: str) -> dict[str, Any]:
     return {
         "kind": "person",
@@ -196,6 +242,8 @@ class Seeder:
     http: aiohttp.ClientSession
     urls: dict[str, str]
     apps: dict[str, web.Application]
+    #: The demo's identity provider: vouches for the citizens of the 全程网办 stories.
+    identity: DevProvider | None = None
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
     _items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -217,8 +265,11 @@ class Seeder:
         payload: Any = None,
         *,
         expect: int = 200,
+        bearer: str | None = None,
     ) -> Any:
         headers = {"Authorization": f"Bearer {await self.token(region, user)}"} if user else {}
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
         async with self.http.request(
             method, self.urls[region] + path, json=payload, headers=headers
         ) as resp:
@@ -314,8 +365,13 @@ class Seeder:
     async def apply_online(
         self, region: str, code: str, applicant: dict[str, Any], form: dict[str, Any]
     ) -> tuple[dict[str, Any], str]:
-        """全程网办 on the handling region's own public API."""
+        """全程网办 on the handling region's own public API, as the citizen the demo's identity
+        provider vouches for (an ID token for this region's client id)."""
         item = await self.item(region, code)
+        if self.identity is None:
+            raise DemoError("全程网办 needs the demo's identity provider")
+        citizen = Person(applicant["name"], applicant["id_number"])
+        token = self.identity.issue(citizen, client_id(region))
         body = await self.call(
             region,
             None,
@@ -329,6 +385,7 @@ class Seeder:
                 "delivery": {"method": "window", "address": None},
             },
             expect=201,
+            bearer=token,
         )
         return body["case"], body["query_code"]
 
@@ -828,7 +885,11 @@ def _save_seeded(base: Path, seeded: dict[str, dict[str, Any]]) -> None:
 
 
 async def seed(
-    base: Path, configs: list[NodeConfig], apps: dict[str, web.Application], say: Say = _print
+    base: Path,
+    configs: list[NodeConfig],
+    apps: dict[str, web.Application],
+    say: Say = _print,
+    identity: DevProvider | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Make every demo case not made before; returns all of them by story key."""
     seeded = load_seeded(base)
@@ -838,7 +899,7 @@ async def seed(
     say(f"正在生成演示办件（{len(todo)} 件，经由三个节点真实流转）…")
     urls = {c.region: c.url for c in configs}
     async with aiohttp.ClientSession() as http:
-        seeder = Seeder(http, urls, apps)
+        seeder = Seeder(http, urls, apps, identity)
         # Logins first (one argon2 check each), so the stories share the tokens.
         for region in urls:
             for user in ("clerk", "approver", "inspector", "supervisor"):
@@ -876,11 +937,25 @@ class Demo:
     configs: list[NodeConfig]
     runners: list[web.AppRunner]
     cases: dict[str, dict[str, Any]]
+    #: The development identity provider the regions trust (全程网办 logins).
+    provider: RunningProvider | None = None
 
     async def stop(self) -> None:
         for runner in self.runners:
             await runner.cleanup()
         self.runners = []
+        if self.provider is not None:
+            await self.provider.stop()
+            self.provider = None
+
+
+async def start_provider(base_port: int, configs: list[NodeConfig]) -> RunningProvider:
+    """The demo's DEVELOPMENT identity provider on loopback, trusted by every region (keys made
+    now, kept in memory only)."""
+    provider = DevProvider(issuer=provider_url(base_port), people=demo_people())
+    for config in configs:
+        provider.register(client_id(config.region), config.url + "/citizen/callback")
+    return await serve(provider, "127.0.0.1", base_port + PROVIDER_OFFSET)
 
 
 async def start(base: Path, base_port: int, *, say: Say = _print) -> Demo:
@@ -891,6 +966,7 @@ async def start(base: Path, base_port: int, *, say: Say = _print) -> Demo:
     base = base.resolve()
     configs = await prepare(base, base_port)
     runners: list[web.AppRunner] = []
+    provider = await start_provider(base_port, configs)
     try:
         for config in configs:
             runner = web.AppRunner(create_app(config), access_log=None)
@@ -901,13 +977,14 @@ async def start(base: Path, base_port: int, *, say: Say = _print) -> Demo:
         for runner in runners:
             await runner.app[CATALOG_REFRESHER].refresh_now()
         apps = {c.region: r.app for c, r in zip(configs, runners, strict=True)}
-        cases = await seed(base, configs, apps, say)
+        cases = await seed(base, configs, apps, say, provider.provider)
     except BaseException:
         for runner in runners:
             await runner.cleanup()
+        await provider.stop()
         raise
-    demo = Demo(base, configs, runners, cases)
-    for line in banner(configs, cases):
+    demo = Demo(base, configs, runners, cases, provider)
+    for line in banner(configs, cases, provider.provider):
         say(line)
     return demo
 
@@ -920,7 +997,11 @@ def _pad(text: str, width: int) -> str:
     return text + " " * max(1, width - used)
 
 
-def banner(configs: list[NodeConfig], cases: dict[str, dict[str, Any]]) -> list[str]:
+def banner(
+    configs: list[NodeConfig],
+    cases: dict[str, dict[str, Any]],
+    provider: DevProvider | None = None,
+) -> list[str]:
     """What a newcomer needs: where the regions are, who can sign in, a case to look up."""
     from node.accounts.staff import ROLE_LABELS
     from node.cases.lifecycle import STATUS_LABELS, Status
@@ -1006,6 +1087,15 @@ def banner(configs: list[NodeConfig], cases: dict[str, dict[str, Any]]) -> list[
                     + _pad(part["case_no"], 28)
                     + _pad(STATUS_LABELS[Status(part["status"])], 18)
                 )
+    if provider is not None:
+        lines += [
+            "",
+            f"{PROVIDER_LABEL}:",
+            f"  {provider.issuer}/  (development identity provider, demo only)",
+            "  全程网办 online applications: sign in at /citizen/login on a region; demo people:",
+        ]
+        for who in provider.people:
+            lines.append(f"  {_pad(who.name, 8)}{who.id_number}")
     lines += ["", "Ctrl-C 退出 to stop."]
     return [line.rstrip() for line in lines]
 

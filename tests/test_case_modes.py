@@ -11,6 +11,7 @@ import pytest
 from tests.support.api import ApiClient, pdf
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
+from tests.support.identity import CLIENT_ID, LIU_YANG, identity_toml, running_provider
 from tests.support.nodes import RunningNode
 from tests.support.regions import materials_for, start_regions
 from tests.support.waiting import wait_until
@@ -24,14 +25,23 @@ PERSON = {
 }
 
 
+#: The ID token of PERSON (the province's identity service vouches for online applicants).
+APPLICANT_TOKEN: list[str] = []
+
+
 @pytest.fixture
 async def three(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
-    nodes = await start_regions(
-        tmp_path, databases, [("430523", "邵阳县"), ("430400", "衡阳市"), ("370500", "东营市")]
-    )
-    yield nodes
-    for node in nodes:
-        await node.stop()
+    async with running_provider() as idp:
+        nodes = await start_regions(
+            tmp_path,
+            databases,
+            [("430523", "邵阳县"), ("430400", "衡阳市"), ("370500", "东营市")],
+            extra_toml=identity_toml(idp.provider.issuer),
+        )
+        APPLICANT_TOKEN[:] = [idp.provider.issue(LIU_YANG, CLIENT_ID)]
+        yield nodes
+        for node in nodes:
+            await node.stop()
 
 
 async def test_online_application_is_handled_on_one_node_without_envelopes(
@@ -40,6 +50,7 @@ async def test_online_application_is_handled_on_one_node_without_envelopes(
     _shaoyang, hengyang, _dongying = three
     async with aiohttp.ClientSession() as http:
         citizen = ApiClient(hengyang.url, http)
+        citizen.token = APPLICANT_TOKEN[0]
         item = await citizen.ok("GET", "/api/v1/catalog/430400-XK-0002")
         created = await citizen.ok(
             "POST",
@@ -94,6 +105,7 @@ async def test_online_application_refuses_a_partner_item(three: list[RunningNode
     _shaoyang, hengyang, _dongying = three
     async with aiohttp.ClientSession() as http:
         citizen = ApiClient(hengyang.url, http)
+        citizen.token = APPLICANT_TOKEN[0]
         status, body = await citizen.call(
             "POST",
             "/api/v1/public/applications",

@@ -33,7 +33,7 @@ EVERY_STATE = {
 }
 
 
-def _free_ports(count: int = 3) -> int:
+def _free_ports(count: int = 4) -> int:
     """A base port with ``count`` free ports from it."""
     for _ in range(50):
         base = free_port()
@@ -93,6 +93,9 @@ async def test_demo_makes_every_state_on_the_right_nodes_once(
         for role in ("收件人员", "审批人员", "勘验人员", "监督人员", "系统管理员"):
             assert role in out
         assert demo.DEMO_PASSWORD in out and "王芳" in out and "李明" in out
+        # The development identity provider, labelled as such, and its demo people.
+        assert demo.provider_url(base_port) in out and "开发用身份认证服务" in out
+        assert all(p.name in out and p.id_number in out for p in demo.demo_people())
         example = running.cases["dispatched"]
         assert f"{urls[example['receiving']]}/query?case={example['case_no']}" in out
         assert f"查询码 {example['query_code']}" in out

@@ -18,6 +18,7 @@ from node.accounts.ratelimit import RateLimiter
 from node.api.citizen import lookup_allowed
 from node.appkeys import CASES
 from node.cases.models import ratings, uploads
+from node.identity.devprovider import Person
 from node.ops.janitor import remove_unclaimed
 from node.storage import filetypes
 from protocol.envelope import Envelope
@@ -25,6 +26,7 @@ from protocol.messages import example_body
 from tests.support.api import ApiClient, pdf
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
+from tests.support.identity import CLIENT_ID, identity_toml, running_provider
 from tests.support.nodes import RunningNode
 from tests.support.regions import materials_for, start_regions
 
@@ -35,15 +37,26 @@ PERSON = {
     "id_number": "11010519491231002X",
     "phone": "13973900003",
 }
+#: The ID token of PERSON (the province's identity service vouches for online applicants).
+APPLICANT_TOKEN: list[str] = []
 HTML = b"<!doctype html><script>fetch('/api/v1/cases')</script>"
 
 
 @pytest.fixture
 async def pair(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
-    nodes = await start_regions(tmp_path, databases, [("430400", "衡阳市"), ("430523", "邵阳县")])
-    yield nodes
-    for node in nodes:
-        await node.stop()
+    async with running_provider() as idp:
+        nodes = await start_regions(
+            tmp_path,
+            databases,
+            [("430400", "衡阳市"), ("430523", "邵阳县")],
+            extra_toml=identity_toml(idp.provider.issuer),
+        )
+        APPLICANT_TOKEN[:] = [
+            idp.provider.issue(Person(PERSON["name"], PERSON["id_number"]), CLIENT_ID)
+        ]
+        yield nodes
+        for node in nodes:
+            await node.stop()
 
 
 def test_a_file_is_typed_by_its_bytes_never_by_its_label() -> None:
@@ -132,6 +145,7 @@ async def test_one_rating_per_stage_and_the_citizen_channel(pair: list[RunningNo
     hengyang, _shaoyang = pair
     async with aiohttp.ClientSession() as http:
         citizen = ApiClient(hengyang.url, http)
+        citizen.token = APPLICANT_TOKEN[0]
         item = await citizen.ok("GET", "/api/v1/catalog/430400-XK-0002")
         created = await citizen.ok(
             "POST",
@@ -182,6 +196,7 @@ async def test_uploads_no_case_used_are_removed_after_a_day(pair: list[RunningNo
     blobs = hengyang.fed.blobs
     async with aiohttp.ClientSession() as http:
         citizen = ApiClient(hengyang.url, http)
+        citizen.token = APPLICANT_TOKEN[0]
         old = await citizen.upload(pdf("一天前的上传"), "a.pdf", public=True)
         fresh = await citizen.upload(pdf("刚刚上传"), "b.pdf", public=True)
         item = await citizen.ok("GET", "/api/v1/catalog/430400-XK-0002")

@@ -12,11 +12,14 @@ import aiohttp
 from node.appkeys import CASES
 from node.clock import today_in_china
 from node.federation.models import outbox
+from node.identity.devprovider import DevProvider, Person, serve
 from node.workdays.service import load_calendar
 from tests.support.api import ApiClient
 from tests.support.browser import DESKTOP, PHONE, chromium, output_dir, overflowing, sign_in
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
+from tests.support.identity import CLIENT_ID, identity_toml
+from tests.support.nodes import free_port
 from tests.support.regions import materials_for, start_regions
 from tests.support.waiting import wait_until
 from tests.test_pages_office import ITEM, PERSON, find, submit_at_window, until_status
@@ -25,8 +28,13 @@ from tests.test_pages_office import ITEM, PERSON, find, submit_at_window, until_
 async def test_supervisor_sees_counts_overdue_rectifications_and_link_health(
     tmp_path: Path, databases: DatabaseFactory
 ) -> None:
+    port = free_port()
+    idp = await serve(DevProvider(issuer=f"http://127.0.0.1:{port}"), "127.0.0.1", port)
     shaoyang, hengyang = await start_regions(
-        tmp_path, databases, [("430523", "邵阳县"), ("430400", "衡阳市")]
+        tmp_path,
+        databases,
+        [("430523", "邵阳县"), ("430400", "衡阳市")],
+        extra_toml=identity_toml(idp.provider.issuer),
     )
     shots = output_dir("test_supervisor_sees_counts_overdue_rectifications_and_link_health")
     try:
@@ -50,6 +58,9 @@ async def test_supervisor_sees_counts_overdue_rectifications_and_link_health(
 
             # 全程网办 on 衡阳市 itself, accepted 30 days ago (the service's clock): overdue.
             citizen = ApiClient(hengyang.url, http)
+            citizen.token = idp.provider.issue(
+                Person(PERSON["name"], PERSON["id_number"]), CLIENT_ID
+            )
             item = await citizen.ok("GET", f"/api/v1/catalog/{ITEM}")
             online = await citizen.ok(
                 "POST",
@@ -208,6 +219,7 @@ async def test_supervisor_sees_counts_overdue_rectifications_and_link_health(
     finally:
         for node in (shaoyang, hengyang):
             await node.stop()
+        await idp.stop()
 
 
 async def test_a_clerk_may_not_open_supervision(tmp_path: Path, databases: DatabaseFactory) -> None:

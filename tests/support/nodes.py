@@ -60,7 +60,12 @@ def free_port() -> int:
 
 
 async def make_configs(
-    tmp: Path, databases: DatabaseFactory, regions: list[tuple[str, str]], *, link: bool = True
+    tmp: Path,
+    databases: DatabaseFactory,
+    regions: list[tuple[str, str]],
+    *,
+    link: bool = True,
+    extra_toml: str = "",
 ) -> list[NodeConfig]:
     configs = []
     for region, name in regions:
@@ -71,7 +76,7 @@ async def make_configs(
                 name=name,
                 port=free_port(),
                 database_url=await databases.new_url(region),
-                extra_toml=FAST_FEDERATION,
+                extra_toml=FAST_FEDERATION + extra_toml,
             )
         )
     if link:

@@ -34,11 +34,11 @@ async def provision(config: NodeConfig) -> None:
 
 
 async def start_regions(
-    tmp: Path, databases: DatabaseFactory, regions: list[tuple[str, str]]
+    tmp: Path, databases: DatabaseFactory, regions: list[tuple[str, str]], *, extra_toml: str = ""
 ) -> list[RunningNode]:
     """Nodes partnered with each other, each with its catalogue, staff, and its partners'
-    catalogues fetched."""
-    configs = await make_configs(tmp, databases, regions)
+    catalogues fetched (``extra_toml``: more of every node's tongban.toml)."""
+    configs = await make_configs(tmp, databases, regions, extra_toml=extra_toml)
     for config in configs:
         await provision(config)
     nodes = [await RunningNode(c).start() for c in configs]
