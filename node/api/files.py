@@ -32,33 +32,51 @@ def _too_large() -> CaseError:
 
 async def store_upload(request: web.Request, actor: str, *, now: float) -> dict[str, Any]:
     """Keep the request body as an upload of ``actor``, if it is a PDF, JPEG or PNG."""
-    name = unquote(request.headers.get("X-File-Name", "upload"))[:200].strip() or "upload"
+    name = unquote(request.headers.get("X-File-Name", "upload"))
     if (request.content_length or 0) > MAX_UPLOAD:
         raise _too_large()
     content = request.content
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async for chunk in content.iter_chunked(256 * 1024):
+            yield chunk
+
+    return await store_chunks(request.app, chunks(), name, actor, now=now)
+
+
+async def store_chunks(
+    app: web.Application, chunks: AsyncIterator[bytes], name: str, actor: str, *, now: float
+) -> dict[str, Any]:
+    """Keep a file arriving as ``chunks`` (an upload's body, or a file of the phone's
+    application form) as an upload of ``actor``, if its first bytes make it a PDF, JPEG or
+    PNG; anything else is refused before a byte is stored (docs/security.md)."""
+    name = name[:200].strip() or "upload"
     head = b""
-    while len(head) < filetypes.HEAD_BYTES:
-        chunk = await content.read(filetypes.HEAD_BYTES - len(head))
-        if not chunk:
-            break
+    rest = b""
+    async for chunk in chunks:
         head += chunk
+        if len(head) >= filetypes.HEAD_BYTES:
+            break
+    head, rest = head[: filetypes.HEAD_BYTES], head[filetypes.HEAD_BYTES :]
     media_type = filetypes.sniff(head)
     if media_type not in filetypes.DOCUMENTS:
         raise CaseError(CaseErrorCode.FILE_TYPE_NOT_ACCEPTED, "只接受 PDF、JPG、PNG 文件")
 
     async def body() -> AsyncIterator[bytes]:
         yield head
-        async for chunk in content.iter_chunked(256 * 1024):
+        if rest:
+            yield rest
+        async for chunk in chunks:
             yield chunk
 
-    blobs = request.app[CASES].blobs
+    blobs = app[CASES].blobs
     try:
         sha256, size, _created = await blobs.put_stream(body(), max_bytes=MAX_UPLOAD)
     except ProtocolError as exc:
         if exc.code == "blob_too_large":
             raise _too_large() from exc
         raise
-    async with request.app[DATABASE].write() as conn:
+    async with app[DATABASE].write() as conn:
         exists = (
             await conn.execute(select(uploads.c.sha256).where(uploads.c.sha256 == sha256))
         ).first()
