@@ -37,6 +37,7 @@ from node.identity.views import CALLBACK_PATH
 from node.identity.views import routes as identity_routes
 from node.openapi import routes as openapi_routes
 from node.ops.janitor import UploadJanitor
+from node.pages.apply import routes as apply_routes
 from node.pages.citizen import routes as citizen_routes
 from node.pages.middleware import session_middleware
 from node.pages.office import routes as office_routes
@@ -77,6 +78,7 @@ def create_app(config: NodeConfig) -> web.Application:
         openapi_routes,
         page_routes,
         citizen_routes,
+        apply_routes,
         office_routes,
         supervision_routes,
         window_routes,

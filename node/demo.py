@@ -42,6 +42,8 @@ DEMO_REGIONS = (
     ("370500", "东营市", 2),
 )
 DEMO_PASSWORD = "tongban-demo"
+#: Items of the demo catalogue offered 全程网办, shown in the banner as /apply/{code}.
+DEMO_ONLINE_ITEMS = {"430400": "430400-GG-0001", "370500": "370500-QR-0001"}
 #: The development identity provider (统一身份认证 stand-in) listens at base port + this.
 PROVIDER_OFFSET = 3
 DEMO_USERS = ("clerk", "approver", "inspector", "supervisor", "admin")
@@ -1092,8 +1094,11 @@ def banner(
             "",
             f"{PROVIDER_LABEL}:",
             f"  {provider.issuer}/  (development identity provider, demo only)",
-            "  全程网办 online applications: sign in at /citizen/login on a region; demo people:",
+            "  全程网办 online applications on a phone (sign in there as one of the demo people):",
         ]
+        for config in configs:
+            if config.region in DEMO_ONLINE_ITEMS:
+                lines.append(f"  {config.url}/apply/{DEMO_ONLINE_ITEMS[config.region]}")
         for who in provider.people:
             lines.append(f"  {_pad(who.name, 8)}{who.id_number}")
     lines += ["", "Ctrl-C 退出 to stop."]

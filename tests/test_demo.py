@@ -96,6 +96,7 @@ async def test_demo_makes_every_state_on_the_right_nodes_once(
         # The development identity provider, labelled as such, and its demo people.
         assert demo.provider_url(base_port) in out and "开发用身份认证服务" in out
         assert all(p.name in out and p.id_number in out for p in demo.demo_people())
+        assert f"{urls['430400']}/apply/{demo.DEMO_ONLINE_ITEMS['430400']}" in out
         example = running.cases["dispatched"]
         assert f"{urls[example['receiving']]}/query?case={example['case_no']}" in out
         assert f"查询码 {example['query_code']}" in out

@@ -154,6 +154,8 @@ async def test_every_page_route_sends_the_policy(
                     "id": handling_id,
                     "case_id": handling_id,
                     "session_id": case.session_id,
+                    # 全程网办 of its own item (no identity provider here: the page says so).
+                    "item_code": ITEM,
                 },
             }
             assert hengyang.app is not None

@@ -1,0 +1,280 @@
+"""全程网办 on a phone: ``/apply/{item_code}`` (docs/pages.md, docs/identity.md).
+
+The citizen signs in through the province's identity service (``/citizen/login``), then fills
+the item's form (一表申请), photographs or picks the materials (``<input type=file
+accept="image/*,application/pdf" capture>``), signs 告知承诺 where the item allows it, chooses
+how to receive the result, and sends it all in one plain form POST (multipart, the session's
+CSRF token first): no JavaScript needed. Each file goes through the upload path of the API
+(node/api/files.py: typed by its first bytes, PDF/JPEG/PNG only, 20 MB) and then the item's
+material rules (type and size, as the window checks them); the application goes to the case
+front as the verified citizen. The answer is the receipt: case number and query code (shown
+once), and the way to /query. A refused application shows the form again with every fault,
+the files already taken kept (by digest) so they need not be sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from node.api.files import store_chunks
+from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, IDENTITY
+from node.cases import validation
+from node.cases.errors import CaseError
+from node.catalog.service import get_item
+from node.identity.caller import as_citizen, citizen_session
+from node.identity.session import CitizenSession
+from node.identity.views import NO_STORE, UNAVAILABLE, login_url, redirect
+from node.pages.rendering import render
+from node.pages.session import PageAnswer
+
+log = logging.getLogger(__name__)
+
+#: Text fields of the form are short; anything longer is cut off, not read.
+TEXT_LIMIT = 2000
+#: Parts of one form POST at most (fields, pledges, files).
+MAX_PARTS = 200
+DELIVERY_LABELS = {"window": "窗口领取", "mail": "邮寄送达"}
+
+
+async def own_online_item(request: web.Request) -> Any:
+    """The item of the path if it is this node's own, in use, and offered 全程网办; else 404."""
+    code = request.match_info["item_code"]
+    item = await get_item(request.app[DATABASE], code) if len(code) <= 64 else None
+    region = request.app[CONFIG].region
+    if (
+        item is None
+        or getattr(item, "retired", False)
+        or item.handling_region != region
+        or "online" not in item.modes
+    ):
+        raise PageAnswer("not_found.html", 404)
+    return item
+
+
+def _answer(response: web.Response) -> web.Response:
+    response.headers.update(NO_STORE)
+    return response
+
+
+def _form_page(
+    request: web.Request,
+    item: Any,
+    citizen: CitizenSession,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    kept: dict[str, dict[str, Any]] | None = None,
+    pledged: set[str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    values = values or {}
+    return _answer(
+        render(
+            request,
+            "citizen/apply.html",
+            status=status,
+            item=item,
+            citizen=citizen,
+            masked_id=citizen.id_number[:3] + "*" * 11 + citizen.id_number[-4:],
+            values=values,
+            errors=errors or {},
+            kept=kept or {},
+            pledged=pledged or set(),
+            delivery_labels={k: v for k, v in DELIVERY_LABELS.items() if k in item.delivery},
+            csrf_value=citizen.csrf,
+        )
+    )
+
+
+async def _text(part: BodyPartReader) -> str:
+    data = b""
+    while len(data) <= TEXT_LIMIT * 4:
+        chunk = await part.read_chunk(4096)
+        if not chunk:
+            break
+        data += chunk
+    while await part.read_chunk(65536):
+        pass  # the rest is not read into memory
+    return data.decode("utf-8", "replace")[:TEXT_LIMIT]
+
+
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while True:
+        chunk = await part.read_chunk(256 * 1024)
+        if not chunk:
+            return
+        yield chunk
+
+
+class _Posted:
+    """What the phone's form sent: text fields, pledges, and the files stored already."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.pledged: set[str] = set()
+        self.files: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, str] = {}
+
+
+async def _read_form(
+    request: web.Request, item: Any, citizen: CitizenSession
+) -> _Posted | web.Response:
+    """Read the multipart form: the CSRF token must be its first part (nothing is stored for
+    a forged form); files are stored as they arrive, each checked by its first bytes."""
+    if not request.content_type.startswith("multipart/form-data"):
+        return _form_page(request, item, citizen, errors={"": "请通过本页表单提交。"}, status=400)
+    reader = await request.multipart()
+    first = await reader.next()
+    if (
+        not isinstance(first, BodyPartReader)
+        or first.name != "csrf"
+        or not citizen.csrf_ok(await _text(first))
+    ):
+        raise PageAnswer("forbidden.html", 403)
+    codes = {m.code for m in item.materials}
+    posted = _Posted()
+    service = request.app[CASES]
+    for _ in range(MAX_PARTS):
+        part = await reader.next()
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            continue
+        name = part.name or ""
+        if name.startswith("file.") and name[5:] in codes:
+            code = name[5:]
+            if not part.filename:
+                await _text(part)
+                continue
+            try:
+                stored = await store_chunks(
+                    request.app, _chunks(part), part.filename, "citizen", now=service.clock()
+                )
+            except CaseError as exc:
+                posted.errors[f"materials.{code}"] = exc.message
+                while await part.read_chunk(65536):
+                    pass
+                continue
+            if stored["size"] > 0:
+                posted.files[code] = stored
+            continue
+        value = await _text(part)
+        if name.startswith("pledge.") and name[7:] in codes and value:
+            posted.pledged.add(name[7:])
+        elif name.startswith("kept.") and name[5:] in codes:
+            if validation.SHA256_RE.match(value) and name[5:] not in posted.files:
+                posted.files[name[5:]] = {"sha256": value, "name": "", "kept": True}
+        else:
+            posted.values[name] = value
+    else:
+        raise PageAnswer("forbidden.html", 403)
+    return posted
+
+
+def _payload(item: Any, posted: _Posted) -> dict[str, Any]:
+    materials = []
+    for spec in item.materials:
+        stored = posted.files.get(spec.code)
+        if stored is not None:
+            materials.append({"code": spec.code, "status": "provided", "blob": stored["sha256"]})
+        elif spec.code in posted.pledged and spec.pledgeable:
+            materials.append({"code": spec.code, "status": "pledged", "blob": None})
+    values = posted.values
+    method = values.get("delivery_method", "")
+    return {
+        "item_code": item.code,
+        "applicant": {"phone": values.get("phone", "").strip()},
+        "form": {f.name: values.get(f"form.{f.name}", "") for f in item.form_fields},
+        "materials": materials,
+        "delivery": {
+            "method": method,
+            "address": values.get("delivery_address", "").strip() or None,
+        },
+    }
+
+
+def _field_errors(exc: CaseError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for field in exc.fields:
+        path = str(field.get("field", ""))
+        errors.setdefault(path, str(field.get("message", "")))
+    if not errors:
+        errors[""] = exc.message
+    return errors
+
+
+def routes() -> web.RouteTableDef:
+    table = web.RouteTableDef()
+
+    @table.get("/apply/{item_code}")
+    async def apply_form(request: web.Request) -> web.StreamResponse:
+        item = await own_online_item(request)
+        citizen = citizen_session(request)
+        if citizen is None:
+            if request.app[IDENTITY].configured:
+                return redirect(login_url(request.path))
+            return _answer(
+                render(request, "citizen/apply_closed.html", item=item, message=UNAVAILABLE)
+            )
+        return _form_page(request, item, citizen)
+
+    @table.post("/apply/{item_code}")
+    async def apply(request: web.Request) -> web.StreamResponse:
+        item = await own_online_item(request)
+        citizen = citizen_session(request)
+        if citizen is None:  # the session ran out while the form was open
+            return redirect(login_url(request.path))
+        if not request.app[CITIZEN_LIMITER].hit(f"apply:{request.remote}"):
+            return _form_page(
+                request, item, citizen, errors={"": "提交过于频繁，请稍后再试。"}, status=429
+            )
+        posted = await _read_form(request, item, citizen)
+        if isinstance(posted, web.Response):
+            return posted
+        kept = {code: f for code, f in posted.files.items()}
+        if posted.errors:
+            return _form_page(
+                request,
+                item,
+                citizen,
+                values=posted.values,
+                errors=posted.errors,
+                kept=kept,
+                pledged=posted.pledged,
+                status=400,
+            )
+        try:
+            result = await request.app[CASES].receive_online(
+                _payload(item, posted), as_citizen(citizen)
+            )
+        except CaseError as exc:
+            return _form_page(
+                request,
+                item,
+                citizen,
+                values=posted.values,
+                errors=_field_errors(exc),
+                kept=kept,
+                pledged=posted.pledged,
+                status=400,
+            )
+        case = result["case"]
+        log.info("online application %s received on the phone page", case["case_no"])
+        return _answer(
+            render(
+                request,
+                "citizen/applied.html",
+                case=case,
+                item=item,
+                code=result["query_code"],
+                delivery=DELIVERY_LABELS.get(posted.values.get("delivery_method", ""), ""),
+                pledged=[m.name for m in item.materials if m.code in posted.pledged],
+                csrf_value=citizen.csrf,
+            )
+        )
+
+    return table
