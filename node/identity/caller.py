@@ -21,8 +21,13 @@ log = logging.getLogger(__name__)
 def citizen_session(request: web.Request) -> CitizenSession | None:
     """The signed-in citizen of a page request, or None."""
     rp = request.app[IDENTITY]
+    config = request.app[CONFIG]
     return session.read_session(
-        request, request.app[CASES].sealer, request.app[CONFIG].region, rp.clock()
+        request,
+        request.app[CASES].sealer,
+        config.region,
+        rp.clock(),
+        secure=config.url.startswith("https://"),
     )
 
 

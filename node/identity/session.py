@@ -4,8 +4,9 @@ browser holds them but can neither read the ID number inside nor change anything
 
 - ``tongban_login_state_<region>`` (path ``/citizen/callback``, 10 minutes): state, nonce, PKCE
   verifier and where to go after the login; used once.
-- ``tongban_citizen_<region>`` (path ``/``, ``[identity] session_minutes``): the verified name
-  and ID number, the expiry, and the CSRF token of the citizen's forms.
+- ``tongban_citizen_<region>`` (``__Host-tongban_citizen_<region>`` over https; path ``/``,
+  ``[identity] session_minutes``): the verified name and ID number, the expiry, and the CSRF
+  token of the citizen's forms.
 
 Both are HttpOnly, SameSite=Lax (the provider's redirect back is a top-level navigation from
 another site, which Strict would strip) and Secure when the node's URL is https. A value that
@@ -35,8 +36,11 @@ def login_cookie_name(region: str) -> str:
     return f"tongban_login_state_{region}"
 
 
-def session_cookie_name(region: str) -> str:
-    return f"tongban_citizen_{region}"
+def session_cookie_name(region: str, *, secure: bool = False) -> str:
+    """Over https a ``__Host-`` cookie, which a sibling subdomain cannot set or overwrite (so
+    nobody can plant their own session in a citizen's browser)."""
+    name = f"tongban_citizen_{region}"
+    return f"__Host-{name}" if secure else name
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ def set_session(
 ) -> None:
     _set(
         response,
-        session_cookie_name(region),
+        session_cookie_name(region, secure=secure),
         seal(sealer, asdict(session), SESSION_PLACE),
         path="/",
         max_age=lifetime,
@@ -148,9 +152,10 @@ def set_session(
 
 
 def read_session(
-    request: web.Request, sealer: SealsValues, region: str, now: float
+    request: web.Request, sealer: SealsValues, region: str, now: float, *, secure: bool
 ) -> CitizenSession | None:
-    data = unseal(sealer, request.cookies.get(session_cookie_name(region)), SESSION_PLACE)
+    name = session_cookie_name(region, secure=secure)
+    data = unseal(sealer, request.cookies.get(name), SESSION_PLACE)
     try:
         session = CitizenSession(**data) if data is not None else None
     except TypeError:
@@ -158,5 +163,5 @@ def read_session(
     return session if session is not None and session.expires > now else None
 
 
-def clear_session(response: web.StreamResponse, region: str) -> None:
-    response.del_cookie(session_cookie_name(region), path="/")
+def clear_session(response: web.StreamResponse, region: str, *, secure: bool) -> None:
+    response.del_cookie(session_cookie_name(region, secure=secure), path="/", secure=secure)

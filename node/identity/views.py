@@ -141,7 +141,7 @@ def routes() -> web.RouteTableDef:
         citizen = citizen_session(request)
         response = redirect("/query")
         if citizen is not None and citizen.csrf_ok(form.get("csrf")):
-            session.clear_session(response, request.app[CONFIG].region)
+            session.clear_session(response, request.app[CONFIG].region, secure=_secure(request))
         return response
 
     return table

@@ -97,9 +97,13 @@ async def _text(part: BodyPartReader) -> str:
         if not chunk:
             break
         data += chunk
-    while await part.read_chunk(65536):
-        pass  # the rest is not read into memory
+    await _drain(part)  # the rest is not read into memory
     return data.decode("utf-8", "replace")[:TEXT_LIMIT]
+
+
+async def _drain(part: BodyPartReader) -> None:
+    while await part.read_chunk(65536):
+        pass
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
@@ -136,8 +140,11 @@ async def _read_form(
     ):
         raise PageAnswer("forbidden.html", 403)
     codes = {m.code for m in item.materials}
+    taken: set[str] = set()
     posted = _Posted()
     service = request.app[CASES]
+    # Each file costs an upload of the public API's bucket, as a separate upload would.
+    limiter = request.app[CITIZEN_LIMITER]
     for _ in range(MAX_PARTS):
         part = await reader.next()
         if part is None:
@@ -150,14 +157,20 @@ async def _read_form(
             if not part.filename:
                 await _text(part)
                 continue
+            if code in taken:  # one file per material: a form cannot store without bound
+                raise PageAnswer("forbidden.html", 403)
+            taken.add(code)
+            if not limiter.hit(f"upload:{request.remote}"):
+                posted.errors[f"materials.{code}"] = "上传过于频繁，请稍后再试"
+                await _drain(part)
+                continue
             try:
                 stored = await store_chunks(
                     request.app, _chunks(part), part.filename, "citizen", now=service.clock()
                 )
             except CaseError as exc:
                 posted.errors[f"materials.{code}"] = exc.message
-                while await part.read_chunk(65536):
-                    pass
+                await _drain(part)
                 continue
             if stored["size"] > 0:
                 posted.files[code] = stored
