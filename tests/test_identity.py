@@ -282,6 +282,7 @@ async def test_unverified_online_applications_wait_for_an_identity_check(
             ) as page_http:
                 page = await _office_page(page_http, node, case_id)
             assert 'id="identity-check">未核验' in page, page[page.find("<main") :][:1500]
+            assert "网上申请，申请人身份未经统一身份认证" in page  # the timeline's first step
             checked = await clerk.act(
                 case_id, "verify_identity", {"method": "id_card_reader", "note": "读卡比对一致"}
             )
@@ -298,6 +299,7 @@ async def test_unverified_online_applications_wait_for_an_identity_check(
             ) as page_http:
                 page = await _office_page(page_http, node, case_id)
             assert "已核验（窗口人证核验" in page
+            assert "身份证读卡器核验（人证比对）；读卡比对一致" in page  # the timeline
     finally:
         await node.stop()
 

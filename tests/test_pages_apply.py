@@ -275,6 +275,7 @@ async def test_the_form_works_without_javascript_and_refuses_forgeries(phone_nod
             assert resp.status == 200
             text = await resp.text()
         assert 'id="query-code"' in text and resp.headers["Cache-Control"] == "no-store"
+        assert f"<dd>{LIU_YANG.name}</dd>" in text  # the applicant is the verified citizen
         assert (await _count(node))[0] == before[0] + 1
     # Someone else's item, or one not offered online, is not a page here.
     async with aiohttp.ClientSession(cookie_jar=jar) as http:

@@ -177,6 +177,12 @@ def event_text(event: dict[str, Any], names: dict[str, str]) -> str:
         parts.append(DELIVERY_METHODS.get(data["method"], data["method"]))
         if data.get("tracking_no"):
             parts.append(f"{data.get('courier', '')} {data['tracking_no']}")
+    elif action == "verify_identity" and data.get("method"):
+        parts.append(IDENTITY_METHODS.get(data["method"], data["method"]))
+        if data.get("note"):
+            parts.append(str(data["note"]))
+    elif action == "receive" and data.get("identity_verified") is False:
+        parts.append("网上申请，申请人身份未经统一身份认证")
     elif action == "partner_error":
         parts.append(str(data.get("code", "")))
     envelope = data.get("envelope")
