@@ -81,6 +81,28 @@ async def _who_may_see(
     return None, tried
 
 
+async def hidden_columns_without_hint(page: Page) -> list[str]:
+    """Tables that scroll sideways on the page (their columns partly out of view) with no
+    visible 左右滑动 hint; and hints shown over tables that fit."""
+    return list(
+        await page.evaluate(
+            """() => {
+              const bad = [];
+              for (const wrap of document.querySelectorAll('.table-wrap')) {
+                const table = wrap.querySelector('table');
+                const name = table && table.id ? '#' + table.id : 'table';
+                const hint = wrap.querySelector('.scroll-hint');
+                const shown = hint !== null && hint.getBoundingClientRect().height > 0;
+                const wide = wrap.scrollWidth > wrap.clientWidth + 1;
+                if (wide && !shown) bad.push(name + ' hides columns without a hint');
+                if (!wide && shown) bad.push(name + ' hints at columns it does not hide');
+              }
+              return bad;
+            }"""
+        )
+    )
+
+
 async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactory) -> None:
     nodes = await start_regions(
         tmp_path, databases, [("430523", "邵阳县"), ("430400", "衡阳市"), ("370500", "东营市")]
@@ -174,6 +196,7 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
         loaded: dict[str, list[str]] = {path: [] for path in paths}
         refused: dict[str, list[str]] = {path: [] for path in paths}
         wide: dict[str, list[str]] = {}
+        unhinted: dict[str, list[str]] = {}
         async with chromium() as browser, aiohttp.ClientSession() as http:
             for node in (shaoyang, hengyang):
                 cookies = await _cookies(http, node)
@@ -212,6 +235,8 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
                     )
                     if problems := await overflowing(page):
                         wide[f"{node.config.region} {url_path} ({who})"] = problems
+                    if silent := await hidden_columns_without_hint(page):
+                        unhinted[f"{node.config.region} {url_path} ({who})"] = silent
                     loaded[path].append(f"{node.config.region}/{who}")
                 for tab in tabs.values():
                     await tab.context.close()
@@ -243,6 +268,7 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
         never = {path: refused[path] for path, where in loaded.items() if not where}
         assert not never, f"pages no one could open: {never}"
         assert not wide, f"pages wider than a phone: {wide}"
+        assert not unhinted, f"tables hiding columns on a phone without a hint: {unhinted}"
     finally:
         for node in nodes:
             await node.stop()
