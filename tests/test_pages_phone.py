@@ -263,6 +263,26 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
             await page.screenshot(path=shots / "430523-query-bundle.png", full_page=True)
             if problems := await overflowing(page):
                 wide["430523 /query bundle"] = problems
+            # A table wider than the phone says so; one that fits does not (app.css, app.js).
+            await page.evaluate(
+                """() => {
+                  const row = (n) => '<tr><th scope="row">地区</th>' + '<td>123456</td>'.repeat(n) + '</tr>';
+                  const wrap = (id, n) => '<div class="table-wrap"><p class="scroll-hint">表格较宽</p>'
+                    + '<table id="' + id + '"><tbody>' + row(n) + '</tbody></table></div>';
+                  document.querySelector('main').insertAdjacentHTML('beforeend', wrap('wide', 14) + wrap('narrow', 1));
+                  window.dispatchEvent(new Event('resize'));
+                }"""
+            )
+            assert await hidden_columns_without_hint(page) == []
+            assert (
+                await page.locator("#wide").locator("xpath=..").locator(".scroll-hint").is_visible()
+            )
+            assert (
+                not await page.locator("#narrow")
+                .locator("xpath=..")
+                .locator(".scroll-hint")
+                .is_visible()
+            )
             await context.close()
 
         never = {path: refused[path] for path, where in loaded.items() if not where}
