@@ -7,9 +7,9 @@ and public API like a window clerk, an approver and a citizen would: envelopes r
 between the nodes and every case's audit chain is real. The cases made are listed in
 ``DIR/demo-cases.json`` (with their query codes: demo data only), so a second start adds none.
 
-One case is backdated (a 全程网办 application of twelve days ago, to show an overdue case): it
-never leaves its node, so no envelope carries the old time; the handling node's case service
-runs on a shifted clock for the two calls that make it.
+Two cases are backdated (全程网办 applications of some days ago, to show an overdue case and one
+in its warning lead): they never leave their node, so no envelope carries the old time; the
+handling node's case service runs on a shifted clock for the two calls that make each.
 """
 
 from __future__ import annotations
@@ -209,6 +209,7 @@ def credit_code(area: str, body: str) -> str:
 DEMO_PEOPLE_SOURCE = (
     ("邱孝芳", "430405", "19860317", "042"),
     ("孙晓雯", "370502", "19990612", "026"),
+    ("曾国华", "430523", "19780912", "035"),
     ("刘洋", "430405", "19920214", "017"),
 )
 
@@ -762,18 +763,39 @@ async def _bad_rating(s: Seeder) -> dict[str, Any]:
     return _record(case, code, "delivered", rating=2, rectification="open")
 
 
+#: The 预警 story's item: 邵阳县's 不动产抵押登记, offered online (3 working days).
+WARNING_ITEM = "430523-DJ-0001"
+
+
 async def _warning(s: Seeder) -> dict[str, Any]:
-    case, code = await s.apply(
-        DY,
-        "430523-DJ-0001",
-        company("中国农业银行股份有限公司邵阳县支行", "430523", "MA4M8J6K1", "07395521010"),
-        {
-            "property_cert_no": "湘(2025)邵阳县不动产权第0012765号",
-            "mortgagee": "中国农业银行股份有限公司邵阳县支行",
-            "secured_amount_wan": 120,
-        },
-    )
-    await s.accept(DY, SY, case["case_no"], "予以受理（3 个工作日内办结）")
+    """全程网办 at 邵阳县, accepted so many working days ago that its deadline is the next working
+    day: inside its warning lead (a case accepted today is never 预警: docs/cases.md)."""
+    from node.appkeys import CASES
+    from node.clock import today_in_china
+
+    service = s.apps[SY][CASES]
+    item = await s.item(SY, WARNING_ITEM)
+    calendar = await service.calendar()
+    today = today_in_china()
+    accepted_on = calendar.subtract_working_days(today, item["promised_limit_days"] - 1)
+    real = service.clock
+    shift = (today - accepted_on).days * 86400.0
+    service.clock = lambda: real() - shift
+    try:
+        case, code = await s.apply_online(
+            SY,
+            WARNING_ITEM,
+            # 全程网办 is applied for by a verified person (docs/identity.md): the mortgagor.
+            person("曾国华", "430523", "19780912", "035", "13974900518"),
+            {
+                "property_cert_no": "湘(2025)邵阳县不动产权第0012765号",
+                "mortgagee": "中国农业银行股份有限公司邵阳县支行",
+                "secured_amount_wan": 120,
+            },
+        )
+        await s.act(SY, "approver", case["id"], "accept", {"note": "予以受理（3 个工作日内办结）"})
+    finally:
+        service.clock = real
     return _record(case, code, "accepted", time_status="warning")
 
 
@@ -842,9 +864,12 @@ async def _bundle(s: Seeder) -> dict[str, Any]:
     }
 
 
-#: In this order: the backdated case first, while no message is on its way.
+#: Stories made on a shifted clock: each runs alone, before the others.
+BACKDATED = ("overdue", "warning")
+#: In this order: the backdated cases first, while no message is on their way.
 STORIES = (
     Story("overdue", "全程网办 · 购房补贴，超期未办结", _overdue),
+    Story("warning", "全程网办 · 不动产抵押登记，临近时限（预警）", _warning),
     Story("received", "全程网办 · 教师资格认定，待受理", _received),
     Story("forwarded", "公共场所卫生许可，已转交待受理", _forwarded),
     Story("supplement", "分阶段施工许可，补正中（一次告知两项）", _supplement),
@@ -857,7 +882,6 @@ STORIES = (
     Story("delivered", "购房补贴，已送达，好评", _delivered),
     Story("withdrawn", "企业变更登记，已撤件", _withdrawn),
     Story("bad_rating", "个体工商户设立，差评待整改", _bad_rating),
-    Story("warning", "不动产抵押登记，临近时限（预警）", _warning),
     Story("bundle", "多地联办 · 开办企业+不动产登记一件事", _bundle),
 )
 
@@ -920,8 +944,8 @@ async def seed(
             seeded[story.key] = entry
             _save_seeded(base, seeded)
 
-        # The backdated case alone (its node's clock is shifted meanwhile), then the others.
-        alone = [story for story in todo if story.key == "overdue"]
+        # The backdated cases alone (their node's clock is shifted meanwhile), then the others.
+        alone = [story for story in todo if story.key in BACKDATED]
         for story in alone:
             await run(story)
         await asyncio.gather(*(run(story) for story in todo if story not in alone))

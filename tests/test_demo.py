@@ -124,6 +124,7 @@ async def test_demo_makes_every_state_on_the_right_nodes_once(
             assert overdue["mode"] == "online"
             warning = running.cases["warning"]
             assert seen["430523"][warning["case_no"]]["time_status"] == "warning"
+            assert warning["mode"] == "online"
             bad = running.cases["bad_rating"]
             assert seen["430523"][bad["case_no"]].get("open_rectification")
             assert running.cases["bundle"]["mode"] == "joint"

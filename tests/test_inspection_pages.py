@@ -136,6 +136,12 @@ async def test_a_meeting_through_the_pages_before_and_after_it_ends(
             await window.goto(f"{hengyang.url}/window/cases/{receiving_id}")
             next_step = await window.locator(".next-step").inner_text()
             assert "云见面" in next_step and "勘验" not in next_step
+            # The window's case page carries the session itself: when, who (by display name),
+            # and the invitation to print for the applicant.
+            section = await window.locator("#inspection").inner_text()
+            assert "见面时间" in section and "勘验" not in section
+            assert f"{NAMES['approver']}、{APPLICANT['name']}" in section
+            assert await window.locator("#invitation").get_attribute("href") == invitation
             await window.screenshot(path=str(shots / "2-window-case-1280.png"), full_page=True)
 
             # Not signed in, a person is sent to the login form, not shown JSON.
@@ -212,6 +218,16 @@ async def test_a_meeting_through_the_pages_before_and_after_it_ends(
             await window.goto(f"{hengyang.url}/window/cases/{receiving_id}")
             next_step = await window.locator(".next-step").inner_text()
             assert "已结束" in next_step and "中" not in next_step.replace("云见面", "")
+            # ...and, once over, its conclusion and record, with no invitation left to print.
+            section = await window.locator("#inspection").inner_text()
+            assert "见面结论" in section and "已完成，情况属实" in section
+            assert "云见面记录" in section and "勘验" not in section
+            assert await window.locator("#invitation").count() == 0
+            # The state and the timeline speak of a meeting too.
+            assert await window.locator(".badge.status-inspection").inner_text() == "云见面中"
+            timeline = await window.locator("ol.timeline").inner_text()
+            assert "安排云见面" in timeline and "完成云见面" in timeline
+            assert "勘验" not in timeline
             await window.screenshot(
                 path=str(shots / "7-window-case-after-1280.png"), full_page=True
             )
@@ -225,6 +241,8 @@ async def test_a_meeting_through_the_pages_before_and_after_it_ends(
             office = await window.locator("#inspection").inner_text()
             await window.screenshot(path=str(shots / "9-office-after-1280.png"), full_page=True)
             assert "云见面" in office and "勘验结果" not in office and "合格" not in office
+            assert await window.locator(".badge.status-inspection").inner_text() == "云见面中"
+            assert "勘验" not in await window.locator("#timeline").inner_text()
 
             await phone.goto(join_url)
             assert "已结束" in await phone.locator("main").inner_text()

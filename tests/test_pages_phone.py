@@ -81,6 +81,28 @@ async def _who_may_see(
     return None, tried
 
 
+async def hidden_columns_without_hint(page: Page) -> list[str]:
+    """Tables that scroll sideways on the page (their columns partly out of view) with no
+    visible 左右滑动 hint; and hints shown over tables that fit."""
+    return list(
+        await page.evaluate(
+            """() => {
+              const bad = [];
+              for (const wrap of document.querySelectorAll('.table-wrap')) {
+                const table = wrap.querySelector('table');
+                const name = table && table.id ? '#' + table.id : 'table';
+                const hint = wrap.querySelector('.scroll-hint');
+                const shown = hint !== null && hint.getBoundingClientRect().height > 0;
+                const wide = wrap.scrollWidth > wrap.clientWidth + 1;
+                if (wide && !shown) bad.push(name + ' hides columns without a hint');
+                if (!wide && shown) bad.push(name + ' hints at columns it does not hide');
+              }
+              return bad;
+            }"""
+        )
+    )
+
+
 async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactory) -> None:
     nodes = await start_regions(
         tmp_path, databases, [("430523", "邵阳县"), ("430400", "衡阳市"), ("370500", "东营市")]
@@ -177,6 +199,7 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
         loaded: dict[str, list[str]] = {path: [] for path in paths}
         refused: dict[str, list[str]] = {path: [] for path in paths}
         wide: dict[str, list[str]] = {}
+        unhinted: dict[str, list[str]] = {}
         async with chromium() as browser, aiohttp.ClientSession() as http:
             for node in (shaoyang, hengyang):
                 cookies = await _cookies(http, node)
@@ -215,6 +238,8 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
                     )
                     if problems := await overflowing(page):
                         wide[f"{node.config.region} {url_path} ({who})"] = problems
+                    if silent := await hidden_columns_without_hint(page):
+                        unhinted[f"{node.config.region} {url_path} ({who})"] = silent
                     loaded[path].append(f"{node.config.region}/{who}")
                 for tab in tabs.values():
                     await tab.context.close()
@@ -241,6 +266,26 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
             await page.screenshot(path=shots / "430523-query-bundle.png", full_page=True)
             if problems := await overflowing(page):
                 wide["430523 /query bundle"] = problems
+            # A table wider than the phone says so; one that fits does not (app.css, app.js).
+            await page.evaluate(
+                """() => {
+                  const row = (n) => '<tr><th scope="row">地区</th>' + '<td>123456</td>'.repeat(n) + '</tr>';
+                  const wrap = (id, n) => '<div class="table-wrap"><p class="scroll-hint">表格较宽</p>'
+                    + '<table id="' + id + '"><tbody>' + row(n) + '</tbody></table></div>';
+                  document.querySelector('main').insertAdjacentHTML('beforeend', wrap('wide', 14) + wrap('narrow', 1));
+                  window.dispatchEvent(new Event('resize'));
+                }"""
+            )
+            assert await hidden_columns_without_hint(page) == []
+            assert (
+                await page.locator("#wide").locator("xpath=..").locator(".scroll-hint").is_visible()
+            )
+            assert (
+                not await page.locator("#narrow")
+                .locator("xpath=..")
+                .locator(".scroll-hint")
+                .is_visible()
+            )
             await context.close()
 
         # The identity provider's redirect target is no page to open (without a login in
@@ -252,6 +297,7 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
         }
         assert not never, f"pages no one could open: {never}"
         assert not wide, f"pages wider than a phone: {wide}"
+        assert not unhinted, f"tables hiding columns on a phone without a hint: {unhinted}"
     finally:
         for node in nodes:
             await node.stop()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.pages.office import FILE_KINDS, event_text
+from node.pages import videos
+from node.pages.case_files import FILE_KINDS
+from node.pages.office import event_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,3 +35,26 @@ def test_every_page_names_its_favicon() -> None:
     base = (ROOT / "node/pages/templates/base.html").read_text(encoding="utf-8")
     assert 'rel="icon" href="/static/favicon.svg"' in base
     assert (ROOT / "node/pages/static/favicon.svg").read_text(encoding="utf-8").startswith("<svg")
+
+
+def test_a_meeting_is_named_a_meeting_in_state_actions_and_timeline() -> None:
+    meeting = {"note": "云见面：核实经营意愿", "scheduled_at": "2030-06-03T10:00:00+08:00"}
+    inspection = {"scheduled_at": "2030-06-03T10:00:00+08:00", "site_address": "石鼓区"}
+    labels = {
+        "schedule_inspection": "安排勘验",
+        "complete_inspection": "完成勘验",
+        "accept": "受理",
+    }
+    assert videos.status_words(meeting) == {"inspection": "云见面中"}
+    assert videos.status_words(inspection) == {}
+    assert videos.action_words(labels, meeting) == {
+        "schedule_inspection": "安排云见面",
+        "complete_inspection": "完成云见面",
+        "accept": "受理",
+    }
+    assert videos.action_words(labels, inspection) == labels
+    event = {"action": "schedule_inspection", "data": {"scheduled_at": meeting["scheduled_at"]}}
+    assert event_text(event, {}, videos.words(meeting)).startswith("见面时间 ")
+    assert event_text(event, {}, videos.words(inspection)).startswith("勘验时间 ")
+    assert videos.evidence_kinds(meeting)["record"] == "云见面记录"
+    assert videos.evidence_kinds(inspection)["record"] == "勘验笔录"

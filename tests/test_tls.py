@@ -33,6 +33,7 @@ from node.ops.tls import server_ssl_context
 from node.provisioning import init_node, link_all
 from protocol.messages import example_body
 from tests.support.databases import DatabaseFactory
+from tests.support.nginx import nginx_config
 from tests.support.nodes import FAST_FEDERATION, RunningNode, free_port
 from tests.support.waiting import wait_until
 
@@ -343,32 +344,6 @@ async def test_certificates_of_make_certs_serve_a_tongban_run_process(
         proc.wait(timeout=10)
 
 
-def _nginx_config(tmp: Path, certs: Path, port: int, http_port: int, replicas: list[int]) -> Path:
-    """docker/nginx/region.conf.template for region 430400 as the nginx image renders it, with
-    the replicas and ports of this test (and `http2 on` dropped on nginx before 1.25)."""
-    template = Path(__file__).resolve().parents[1] / "docker" / "nginx" / "region.conf.template"
-    text = template.read_text(encoding="utf-8").replace("${REGION}", "430400")
-    for name, replica in zip(("a", "b"), replicas, strict=True):
-        text = text.replace(f"node-430400-{name}:8400", f"127.0.0.1:{replica}")
-    text = text.replace("/etc/nginx/certs/", f"{certs}/")
-    text = text.replace("/var/log/nginx/access.log", f"{tmp}/access.log")
-    text = text.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
-    text = text.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
-    version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr
-    major, minor = (int(x) for x in version.split("/")[1].split(".")[:2])
-    if (major, minor) < (1, 25):
-        text = text.replace("    http2 on;\n", "")
-    (tmp / "conf.d").mkdir(parents=True)
-    (tmp / "conf.d" / "region.conf").write_text(text, encoding="utf-8")
-    main = tmp / "nginx.conf"
-    main.write_text(
-        f"daemon off;\npid {tmp}/nginx.pid;\nerror_log stderr warn;\nevents {{}}\n"
-        f"http {{\n  access_log off;\n  include {tmp}/conf.d/*.conf;\n}}\n",
-        encoding="utf-8",
-    )
-    return main
-
-
 @pytest.mark.skipif(
     shutil.which("nginx") is None or shutil.which("openssl") is None,
     reason="needs nginx and openssl (the topology of docker/compose.yaml)",
@@ -407,7 +382,7 @@ async def test_two_replicas_behind_nginx_tls_receive_from_a_partner_trusting_the
         extra_toml=FAST_FEDERATION + f'ca_file = "{certs / "ca.crt"}"\n',
     )
     await link_all([hengyang, shaoyang])
-    conf = _nginx_config(tmp_path / "nginx", certs, proxy_port, http_port, replicas)
+    conf = nginx_config(tmp_path / "nginx", certs, proxy_port, http_port, replicas)
     procs: list[subprocess.Popen[bytes]] = []
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -508,7 +483,7 @@ def test_nginx_template_is_valid_and_logs_no_query_strings(tmp_path: Path) -> No
         capture_output=True,
     )
     assert made.returncode == 0, made.stderr
-    conf = _nginx_config(tmp_path / "nginx", certs, free_port(), free_port(), [free_port()] * 2)
+    conf = nginx_config(tmp_path / "nginx", certs, free_port(), free_port(), [free_port()] * 2)
     checked = subprocess.run(
         ["nginx", "-t", "-p", str(tmp_path / "nginx"), "-c", str(conf)],
         capture_output=True,

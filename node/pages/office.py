@@ -22,10 +22,11 @@ from node.cases import queries, records
 from node.cases.actions.identity_check import METHODS as IDENTITY_METHODS
 from node.cases.errors import CaseError, CaseErrorCode
 from node.cases.lifecycle import ACTIONS, STATUS_LABELS, Mode, Side, Status, sides_of
-from node.cases.models import bundles, cases, uploads
+from node.cases.models import bundles, cases
 from node.clock import today_in_china
 from node.http_json import path_int, query_int
 from node.pages import videos
+from node.pages.case_files import FILE_KINDS, stored_files
 from node.pages.rendering import day, render_page, when
 from node.pages.session import page_staff
 
@@ -43,29 +44,8 @@ ID_TYPES = {
     "passport": "护照",
 }
 MATERIAL_STATUS = {"provided": "已提交", "deferred": "容缺", "pledged": "告知承诺"}
-#: What a stored file is, in words (its type is decided by its bytes: node/storage/filetypes.py).
-FILE_KINDS = {
-    "application/pdf": "PDF",
-    "image/jpeg": "JPG 图片",
-    "image/png": "PNG 图片",
-    "video/webm": "视频录像",
-    "text/plain": "文本",
-    "application/jose": "签名清单",
-}
 DELIVERY_METHODS = {"mail": "邮寄", "window": "窗口领取"}
 OUTCOMES = {"approved": "准予", "denied": "不予"}
-INSPECTION_RESULTS = {
-    "pass": "合格",
-    "conditional": "有条件通过",
-    "fail": "不合格",
-    "aborted": "中止",
-}
-EVIDENCE_KINDS = {
-    "recording": "录像",
-    "snapshot": "截图",
-    "record": "勘验笔录",
-    "manifest": "证据清单",
-}
 RATING_LEVELS = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
 RATING_STAGES = {"accept": "受理", "decide": "办结"}
 PROGRESS_KINDS = {"pause": "暂停计时", "resume": "恢复计时", "extension": "延期"}
@@ -135,7 +115,9 @@ def available_actions(
     return allowed
 
 
-def event_text(event: dict[str, Any], names: dict[str, str]) -> str:
+def event_text(
+    event: dict[str, Any], names: dict[str, str], video: dict[str, Any] | None = None
+) -> str:
     """One line for people about what an event did (no personal data beyond the case's)."""
     data = event.get("data") or {}
     action = event["action"]
@@ -162,7 +144,7 @@ def event_text(event: dict[str, Any], names: dict[str, str]) -> str:
     elif action == "catch_up" and data.get("materials"):
         parts.append("补齐：" + "、".join(str(m) for m in data["materials"]))
     elif action == "schedule_inspection" and data.get("scheduled_at"):
-        parts.append(f"勘验时间 {when(data['scheduled_at'])}")
+        parts.append(f"{(video or {}).get('time', '勘验时间')} {when(data['scheduled_at'])}")
     elif action == "decide" and data.get("outcome"):
         parts.append(f"办理结果：{OUTCOMES.get(data['outcome'], data['outcome'])}")
     elif action in ("not_accept", "withdrawn", "withdraw") and data.get("reason"):
@@ -203,28 +185,12 @@ def event_actor(event: dict[str, Any], names: dict[str, str]) -> str:
     return event.get("actor_name") or actor
 
 
-def _files_of(case: dict[str, Any]) -> list[str]:
-    blobs = [m.get("blob") for m in case["application"].get("materials", [])]
-    details = case["details"]
-    blobs += [m.get("blob") for m in (details.get("supplement") or {}).get("supplied", [])]
-    blobs += [d.get("blob") for d in (details.get("decision") or {}).get("documents", [])]
-    blobs += [m.get("blob") for m in case["deferred"]]
-    evidence = (details.get("inspection") or {}).get("evidence") or {}
-    blobs += [f.get("blob") for f in evidence.get("files", []) if isinstance(f, dict)]
-    return [b for b in dict.fromkeys(blobs) if isinstance(b, str) and b]
-
-
 async def _case_extras(request: web.Request, case: dict[str, Any]) -> dict[str, Any]:
     """What the case API does not carry: file types and the 多地联办 bundle; the ratings it
     carries, labelled."""
     today = today_in_china()
+    files = await stored_files(request.app[DATABASE], case)
     async with request.app[DATABASE].read() as conn:
-        files = {
-            r.sha256: {"media_type": r.media_type, "size": r.size, "name": r.name}
-            for r in (
-                await conn.execute(select(uploads).where(uploads.c.sha256.in_(_files_of(case))))
-            ).all()
-        }
         bundle = None
         if case.get("bundle_id"):
             row = (
@@ -372,11 +338,13 @@ def routes() -> web.RouteTableDef:
             }
             for m in case["application"].get("materials", [])
         ]
+        event_labels = videos.action_words(EVENT_LABELS, case["details"].get("inspection"))
+        video = videos.words(case["details"].get("inspection"))
         events = [
             {
                 **e,
-                "label": EVENT_LABELS.get(e["action"], e["action"]),
-                "text": event_text(e, names),
+                "label": event_labels.get(e["action"], e["action"]),
+                "text": event_text(e, names, video),
                 "who": event_actor(e, names),
             }
             for e in reversed(case["events"])
@@ -410,7 +378,10 @@ def routes() -> web.RouteTableDef:
             bundle_info=case["application"].get("bundle"),
             events=events,
             actions=actions,
-            action_labels={n: ACTIONS[n].label for n in ACTIONS},
+            action_labels=videos.action_words(
+                {n: ACTIONS[n].label for n in ACTIONS}, case["details"].get("inspection")
+            ),
+            status_words=videos.status_words(case["details"].get("inspection")),
             identity_methods=IDENTITY_METHODS,
             names=names,
             our_side=(
@@ -434,12 +405,7 @@ def routes() -> web.RouteTableDef:
             console_url=console_url,
             video=videos.words(inspection),
             form_labels=form_labels,
-            inspection_results=INSPECTION_RESULTS,
-            evidence_kinds=(
-                {**EVIDENCE_KINDS, "record": "云见面记录"}
-                if videos.is_meeting(inspection)
-                else EVIDENCE_KINDS
-            ),
+            evidence_kinds=videos.evidence_kinds(inspection),
             invitation_url=invitation_url,
             today=today_in_china().isoformat(),
         )

@@ -4,6 +4,8 @@ calendar coverage and the health of every partner link. Read-only."""
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -12,13 +14,18 @@ from node.appkeys import CONFIG, DATABASE, FEDERATION
 from node.cases import queries
 from node.cases.lifecycle import STATUS_LABELS
 from node.clock import today_in_china
-from node.pages.link_health import link_health
+from node.http_json import query_int
+from node.pages.link_health import LinkHealth, link_health
 from node.pages.office import region_names
+from node.pages.paging import nav, paginate
 from node.pages.rendering import render_page
 from node.pages.session import page_staff
 from node.workdays.service import read_calendar
+from protocol.regions import PROVINCES, province_of
 
 READERS = ("supervisor", "admin")
+#: The highest page number a query may ask for.
+MAX_PAGE = 10_000
 TIME_ORDER = (
     ("normal", "正常", "#1a7f37"),
     ("warning", "预警", "#9a6700"),
@@ -115,6 +122,42 @@ def time_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+#: Partners per page in the counts chart and table, and in the link health list.
+COUNTS_PAGE = 20
+LINKS_PAGE = 50
+#: Problems first: the order of link levels on the page.
+LEVEL_ORDER = {"problem": 0, "warning": 1, "ok": 2}
+
+
+def count_order(row: dict[str, Any]) -> tuple[int, int, int, str]:
+    """Partners with overdue cases first, then warning, then by how many cases."""
+    by_time = row["by_time"]
+    return (-by_time.get("overdue", 0), -by_time.get("warning", 0), -row["total"], row["region"])
+
+
+def link_order(link: LinkHealth, now: float) -> tuple[int, float, int, str]:
+    """Problem links first, then retrying ones; within a level the longest wait first."""
+    return (LEVEL_ORDER[link.level], -(link.oldest_age(now) or 0.0), -link.depth, link.region)
+
+
+def province_choices(regions: Iterable[str]) -> list[tuple[str, str, int]]:
+    """The provinces the given regions lie in: (prefix, name, how many), by prefix."""
+    counts = Counter(province_of(r) for r in regions)
+    return [(p, PROVINCES[p], counts[p]) for p in sorted(counts) if p]
+
+
+def _filters(request: web.Request) -> dict[str, Any]:
+    q = request.query
+    province = q.get("province", "")
+    level = q.get("level", "")
+    return {
+        "province": province if province in PROVINCES else "",
+        "level": level if level in LINK_LEVELS else "",
+        "page": query_int(request, "page", 1, 1, MAX_PAGE),
+        "links_page": query_int(request, "links_page", 1, 1, MAX_PAGE),
+    }
+
+
 def routes() -> web.RouteTableDef:
     table = web.RouteTableDef()
 
@@ -123,6 +166,7 @@ def routes() -> web.RouteTableDef:
         await page_staff(request, *READERS)
         today = today_in_china()
         names = region_names(request)
+        wanted = _filters(request)
         federation = request.app[FEDERATION]
         partner_names = {code: p.name for code, p in federation.trust.partners.items()}
         async with request.app[DATABASE].read() as conn:
@@ -131,33 +175,60 @@ def routes() -> web.RouteTableDef:
             calendar = await read_calendar(conn)
         now = time.time()
         own = request.app[CONFIG].region
-        regions = sorted(set(board["partners"]) | set(partner_names))
+
+        def in_province(region: str) -> bool:
+            return not wanted["province"] or province_of(region) == wanted["province"]
+
+        # Counts: the regions that have cases with us, problems first, a page at a time.
         rows = []
-        for region in regions:
-            entry = board["partners"].get(region, {"by_status": {}, "by_time_status": {}})
+        for region, entry in board["partners"].items():
+            total = sum(entry["by_status"].values())
+            if not total or not in_province(region):
+                continue
             rows.append(
                 {
                     "region": region,
                     "name": names.get(region, region) + ("·本地" if region == own else ""),
                     "by_status": entry["by_status"],
                     "by_time": entry["by_time_status"],
-                    "total": sum(entry["by_status"].values()),
+                    "total": total,
                 }
             )
+        counts = paginate(sorted(rows, key=count_order), wanted["page"], COUNTS_PAGE)
         statuses = [
             (str(code), label)
             for code, label in STATUS_LABELS.items()
-            if any(r["by_status"].get(str(code)) for r in rows)
+            if any(r["by_status"].get(str(code)) for r in counts.rows)
         ]
+        # Link health: problems first, filtered by province and level, a page at a time.
+        shown = [
+            link
+            for link in links
+            if in_province(link.region) and (not wanted["level"] or link.level == wanted["level"])
+        ]
+        link_page = paginate(
+            sorted(shown, key=lambda link: link_order(link, now)),
+            wanted["links_page"],
+            LINKS_PAGE,
+        )
+        levels = Counter(link.level for link in links if in_province(link.region))
         return await render_page(
             request,
             "supervision/index.html",
-            rows=rows,
+            rows=counts.rows,
+            counts=counts,
+            counts_nav=nav(request.query, "page", counts),
             statuses=statuses,
             time_order=TIME_ORDER,
-            chart=time_chart(rows),
+            chart=time_chart(counts.rows),
             board=board,
             names=names,
+            wanted=wanted,
+            provinces=province_choices(partner_names),
+            link_levels=[(k, label, levels.get(k, 0)) for k, (label, _) in LINK_LEVELS.items()],
+            partner_count=len(partner_names),
+            link_page=link_page,
+            links_nav=nav(request.query, "links_page", link_page),
             link_rows=[
                 {
                     "link": link,
@@ -166,7 +237,7 @@ def routes() -> web.RouteTableDef:
                     "oldest_age": ago(link.oldest_age(now)),
                     "error_label": link_error(link.last_error),
                 }
-                for link in links
+                for link in link_page.rows
             ],
             calendar_missing=calendar.missing_next_year(today),
             next_year=today.year + 1,

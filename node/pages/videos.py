@@ -25,6 +25,14 @@ MEETING_RESULTS = {
     "aborted": "未完成",
 }
 
+#: The files a session leaves on the case (node/cases/actions/inspection.py), in words.
+EVIDENCE_KINDS = {
+    "recording": "录像",
+    "snapshot": "截图",
+    "record": "勘验笔录",
+    "manifest": "证据清单",
+}
+
 
 def is_meeting(schedule: dict[str, Any] | None) -> bool:
     """Whether ``details.inspection`` is a 云见面."""
@@ -60,3 +68,25 @@ def words(schedule: dict[str, Any] | None) -> dict[str, Any]:
         "findings": "意见" if meeting else "勘验意见",
         "results": MEETING_RESULTS if meeting else INSPECTION_RESULTS,
     }
+
+
+def evidence_kinds(schedule: dict[str, Any] | None) -> dict[str, str]:
+    """The evidence files' kinds in words: a 云见面 leaves a 云见面记录, not a 勘验笔录."""
+    if is_meeting(schedule):
+        return {**EVIDENCE_KINDS, "record": "云见面记录"}
+    return EVIDENCE_KINDS
+
+
+#: What a 云见面 changes in the case pages' words: the state's name and the two actions'.
+MEETING_STATUS_WORDS = {"inspection": "云见面中"}
+MEETING_ACTION_WORDS = {"schedule_inspection": "安排云见面", "complete_inspection": "完成云见面"}
+
+
+def status_words(schedule: dict[str, Any] | None) -> dict[str, str]:
+    """Status names that differ from the lifecycle's for this session (empty unless 云见面)."""
+    return MEETING_STATUS_WORDS if is_meeting(schedule) else {}
+
+
+def action_words(labels: dict[str, str], schedule: dict[str, Any] | None) -> dict[str, str]:
+    """The timeline's action names, with a 云见面's own where the session is one."""
+    return {**labels, **MEETING_ACTION_WORDS} if is_meeting(schedule) else labels

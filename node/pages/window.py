@@ -36,6 +36,7 @@ from node.catalog import service as catalog
 from node.clock import today_in_china
 from node.http_json import path_int
 from node.pages import session, videos
+from node.pages.case_files import FILE_KINDS, stored_files
 from node.pages.rendering import day, render_page
 from protocol.catalog import Item
 
@@ -233,8 +234,13 @@ def routes() -> web.RouteTableDef:
                 for r in (case["receiving_region"], case["handling_region"])
             },
             next_step=_status_step(case["status"], details),
+            inspection=details.get("inspection") or None,
+            video=videos.words(details.get("inspection")),
+            evidence_kinds=videos.evidence_kinds(details.get("inspection")),
+            files=await stored_files(request.app[DATABASE], case),
+            file_kinds=FILE_KINDS,
+            console_url=None,
             invitation_url=_invitation_url(case),
-            video_name=videos.words(details.get("inspection"))["name"],
             supplement=details.get("supplement") or {},
             decision=details.get("decision") or {},
             dispatch=details.get("dispatch") or {},
@@ -254,7 +260,8 @@ def routes() -> web.RouteTableDef:
             rating_channel=WINDOW_RATING_CHANNEL,
             application_delivery=case["application"].get("delivery") or {},
             material_labels=MATERIAL_STATUS_LABELS,
-            action_labels=ACTION_LABELS,
+            action_labels=videos.action_words(ACTION_LABELS, details.get("inspection")),
+            status_words=videos.status_words(details.get("inspection")),
         )
 
     return table

@@ -224,5 +224,16 @@
     if (button) window.print();
   });
 
+  // Wide tables scroll sideways inside .table-wrap; each carries a 左右滑动 hint that shows on a
+  // phone (CSS). Where the table fits after all, the hint goes.
+  function markWideTables() {
+    for (const wrap of document.querySelectorAll(".table-wrap")) {
+      const fits = wrap.scrollWidth <= wrap.clientWidth + 1;
+      wrap.classList.toggle("fits", fits);
+    }
+  }
+  document.addEventListener("DOMContentLoaded", markWideTables);
+  window.addEventListener("resize", markWideTables);
+
   window.Tongban = { api, upload, formBody, showErrors, clearErrors, idProblem, phoneProblem, creditProblem, liveCheck };
 })();

@@ -1,0 +1,42 @@
+"""docker/nginx/region.conf.template run by this machine's nginx, as the nginx image renders it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_certs(certs: Path, region: str = "430400") -> None:
+    """docker/make-certs.sh: a private CA and ``region``'s certificate in ``certs``."""
+    made = subprocess.run(
+        ["sh", str(ROOT / "docker" / "make-certs.sh"), str(certs), region], capture_output=True
+    )
+    assert made.returncode == 0, made.stderr
+
+
+def nginx_config(tmp: Path, certs: Path, port: int, http_port: int, replicas: list[int]) -> Path:
+    """docker/nginx/region.conf.template for region 430400 as the nginx image renders it, with
+    the replicas and ports of this test (and `http2 on` dropped on nginx before 1.25)."""
+    template = ROOT / "docker" / "nginx" / "region.conf.template"
+    text = template.read_text(encoding="utf-8").replace("${REGION}", "430400")
+    for name, replica in zip(("a", "b"), replicas, strict=True):
+        text = text.replace(f"node-430400-{name}:8400", f"127.0.0.1:{replica}")
+    text = text.replace("/etc/nginx/certs/", f"{certs}/")
+    text = text.replace("/var/log/nginx/access.log", f"{tmp}/access.log")
+    text = text.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
+    text = text.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
+    version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr
+    major, minor = (int(x) for x in version.split("/")[1].split(".")[:2])
+    if (major, minor) < (1, 25):
+        text = text.replace("    http2 on;\n", "")
+    (tmp / "conf.d").mkdir(parents=True)
+    (tmp / "conf.d" / "region.conf").write_text(text, encoding="utf-8")
+    main = tmp / "nginx.conf"
+    main.write_text(
+        f"daemon off;\npid {tmp}/nginx.pid;\nerror_log stderr warn;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  include {tmp}/conf.d/*.conf;\n}}\n",
+        encoding="utf-8",
+    )
+    return main
