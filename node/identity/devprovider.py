@@ -252,6 +252,9 @@ class DevProvider:
             if not name or check_id("resident_id", number) is not None:
                 return self._page(self._form(values, "请填写姓名和有效的身份证号码"), 400)
             person = Person(name[:50], number)
+        now = self.clock()
+        for stale in [c for c, g in self._grants.items() if g.expires < now]:
+            del self._grants[stale]
         code = secrets.token_urlsafe(32)
         self._grants[code] = _Grant(
             client_id=values["client_id"],
