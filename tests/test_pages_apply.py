@@ -282,3 +282,49 @@ async def test_the_form_works_without_javascript_and_refuses_forgeries(phone_nod
         for other in ("370500-XK-0001", "430400-DJ-0001"):
             async with http.get(f"{node.url}/apply/{other}", allow_redirects=False) as resp:
                 assert resp.status == 404, other
+
+
+async def test_without_a_provider_the_phone_form_takes_unverified_applications(
+    tmp_path: Path, databases: DatabaseFactory
+) -> None:
+    """``allow_unverified_online`` and no provider: the applicant types name and ID number,
+    the case is kept unverified and says so, and staff must check the identity first."""
+    [node] = await start_regions(
+        tmp_path,
+        databases,
+        [("430400", "衡阳市")],
+        extra_toml="\n[identity]\nallow_unverified_online = true\n",
+    )
+    try:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            async with http.get(f"{node.url}/apply/{ITEM}") as resp:
+                assert resp.status == 200
+                page = await resp.text()
+            assert 'id="unverified-notice"' in page and 'name="applicant_name"' in page
+            form = aiohttp.FormData()
+            form.add_field("csrf", _csrf(page))
+            form.add_field("applicant_name", "周敏")
+            form.add_field("applicant_id_number", LIU_YANG.id_number)
+            form.add_field("phone", "13973900003")
+            for name, value in FORM.items():
+                form.add_field(f"form.{name}", value)
+            for code in PHOTOGRAPHED:
+                form.add_field(f"file.{code}", b"%PDF-1.4 " + code.encode(), filename="a.pdf")
+            for code in PLEDGED:
+                form.add_field(f"pledge.{code}", "1")
+            form.add_field("delivery_method", "window")
+            async with http.post(f"{node.url}/apply/{ITEM}", data=form) as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            assert "<dd>周敏</dd>" in text and "未核验" in text
+            approver = await ApiClient(node.url, http).login("approver")
+            case_no = re.search(r'id="case-no">([^<]+)<', text).group(1)  # type: ignore[union-attr]
+            listing = await approver.ok("GET", f"/api/v1/cases?q={case_no}")
+            case_id = listing["cases"][0]["id"]
+            case = await approver.ok("GET", f"/api/v1/cases/{case_id}")
+            assert case["application"]["identity_verified"] is False
+            refused = await approver.act(case_id, "accept", status=409)
+            assert refused["error"] == "identity_not_verified"
+    finally:
+        await node.stop()

@@ -32,6 +32,8 @@ def citizen_session(request: web.Request) -> CitizenSession | None:
 
 
 def as_citizen(identity: VerifiedIdentity | CitizenSession) -> CitizenIdentity:
+    if isinstance(identity, CitizenSession) and not identity.verified:
+        raise ValueError("an unverified session vouches for nobody")
     return CitizenIdentity(name=identity.name, id_number=identity.id_number, issuer=identity.issuer)
 
 

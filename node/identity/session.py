@@ -65,6 +65,16 @@ class CitizenSession:
     def csrf_ok(self, offered: Any) -> bool:
         return isinstance(offered, str) and hmac.compare_digest(offered, self.csrf)
 
+    @property
+    def verified(self) -> bool:
+        """Whether an identity provider vouched for this citizen. An unverified session (no
+        provider, ``allow_unverified_online``) only ties the phone's form to its CSRF token."""
+        return bool(self.issuer and self.id_number)
+
+
+def unverified_session(now: float, lifetime: int) -> CitizenSession:
+    return CitizenSession("", "", "", "", now + lifetime, secrets.token_urlsafe(24))
+
 
 def seal(sealer: SealsValues, data: dict[str, Any], place: str) -> str:
     return sealer.seal(json.dumps(data, ensure_ascii=False, separators=(",", ":")), place)

@@ -7,7 +7,10 @@ how to receive the result, and sends it all in one plain form POST (multipart, t
 CSRF token first): no JavaScript needed. Each file goes through the upload path of the API
 (node/api/files.py: typed by its first bytes, PDF/JPEG/PNG only, 20 MB) and then the item's
 material rules (type and size, as the window checks them); the application goes to the case
-front as the verified citizen. The answer is the receipt: case number and query code (shown
+front as the verified citizen (or, on a node without a provider that sets
+``[identity] allow_unverified_online``, as typed, kept unverified until a 人证核验 at the
+window: the form then has name and ID number fields and an unverified session only carries
+its CSRF token). The answer is the receipt: case number and query code (shown
 once), and the way to /query. A refused application shows the form again with every fault,
 the files already taken kept (by digest) so they need not be sent again.
 """
@@ -26,7 +29,7 @@ from node.cases import validation
 from node.cases.errors import CaseError
 from node.catalog.service import get_item
 from node.identity.caller import as_citizen, citizen_session
-from node.identity.session import CitizenSession
+from node.identity.session import CitizenSession, set_session, unverified_session
 from node.identity.views import NO_STORE, UNAVAILABLE, login_url, redirect
 from node.pages.rendering import render
 from node.pages.session import PageAnswer
@@ -79,7 +82,9 @@ def _form_page(
             status=status,
             item=item,
             citizen=citizen,
-            masked_id=citizen.id_number[:3] + "*" * 11 + citizen.id_number[-4:],
+            masked_id=citizen.id_number[:3] + "*" * 11 + citizen.id_number[-4:]
+            if citizen.verified
+            else "",
             values=values,
             errors=errors or {},
             kept=kept or {},
@@ -188,7 +193,7 @@ async def _read_form(
     return posted
 
 
-def _payload(item: Any, posted: _Posted) -> dict[str, Any]:
+def _payload(item: Any, posted: _Posted, citizen: CitizenSession) -> dict[str, Any]:
     materials = []
     for spec in item.materials:
         stored = posted.files.get(spec.code)
@@ -200,13 +205,28 @@ def _payload(item: Any, posted: _Posted) -> dict[str, Any]:
     method = values.get("delivery_method", "")
     return {
         "item_code": item.code,
-        "applicant": {"phone": values.get("phone", "").strip()},
+        "applicant": _applicant(values, citizen),
         "form": {f.name: values.get(f"form.{f.name}", "") for f in item.form_fields},
         "materials": materials,
         "delivery": {
             "method": method,
             "address": values.get("delivery_address", "").strip() or None,
         },
+    }
+
+
+def _applicant(values: dict[str, str], citizen: CitizenSession) -> dict[str, Any]:
+    """The phone only, for a verified citizen (the front takes the rest from the identity);
+    name and ID number as typed, for an unverified one (kept as unverified)."""
+    phone = values.get("phone", "").strip()
+    if citizen.verified:
+        return {"phone": phone}
+    return {
+        "kind": "person",
+        "name": values.get("applicant_name", "").strip(),
+        "id_type": "resident_id",
+        "id_number": values.get("applicant_id_number", "").strip(),
+        "phone": phone,
     }
 
 
@@ -227,19 +247,42 @@ def routes() -> web.RouteTableDef:
     async def apply_form(request: web.Request) -> web.StreamResponse:
         item = await own_online_item(request)
         citizen = citizen_session(request)
+        rp = request.app[IDENTITY]
+        if citizen is not None and rp.configured and not citizen.verified:
+            citizen = None  # a provider now: sign in through it
         if citizen is None:
-            if request.app[IDENTITY].configured:
+            if rp.configured:
                 return redirect(login_url(request.path))
-            return _answer(
-                render(request, "citizen/apply_closed.html", item=item, message=UNAVAILABLE)
+            if not request.app[CONFIG].identity.allow_unverified_online:
+                return _answer(
+                    render(request, "citizen/apply_closed.html", item=item, message=UNAVAILABLE)
+                )
+            # No provider, and the operator takes unverified applications: the applicant
+            # types name and ID number, and staff check them at the window before 受理.
+            lifetime = rp.settings.session_minutes * 60
+            citizen = unverified_session(rp.clock(), lifetime)
+            response = _form_page(request, item, citizen)
+            config = request.app[CONFIG]
+            set_session(
+                response,
+                request.app[CASES].sealer,
+                config.region,
+                citizen,
+                lifetime=lifetime,
+                secure=config.url.startswith("https://"),
             )
+            return response
         return _form_page(request, item, citizen)
 
     @table.post("/apply/{item_code}")
     async def apply(request: web.Request) -> web.StreamResponse:
         item = await own_online_item(request)
         citizen = citizen_session(request)
-        if citizen is None:  # the session ran out while the form was open
+        configured = request.app[IDENTITY].configured
+        if citizen is None or (configured and not citizen.verified):
+            # The session ran out while the form was open (or a provider came since).
+            if not configured:
+                return redirect(request.path)
             return redirect(login_url(request.path))
         if not request.app[CITIZEN_LIMITER].hit(f"apply:{request.remote}"):
             return _form_page(
@@ -261,8 +304,9 @@ def routes() -> web.RouteTableDef:
                 status=400,
             )
         try:
+            identity = as_citizen(citizen) if citizen.verified else None
             result = await request.app[CASES].receive_online(
-                _payload(item, posted), as_citizen(citizen)
+                _payload(item, posted, citizen), identity
             )
         except CaseError as exc:
             return _form_page(
@@ -286,6 +330,7 @@ def routes() -> web.RouteTableDef:
                 code=result["query_code"],
                 delivery=DELIVERY_LABELS.get(posted.values.get("delivery_method", ""), ""),
                 pledged=[m.name for m in item.materials if m.code in posted.pledged],
+                verified=citizen.verified,
                 csrf_value=citizen.csrf,
             )
         )
