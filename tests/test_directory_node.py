@@ -141,6 +141,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 # -- 3 000 regions ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_directory_of_3000_regions_is_built_signed_served_fetched_and_applied(
     tmp_path: Path, databases: DatabaseFactory
 ) -> None:
@@ -148,7 +149,7 @@ async def test_a_directory_of_3000_regions_is_built_signed_served_fetched_and_ap
     server = DirectoryServerProcess(authority.served, tmp_path / "server.log")
     toml = directory_toml(server.url, [authority.public_key])
     # Idle partner queues (one per region) poll rarely; new envelopes wake theirs at once.
-    configs = await directory_nodes(tmp_path, databases, [SHAOYANG, HENGYANG], toml, poll=30)
+    configs = await directory_nodes(tmp_path, databases, [SHAOYANG, HENGYANG], toml, poll=5)
     # What the regions registered: two real nodes' `partners self` and 2 998 others, built
     # and signed by the authority's commands.
     sources = tmp_path / "registered"
@@ -203,11 +204,12 @@ async def test_a_directory_of_3000_regions_is_built_signed_served_fetched_and_ap
         await hengyang.send("430523", "case.progress", "XT-D2", PROGRESS)
 
         async def delivered() -> bool:
-            return all(
-                await count(n, outbox, outbox.c.delivered_at.is_not(None)) == 1 for n in nodes
-            )
+            done = [await count(n, outbox, outbox.c.delivered_at.is_not(None)) for n in nodes]
+            return done == [1, 1]
 
-        await wait_until(delivered, timeout=60)
+        # Generous: with today's delivery (one polling queue per partner, 2 999 of them per
+        # node) the first claims wait behind every other queue's on the SQLite writer.
+        await wait_until(delivered, timeout=300)
         assert await count(hengyang, inbound_envelopes, inbound_envelopes.c.iss == "430523") == 1
         assert await count(shaoyang, inbound_envelopes, inbound_envelopes.c.iss == "430400") == 1
     finally:

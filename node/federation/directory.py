@@ -73,8 +73,9 @@ class DirectoryFollower:
         directory = self.in_force
         return max(0.0, time.time() - directory.iat) if directory is not None else -1.0
 
-    async def start(self) -> None:
-        """Put the kept directory in force (if it still verifies), then follow the URL."""
+    async def start(self, *, follow: bool = True) -> None:
+        """Put the kept directory in force (if it still verifies), then follow the URL (every
+        ``refresh`` seconds; without ``follow``, only when ``refresh()`` is called)."""
         self._status = load_status(self._config)
         directory, refused = verify_kept(self._settings, load_token(self._config), time.time())
         if refused is not None:
@@ -86,7 +87,8 @@ class DirectoryFollower:
         timeout = aiohttp.ClientTimeout(total=self._config.federation.request_timeout, connect=10)
         connector = aiohttp.TCPConnector(ssl=client_ssl_context(self._config.federation))
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
-        self._task = asyncio.create_task(self._run(), name="directory-follower")
+        if follow:
+            self._task = asyncio.create_task(self._run(), name="directory-follower")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -64,21 +64,19 @@ class TrustStore:
         """(Re)read partners.toml and rebuild the trust with the directory in force."""
         self._partners_mtime = _mtime(self._partners_file)
         self._file_partners = load_partners(self._partners_file, self._settings)
-        await self._rebuild()
+        await self._rebuild(self._directory)
 
     async def apply_directory(self, directory: Directory | None, *, own_region: str) -> None:
         """Put ``directory`` in force (None: none). Additions, removals and key changes take
         effect together; ``own_region``'s entry is never a partner."""
-        self._directory = directory
         self._own_region = own_region
-        await self._rebuild()
+        await self._rebuild(directory)
         self._directory_changed = True
 
-    async def _rebuild(self) -> None:
+    async def _rebuild(self, directory: Directory | None) -> None:
         partners: dict[str, Partner] = {}
         sources: dict[str, str] = {}
         refused: dict[str, str] = {}
-        directory = self._directory
         if directory is not None:
             for region, entry in directory.entries.items():
                 if region == self._own_region:
@@ -118,6 +116,7 @@ class TrustStore:
                 )
             )
         # The swap: no await from here to the end.
+        self._directory = directory
         self.partners = partners
         self.sources = sources
         self.refused_regions = refused
