@@ -130,7 +130,7 @@ class DirectorySettings:
     #: Seconds between fetches (a conditional GET: unchanged costs a 304).
     refresh: float = 300.0
 
-    def keys(self) -> list[AuthorityKey]:
+    def public_keys(self) -> list[AuthorityKey]:
         return [AuthorityKey.from_text(self.authority, text) for text in self.authority_keys]
 
 

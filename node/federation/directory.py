@@ -52,7 +52,7 @@ class DirectoryFollower:
             raise ValueError("no [directory] in tongban.toml")
         self._config = config
         self._settings = config.directory
-        self._keys = self._settings.keys()
+        self._keys = self._settings.public_keys()
         self._trust = trust
         self._metrics = metrics
         self._status = FetchStatus()

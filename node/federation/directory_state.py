@@ -94,7 +94,7 @@ def verify_kept(
     if token is None:
         return None, None
     try:
-        return verify_directory(token, settings.keys(), now=now), None
+        return verify_directory(token, settings.public_keys(), now=now), None
     except ProtocolError as exc:
         return None, exc
 
