@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,7 +101,7 @@ def test_the_authority_cannot_sign_what_nodes_refuse(change: str, code: ErrorCod
     key = generate_private_key()
     listed = synthetic_entries(2)
     now = int(time.time())
-    claims = {
+    claims: dict[str, Any] = {
         "iss": AUTHORITY,
         "serial": 1,
         "iat": now,
