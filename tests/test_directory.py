@@ -27,6 +27,7 @@ from node.federation.directory_authority import (
     signed_directory,
     unsigned_directory,
 )
+from node.federation.directory_state import report, save_token
 from node.federation.identity import NodeIdentity
 from node.federation.models import partner_keys
 from node.federation.partners import Partner, render_partners
@@ -377,3 +378,39 @@ async def test_build_takes_partner_files_and_descriptors_and_sign_always_raises_
         signed_directory(
             authority, unsigned_directory(listed), serial=1, now=time.time(), lifetime=40 * DAY
         )
+
+
+async def test_the_kept_directory_is_verified_again_with_the_keys_configured_now(
+    tmp_path: Path, databases: DatabaseFactory
+) -> None:
+    (config,) = await make_configs(tmp_path, databases, [(OWN, "衡阳市")], link=False)
+    authority = init_authority(tmp_path / "authority", AUTHORITY)
+    token = signed_directory(
+        authority, unsigned_directory(synthetic_entries(2)), serial=3, now=time.time()
+    )
+    save_token(config, token.encode("ascii"))
+    assert stat.S_IMODE(os.stat(config.dir / "directory" / "directory.jwt").st_mode) == 0o600
+
+    def follow(public_key: str) -> NodeConfig:
+        path = config.dir / "tongban.toml"
+        text = path.read_text(encoding="utf-8").split("[directory]")[0]
+        path.write_text(
+            text + f'[directory]\nurl = "https://dir.example/directory"\n'
+            f'authority = "{AUTHORITY}"\nauthority_keys = ["{public_key}"]\n',
+            encoding="utf-8",
+        )
+        return NodeConfig.load(config.dir)
+
+    found = report(follow(authority.public_key), time.time())
+    assert found.in_force is not None and found.in_force.serial == 3
+    status = run_cli("directory", "status", "--dir", str(config.dir), "--json")
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["in_force"]["serial"] == 3 and data["in_force"]["regions"] == 2
+
+    # The authority's key was replaced in tongban.toml: the kept directory no longer counts.
+    other = AuthorityKey(AUTHORITY, generate_private_key().public_key()).text()
+    found = report(follow(other), time.time())
+    assert found.in_force is None and found.kept_refused == "directory_unknown_key"
+    status = run_cli("directory", "status", "--dir", str(config.dir))
+    assert status.returncode == 1 and "directory_unknown_key" in status.stdout
