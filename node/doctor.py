@@ -82,7 +82,7 @@ async def run_checks(config: NodeConfig, *, today: date | None = None) -> list[C
             )
         checks.extend(await _partners(config, trust))
         if config.directory is not None:
-            checks.append(_directory(config, time.time()))
+            checks.append(_directory(config, time.time(), identity.kid))
         checks.append(await _calendar(db, today))
     finally:
         await db.dispose()
@@ -167,8 +167,10 @@ async def _partners(config: NodeConfig, trust: TrustStore) -> list[Check]:
 DIRECTORY_WARN_SECONDS = 24 * 3600
 
 
-def _directory(config: NodeConfig, now: float) -> Check:
-    """The partner directory in force (its serial, age, expiry) and the last fetch's error."""
+def _directory(config: NodeConfig, now: float, own_kid: str) -> Check:
+    """The partner directory in force (its serial, age, expiry), the last fetch's error, and
+    whether the directory lists this node's signing key (partners that follow it learn a
+    rotated key only once the authority has the new entry)."""
     found = directory_report(config, now)
     status, directory = found.status, found.in_force
     if directory is None:
@@ -183,6 +185,15 @@ def _directory(config: NodeConfig, now: float) -> Check:
         f"serial {directory.serial} from {directory.iss}, {len(directory.entries)} regions, "
         f"age {now - directory.iat:.0f} s, expires in {directory.exp - now:.0f} s"
     )
+    own = directory.entries.get(config.region)
+    if own is not None and own_kid not in {k.kid for k in own.keys}:
+        return Check(
+            "warn",
+            "directory",
+            f"directory_own_key_missing: 目录中本节点的条目不含当前签名密钥 {own_kid}; "
+            f"把 `tongban partners self` 的输出交给目录签发机构 (register the new entry). "
+            f"{summary}",
+        )
     if status.last_error:
         return Check(
             "warn",
