@@ -461,6 +461,21 @@ async def test_the_directory_in_force_survives_a_restart_and_ends_when_it_expire
         text = await metrics(hengyang)
         assert "tongban_directory_serial 0.0" in text
         assert "tongban_directory_age_seconds -1.0" in text
+        # With none in force, an older directory is still refused; a newer one applies.
+        older = world.authority.sign(world.base, serial=19)
+        assert await follower(hengyang).offer(older.encode()) == "directory_replayed"
+        assert trust.directory is None
+        newer = world.authority.sign(world.base, serial=21)
+        assert await follower(hengyang).offer(newer.encode()) == "applied"
+        assert trust.directory is not None and "430523" in trust.partners
+        # ... and runs out as quickly for the rest of this test.
+        short = world.authority.sign(
+            world.base, serial=22, now=time.time() - 7 * DAY + 1 - 300, lifetime=7 * DAY
+        )
+        assert await follower(hengyang).offer(short.encode()) == "applied"
+        await asyncio.sleep(2)
+        assert await follower(hengyang).refresh() == "fetch_failed"
+        assert trust.directory is None
     finally:
         await hengyang.stop()
     # After a restart the expired directory kept on disk is not put in force either.

@@ -144,6 +144,10 @@ class DirectoryFollower:
         """Verify ``token`` against the directory in force and apply it if it is newer."""
         current = self.in_force
         in_force = (current.serial, current.digest) if current is not None else None
+        last = self._status
+        if in_force is None and last.applied_serial is not None and last.applied_digest:
+            # None in force (expired, or refused at start): still never an older one.
+            in_force = (last.applied_serial, last.applied_digest)
         try:
             # A national directory takes a noticeable moment to verify: not on the event loop.
             directory = await asyncio.to_thread(
@@ -163,6 +167,8 @@ class DirectoryFollower:
         await asyncio.to_thread(save_token, self._config, token)
         await self._trust.apply_directory(directory, own_region=self._config.region)
         self._status.applied_at = time.time()
+        self._status.applied_serial = directory.serial
+        self._status.applied_digest = directory.digest
         self._save_status()
         own = directory.entries.get(self._config.region)
         log.info(

@@ -35,6 +35,10 @@ class FetchStatus:
     checked_at: float | None = None
     #: When the directory in force was applied.
     applied_at: float | None = None
+    #: Serial and digest of the last directory applied. Kept after it expires, so a node
+    #: never goes back to an older directory, even with none in force.
+    applied_serial: int | None = None
+    applied_digest: str | None = None
     #: The code of the last refusal or failure (a ProtocolError code, or ``fetch_failed``),
     #: cleared by the next good answer.
     last_error: str | None = None
