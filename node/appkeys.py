@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from node.cases.service import CaseService
     from node.catalog.service import CatalogRefresher
     from node.config import NodeConfig
+    from node.federation.directory import DirectoryFollower
     from node.federation.runtime import Federation
     from node.storage.database import Database
 
@@ -26,3 +27,5 @@ CATALOG_REFRESHER: web.AppKey[CatalogRefresher] = web.AppKey("catalog_refresher"
 #: Failed logins per address (a test may install a faster one).
 LOGIN_LIMITER: web.AppKey[LoginThrottle] = web.AppKey("login_limiter")
 HUB: web.AppKey[InspectionHub] = web.AppKey("inspection_hub")
+#: The partner directory follower (None when tongban.toml has no [directory]).
+DIRECTORY: web.AppKey[DirectoryFollower | None] = web.AppKey("directory")
