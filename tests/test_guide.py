@@ -22,6 +22,7 @@ from node.catalog.service import (
 )
 from node.catalog.snapshot import catalog_version
 from node.config import ConfigError, NodeConfig
+from node.pages.guide import QR_PAGE_SIZE
 from protocol.catalog import Item, check_item
 from protocol.errors import ProtocolError
 from tests.support.databases import DatabaseFactory
@@ -333,6 +334,23 @@ async def test_the_qr_sheet_has_one_code_per_item(regions: list[RunningNode]) ->
     assert len(own.find_all("li", "qr-cell")) == len(sample("430523"))
     missing = await page(f"{shaoyang.url}/guide/qr-sheet?region=110000", status=404)
     assert by_id(missing, "not-found-message").text == "没有这个办理地的事项目录。"
+    assert by_id(missing, "not-found-message").attrs["data-error"] == "not_found"
+
+
+async def test_a_long_qr_sheet_is_paged(regions: list[RunningNode]) -> None:
+    _shaoyang, hengyang = regions
+    await load_catalog(hengyang.db, "430400", _many("430400", QR_PAGE_SIZE + 4))
+    first = await page(f"{hengyang.url}/guide/qr-sheet?region=430400")
+    assert len(first.find_all("li", "qr-cell")) == QR_PAGE_SIZE
+    assert by_id(first, "page-of").text.startswith("第 1 / 2 页")
+    [link] = first.find_all("nav", "pager")[0].find_all("a")
+    assert link.attrs["rel"] == "next"
+    second = await page(hengyang.url + link.attrs["href"])
+    codes = [c.find_all("span", "qr-code-text")[0].text for c in second.find_all("li", "qr-cell")]
+    assert codes == [f"430400-QT-{n:04d}" for n in range(QR_PAGE_SIZE + 1, QR_PAGE_SIZE + 5)]
+    for bad in ("3", "0", "x"):
+        refused = await page(f"{hengyang.url}/guide/qr-sheet?region=430400&page={bad}", 400)
+        assert by_id(refused, "not-found-message").attrs["data-error"] == "invalid_page", bad
 
 
 async def test_guide_pages_send_the_citizen_headers(regions: list[RunningNode]) -> None:

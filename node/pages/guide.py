@@ -15,6 +15,7 @@ that is not one, an unknown region) gets a Chinese page with a stable ``data-err
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -31,6 +32,9 @@ from protocol.catalog import MODES, Item
 
 #: Items on one page of search results.
 PAGE_SIZE = 20
+#: QR codes on one page of the hall's sheet: eight A4 sheets of twelve. Bounds the work of one
+#: request (a code not made before costs some 10 ms of CPU, off the event loop).
+QR_PAGE_SIZE = 96
 #: Longest search text kept, characters.
 MAX_QUERY = 50
 #: What the guide writes for a field the catalogue (or the hall's settings) leaves out.
@@ -162,8 +166,23 @@ def item_view(
         "delivery": [catalog.DELIVERY_LABELS.get(d, d) for d in item.delivery],
         "fee": _fee(item),
         "channels": _channels(item, config, names),
-        "qr": qr_svg(url, label=f"「{item.name}」办事指南二维码", border=2),
     }
+
+
+def _qr_label(item: Item) -> str:
+    return f"「{item.name}」办事指南二维码"
+
+
+def _sheet_cells(config: NodeConfig, items: list[Item]) -> list[dict[str, Any]]:
+    """The QR sheet's cells (run in a thread: making codes is CPU work)."""
+    return [
+        {
+            "item": item,
+            "url": guide_url(config, item),
+            "qr": qr_svg(guide_url(config, item), label=_qr_label(item)),
+        }
+        for item in items
+    ]
 
 
 def _summary(item: Item, names: dict[str, str]) -> dict[str, Any]:
@@ -179,20 +198,32 @@ def _summary(item: Item, names: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _pager(request: web.Request, q: str, region: str, page: int, pages: int) -> dict[str, Any]:
+def _pager(
+    request: web.Request, params: dict[str, str], page: int, pages: int, size: int
+) -> dict[str, Any]:
+    """Links to the pages before and after ``page`` of this path, keeping ``params``."""
+
     def href(number: int) -> str:
-        query = {k: v for k, v in (("q", q), ("region", region)) if v}
+        query = {k: v for k, v in params.items() if v}
         if number > 1:
             query["page"] = str(number)
-        return str(request.url.with_path("/guide").with_query(query).relative())
+        return str(request.url.with_query(query).relative())
 
     return {
         "page": page,
         "pages": pages,
-        "first": (page - 1) * PAGE_SIZE + 1,
+        "first": (page - 1) * size + 1,
         "prev": href(page - 1) if page > 1 else None,
         "next": href(page + 1) if page < pages else None,
     }
+
+
+def _paged(count: int, page: int, size: int) -> int:
+    """The number of pages; GuideError ``invalid_page`` when ``page`` is past the last."""
+    pages = max(1, math.ceil(count / size))
+    if page > pages:
+        raise GuideError(400, "invalid_page", f"没有第 {page} 页：共 {pages} 页。")
+    return pages
 
 
 def _fresh(response: web.Response) -> web.Response:
@@ -204,7 +235,9 @@ def _fresh(response: web.Response) -> web.Response:
 
 
 def _not_found(request: web.Request, message: str) -> web.Response:
-    return _fresh(render(request, "guide/not_found.html", status=404, message=message))
+    return _fresh(
+        render(request, "guide/not_found.html", status=404, message=message, error_code="not_found")
+    )
 
 
 async def _snapshot(request: web.Request) -> CatalogSnapshot:
@@ -229,9 +262,7 @@ def routes() -> web.RouteTableDef:
             page = _page_number(request)
             terms = search_terms(q)
             found = [i for i in snapshot.items(region or None) if matches(i, terms)]
-            pages = max(1, math.ceil(len(found) / PAGE_SIZE))
-            if page > pages:
-                raise GuideError(400, "invalid_page", f"没有第 {page} 页：共 {pages} 页。")
+            pages = _paged(len(found), page, PAGE_SIZE)
         except GuideError as exc:
             context.update(error=exc, total=0, results=[], pager=None, versions=[])
             return _fresh(render(request, "guide/index.html", status=exc.status, **context))
@@ -239,7 +270,7 @@ def routes() -> web.RouteTableDef:
         context.update(
             total=len(found),
             results=[_summary(i, names) for i in shown],
-            pager=_pager(request, q, region, page, pages),
+            pager=_pager(request, {"q": q, "region": region}, page, pages, PAGE_SIZE),
             versions=[
                 {
                     "name": names.get(r.region, r.region),
@@ -261,15 +292,22 @@ def routes() -> web.RouteTableDef:
         region = snapshot.region(code)
         if region is None:
             return _not_found(request, "没有这个办理地的事项目录。")
+        try:
+            page = _page_number(request)
+            pages = _paged(len(region.items), page, QR_PAGE_SIZE)
+        except GuideError as exc:
+            return _fresh(
+                render(
+                    request,
+                    "guide/not_found.html",
+                    status=exc.status,
+                    message=exc.message,
+                    error_code=exc.code,
+                )
+            )
         names = region_names(request)
-        cells = [
-            {
-                "item": item,
-                "url": guide_url(config, item),
-                "qr": qr_svg(guide_url(config, item), label=f"「{item.name}」办事指南二维码"),
-            }
-            for item in region.items
-        ]
+        shown = list(region.items[(page - 1) * QR_PAGE_SIZE : page * QR_PAGE_SIZE])
+        cells = await asyncio.to_thread(_sheet_cells, config, shown)
         return _fresh(
             render(
                 request,
@@ -277,6 +315,8 @@ def routes() -> web.RouteTableDef:
                 region=region,
                 region_name=names.get(region.region, region.region),
                 cells=cells,
+                pager=_pager(request, {"region": region.region}, page, pages, QR_PAGE_SIZE),
+                page_size=QR_PAGE_SIZE,
             )
         )
 
@@ -291,6 +331,7 @@ def routes() -> web.RouteTableDef:
                 "未找到该事项的办事指南：事项编码可能有误，或该事项已调整。请返回办事指南重新查找。",
             )
         view = item_view(item, region, request.app[CONFIG], region_names(request))
-        return _fresh(render(request, "guide/item.html", **view))
+        qr = await asyncio.to_thread(qr_svg, view["url"], label=_qr_label(item), border=2)
+        return _fresh(render(request, "guide/item.html", qr=qr, **view))
 
     return table
