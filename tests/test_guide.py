@@ -20,7 +20,7 @@ from node.catalog.service import (
     our_items,
     parse_catalog,
 )
-from node.catalog.snapshot import catalog_version
+from node.catalog.snapshot import catalog_snapshot, catalog_version
 from node.config import ConfigError, NodeConfig
 from node.pages.guide import QR_PAGE_SIZE
 from protocol.catalog import Item, check_item
@@ -281,6 +281,9 @@ async def test_a_new_catalogue_changes_the_guide(regions: list[RunningNode]) -> 
     before = await page(hengyang.url + url)
     old_version = catalog_version(await our_items(hengyang.db))
     assert old_version in by_id(before, "catalog-version").text
+    # Unchanged, the snapshot is reused; any load makes a new one.
+    kept = await catalog_snapshot(hengyang.db, "430400")
+    assert await catalog_snapshot(hengyang.db, "430400") is kept
 
     # The admin loads a new version of the file: a new name, a shorter promise, one item gone.
     text = (SAMPLES_DIR / "430400.toml").read_text(encoding="utf-8")
@@ -295,6 +298,7 @@ async def test_a_new_catalogue_changes_the_guide(regions: list[RunningNode]) -> 
     after = await page(hengyang.url + url)
     new_version = catalog_version(await our_items(hengyang.db))
     assert new_version != old_version
+    assert (await catalog_snapshot(hengyang.db, "430400")).region("430400") != kept.region("430400")
     assert by_id(after, "item-title").text == "公共场所卫生许可（新办，告知承诺）"
     assert cell(after, "limits", "承诺办结时限").startswith("3 个工作日")
     assert new_version in by_id(after, "catalog-version").text

@@ -154,7 +154,6 @@ def item_view(
         "item": item,
         "url": url,
         "region_name": region_name,
-        "own": region.own,
         "version": region.version,
         "changed_at": region.changed_at,
         "own_catalog": region.own,
