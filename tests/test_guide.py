@@ -25,6 +25,7 @@ from node.config import ConfigError, NodeConfig
 from node.pages.guide import QR_PAGE_SIZE
 from protocol.catalog import Item, check_item
 from protocol.errors import ProtocolError
+from tests.support.csp import inline_code
 from tests.support.databases import DatabaseFactory
 from tests.support.guide import HALL, refresh, start_with_hall
 from tests.support.html import Element, by_id, parse
@@ -365,6 +366,36 @@ async def test_guide_pages_send_the_citizen_headers(regions: list[RunningNode]) 
         assert resp.headers["Referrer-Policy"] == "no-referrer", path
         assert "script-src 'self'" in resp.headers["Content-Security-Policy"], path
         assert re.search(r"<script(?![^>]*\bsrc=)", text) is None, path
+
+
+async def test_a_partners_markup_stays_text(regions: list[RunningNode]) -> None:
+    """A hostile partner publishes items whose words are HTML: every guide page shows them as
+    text, in the QR code's label too, and nothing inline reaches the page."""
+    shaoyang, hengyang = regions
+    attack = '<img src=x onerror="alert(1)">'
+    template = next(i for i in sample("430400") if i.code == "430400-XK-0002")
+    hostile = replace(
+        template,
+        name=f"卫生许可{attack}",
+        summary=f"</p><script>alert(1)</script>{attack}",
+        keywords=("<b>x</b>",),
+        result_name='"><svg onload=alert(1)>',
+    )
+    await load_catalog(hengyang.db, "430400", [hostile])
+    await refresh(shaoyang, hengyang)
+    for path in (
+        "/guide/430400/430400-XK-0002",
+        "/guide?q=卫生许可",
+        "/guide/qr-sheet?region=430400",
+    ):
+        _status, _resp, text = await get(shaoyang.url + path)
+        assert attack not in text and "<script>alert" not in text, path
+        assert "<svg onload" not in text, path
+        assert inline_code(text) == [], path
+    root = await page(f"{shaoyang.url}/guide/430400/430400-XK-0002")
+    assert by_id(root, "item-title").text == f"卫生许可{attack}"
+    assert by_id(root, "summary").text == f"</p><script>alert(1)</script>{attack}"
+    assert root.find_all("svg")[0].attrs["aria-label"] == f"「卫生许可{attack}」办事指南二维码"
 
 
 # -- the catalogue fields and the hall settings --------------------------------------------
