@@ -146,9 +146,12 @@ async def test_a_partner_item_page_names_this_hall_and_the_same_version(
     version = catalog_version(await our_items(hengyang.db))
     assert version in by_id(here, "catalog-version").text
     assert (
-        by_id(here, "catalog-version").text.replace("发布", "更新").split("（")[0]
+        by_id(here, "catalog-version").text.replace("同步", "更新").split("（")[0]
         == (by_id(there, "catalog-version").text.split("（")[0])
     )
+    # Ours is dated by our last load, a partner's by our last verified fetch of it.
+    assert "更新）" in by_id(there, "catalog-version").text
+    assert "同步）" in by_id(here, "catalog-version").text
     channels = by_id(here, "channels").find_all("section")
     assert [c.attrs["data-channel"] for c in channels] == ["window", "online"]
     window = channels[0]

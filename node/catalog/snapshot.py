@@ -50,7 +50,9 @@ class RegionCatalog:
     own: bool
     items: tuple[Item, ...]
     version: str
-    #: Ours: when an item last changed (a load). A partner's: when its catalogue was signed.
+    #: Ours: when an item last changed (a load). A partner's: when we last fetched and verified
+    #: its catalogue (a partner signs it again on every fetch, changed or not, so the time it
+    #: was signed says nothing; the version says whether the content changed).
     changed_at: float | None
 
     def item(self, code: str) -> Item | None:
@@ -114,7 +116,7 @@ async def catalog_snapshot(db: Database, region: str) -> CatalogSnapshot:
         )
     ]
     theirs = await partner_items(db)
-    issued = {code: issued_at for code, issued_at, _fetched in key[2]}
+    fetched = {code: fetched_at for code, _issued, fetched_at in key[2]}
     by_region: dict[str, list[Item]] = {}
     for item in theirs:
         by_region.setdefault(item.handling_region, []).append(item)
@@ -128,7 +130,7 @@ async def catalog_snapshot(db: Database, region: str) -> CatalogSnapshot:
                 own=False,
                 items=tuple(listed),
                 version=catalog_version(listed),
-                changed_at=issued.get(code),
+                changed_at=fetched.get(code),
             )
         )
     snapshot = CatalogSnapshot(key=key, regions=tuple(regions))
