@@ -16,7 +16,9 @@ that is not one, an unknown region) gets a Chinese page with a stable ``data-err
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -35,6 +37,11 @@ PAGE_SIZE = 20
 #: QR codes on one page of the hall's sheet: eight A4 sheets of twelve. Bounds the work of one
 #: request (a code not made before costs some 10 ms of CPU, off the event loop).
 QR_PAGE_SIZE = 96
+#: The one thread that makes the guide's QR codes: never the event loop, and never more than
+#: one core however many visitors ask for codes not made yet (the cache of node/pages/qr.py
+#: makes each code once; a catalogue larger than the cache could otherwise keep every core
+#: busy for anyone who pages through the QR sheets).
+_QR_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guide-qr")
 #: Longest search text kept, characters.
 MAX_QUERY = 50
 #: What the guide writes for a field the catalogue (or the hall's settings) leaves out.
@@ -306,7 +313,8 @@ def routes() -> web.RouteTableDef:
             )
         names = region_names(request)
         shown = list(region.items[(page - 1) * QR_PAGE_SIZE : page * QR_PAGE_SIZE])
-        cells = await asyncio.to_thread(_sheet_cells, config, shown)
+        loop = asyncio.get_running_loop()
+        cells = await loop.run_in_executor(_QR_THREAD, _sheet_cells, config, shown)
         return _fresh(
             render(
                 request,
@@ -330,7 +338,8 @@ def routes() -> web.RouteTableDef:
                 "未找到该事项的办事指南：事项编码可能有误，或该事项已调整。请返回办事指南重新查找。",
             )
         view = item_view(item, region, request.app[CONFIG], region_names(request))
-        qr = await asyncio.to_thread(qr_svg, view["url"], label=_qr_label(item), border=2)
+        make = functools.partial(qr_svg, view["url"], label=_qr_label(item), border=2)
+        qr = await asyncio.get_running_loop().run_in_executor(_QR_THREAD, make)
         return _fresh(render(request, "guide/item.html", qr=qr, **view))
 
     return table
