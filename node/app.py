@@ -36,6 +36,7 @@ from node.http_timeouts import body_timeout_middleware
 from node.openapi import routes as openapi_routes
 from node.ops.janitor import UploadJanitor
 from node.pages.citizen import routes as citizen_routes
+from node.pages.guide import routes as guide_routes
 from node.pages.middleware import session_middleware
 from node.pages.office import routes as office_routes
 from node.pages.security_headers import security_headers_middleware
@@ -74,6 +75,7 @@ def create_app(config: NodeConfig) -> web.Application:
         openapi_routes,
         page_routes,
         citizen_routes,
+        guide_routes,
         office_routes,
         supervision_routes,
         window_routes,

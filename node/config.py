@@ -152,6 +152,25 @@ class CaseSettings:
     rectification_days: int = DEFAULT_RECTIFICATION_DAYS
 
 
+@dataclass(frozen=True)
+class HallSettings:
+    """The service hall (政务服务中心) whose 跨域通办 window this node serves (``[hall]`` in
+    tongban.toml), for the public 办事指南: where and when to apply in person. Every field is
+    optional; the guide writes 「暂无」 for what is not set."""
+
+    #: e.g. "衡阳市政务服务中心".
+    name: str | None = None
+    #: e.g. "一楼 跨域通办专窗（12-15 号窗口）".
+    window: str | None = None
+    address: str | None = None
+    #: e.g. "周一至周五 9:00-12:00，13:30-17:00（法定节假日除外）".
+    hours: str | None = None
+    phone: str | None = None
+
+
+#: The longest value of a ``[hall]`` setting, characters.
+HALL_MAX_LENGTH = 200
+
 #: The allowed range of each ``[cases]`` setting, inclusive.
 CASE_SETTING_RANGES = {"deferred_days": (5, 30), "rectification_days": (5, 15)}
 
@@ -173,6 +192,7 @@ class NodeConfig:
     http: HttpSettings = field(default_factory=HttpSettings)
     #: The partner directory followed, if any.
     directory: DirectorySettings | None = None
+    hall: HallSettings = field(default_factory=HallSettings)
     #: Serve HTTPS directly (certificate chain and key, PEM) instead of behind a TLS proxy.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -238,6 +258,7 @@ class NodeConfig:
             blobs=_blob_settings(base, data.get("blobs", {})),
             http=_http_settings(data.get("http", {})),
             directory=_directory_settings(data.get("directory")),
+            hall=_hall_settings(data.get("hall", {})),
             tls_cert=tls.get("tls_cert"),
             tls_key=tls.get("tls_key"),
         )
@@ -366,6 +387,23 @@ def _directory_settings(data: Any) -> DirectorySettings | None:
     return DirectorySettings(
         url=url, authority=authority, authority_keys=tuple(keys), refresh=float(refresh)
     )
+
+
+def _hall_settings(data: Any) -> HallSettings:
+    if not isinstance(data, dict):
+        raise ConfigError("[hall] must be a table")
+    unknown = set(data) - set(HallSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown [hall] settings: {', '.join(sorted(unknown))}")
+    for key, value in data.items():
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > HALL_MAX_LENGTH
+            or any(ord(ch) < 0x20 for ch in value)
+        ):
+            raise ConfigError(f"[hall] {key}: one line of text, 1 to {HALL_MAX_LENGTH} characters")
+    return HallSettings(**{k: v.strip() for k, v in data.items()})
 
 
 def _case_settings(data: Any) -> CaseSettings:
