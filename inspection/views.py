@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import segno
 from aiohttp import web
 from sqlalchemy import select
 
@@ -25,6 +24,7 @@ from node.appkeys import CASES, CONFIG, DATABASE, FEDERATION, HUB
 from node.cases.models import cases
 from node.http_errors import ApiError
 from node.pages import videos
+from node.pages.qr import qr_svg
 from node.pages.rendering import add_template_folder, render_page
 from node.pages.session import PageAnswer, page_staff
 from node.storage.blobs import blob_response
@@ -266,9 +266,6 @@ def routes() -> web.RouteTableDef:
             raise ApiError(404, "inspection_not_scheduled", "该案件没有安排视频勘验")
         words = videos.words(schedule)
         over = words["over"] or await _session_closed(request, schedule.get("session_id"))
-        # Scalable: no width/height, a viewBox, so CSS sizes it without cropping the symbol.
-        qr = segno.make(schedule["join_url"], error="m")
-        svg = qr.svg_inline(scale=4, border=4, omitsize=True, svgclass="qr-code")
         label = f"{words['name']}入会二维码"
         return await page(
             request,
@@ -285,9 +282,7 @@ def routes() -> web.RouteTableDef:
             },
             words=words,
             over=over,
-            qr_svg=None
-            if over
-            else svg.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1),
+            qr_svg=None if over else qr_svg(schedule["join_url"], label=label, css_class="qr-code"),
         )
 
     @table.get("/inspection/v1/cases/{case_id}/evidence")

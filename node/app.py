@@ -20,11 +20,21 @@ from node.accounts.views import routes as account_routes
 from node.api.cases import routes as case_routes
 from node.api.citizen import routes as citizen_api_routes
 from node.api.files import routes as file_routes
-from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, FEDERATION, HUB, IDENTITY
+from node.appkeys import (
+    CASES,
+    CITIZEN_LIMITER,
+    CONFIG,
+    DATABASE,
+    DIRECTORY,
+    FEDERATION,
+    HUB,
+    IDENTITY,
+)
 from node.cases.service import CaseService
 from node.catalog.service import catalog_refresher_ctx, get_item
 from node.catalog.views import routes as catalog_routes
 from node.config import NodeConfig
+from node.federation.directory import following
 from node.federation.identity import NodeIdentity
 from node.federation.runtime import Federation
 from node.federation.views import routes as federation_routes
@@ -39,6 +49,7 @@ from node.openapi import routes as openapi_routes
 from node.ops.janitor import UploadJanitor
 from node.pages.apply import routes as apply_routes
 from node.pages.citizen import routes as citizen_routes
+from node.pages.guide import routes as guide_routes
 from node.pages.middleware import session_middleware
 from node.pages.office import routes as office_routes
 from node.pages.security_headers import security_headers_middleware
@@ -79,6 +90,7 @@ def create_app(config: NodeConfig) -> web.Application:
         page_routes,
         citizen_routes,
         apply_routes,
+        guide_routes,
         office_routes,
         supervision_routes,
         window_routes,
@@ -149,7 +161,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await federation.start(handler=service.apply_envelope, on_refused=service.refuse_envelope)
     janitor.start()
     try:
-        yield
+        # The partner directory ([directory] in tongban.toml), put in force in the
+        # federation's trust store; the federation starts delivery queues for its regions.
+        async with following(config, federation.trust, federation.metrics) as follower:
+            app[DIRECTORY] = follower
+            yield
     finally:
         await janitor.stop()
         await hub.close()

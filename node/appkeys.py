@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from node.cases.service import CaseService
     from node.catalog.service import CatalogRefresher
     from node.config import NodeConfig
+    from node.federation.directory import DirectoryFollower
     from node.federation.runtime import Federation
     from node.identity.provider import RelyingParty
     from node.storage.database import Database
@@ -29,3 +30,5 @@ LOGIN_LIMITER: web.AppKey[LoginThrottle] = web.AppKey("login_limiter")
 HUB: web.AppKey[InspectionHub] = web.AppKey("inspection_hub")
 #: This node as a client of the province's identity service (统一身份认证), for 全程网办.
 IDENTITY: web.AppKey[RelyingParty] = web.AppKey("identity")
+#: The partner directory follower (None when tongban.toml has no [directory]).
+DIRECTORY: web.AppKey[DirectoryFollower | None] = web.AppKey("directory")

@@ -15,6 +15,7 @@ from node.cases import cli as cases_cli
 from node.cases import recompute
 from node.catalog import cli as catalog_cli
 from node.config import ConfigError, NodeConfig, plain_http_refused
+from node.federation import directory_cli
 from node.federation.identity import rotate_key
 from node.federation.partners import (
     PartnersFileError,
@@ -137,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", help="when DIR has no tongban.toml yet: the database to fill")
     p.add_argument("--verify-only", action="store_true", help="check the archive, change nothing")
     p.set_defaults(func=_restore)
-    for area in (accounts_cli, catalog_cli, cases_cli):
+    for area in (accounts_cli, catalog_cli, cases_cli, directory_cli):
         area.register(sub)
     workdays_cli.register(sub, after_load=[recompute.recompute_provisional])
     return parser

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from node.cases.deadlines import DEFAULT_DEFERRED_DAYS, DEFAULT_RECTIFICATION_DAYS
 from node.identity.config import IdentityConfigError, IdentitySettings, identity_settings
+from protocol.directory import AuthorityKey
 
 CONFIG_FILE = "tongban.toml"
 KEY_FILE = "node.key"
@@ -115,6 +116,29 @@ class HttpSettings:
     body_timeout: float = 30.0
 
 
+@dataclass(frozen=True)
+class DirectorySettings:
+    """The partner directory this node follows (``[directory]`` in tongban.toml;
+    docs/protocol.md §12.1). Regions it lists are partners, below partners.toml."""
+
+    #: Where the authority serves the signed directory (``tongban directory serve``).
+    url: str
+    #: The authority id the directory's ``iss`` and key ids name (e.g. "430000").
+    authority: str
+    #: The authority's Ed25519 public keys (base64url of the raw 32 bytes, as
+    #: ``tongban directory init-authority`` prints them); two while it rotates.
+    authority_keys: tuple[str, ...]
+    #: Seconds between fetches (a conditional GET: unchanged costs a 304).
+    refresh: float = 300.0
+
+    def public_keys(self) -> list[AuthorityKey]:
+        return [AuthorityKey.from_text(self.authority, text) for text in self.authority_keys]
+
+
+#: The allowed range of ``[directory] refresh``, seconds.
+DIRECTORY_REFRESH_RANGE = (1.0, 86400.0)
+
+
 #: The allowed range of each ``[http]`` timeout, seconds.
 HTTP_TIMEOUT_RANGE = (0.5, 3600.0)
 
@@ -128,6 +152,25 @@ class CaseSettings:
     #: 差评: from the day of the rating to rectify it (provinces set 5 to 15).
     rectification_days: int = DEFAULT_RECTIFICATION_DAYS
 
+
+@dataclass(frozen=True)
+class HallSettings:
+    """The service hall (政务服务中心) whose 跨域通办 window this node serves (``[hall]`` in
+    tongban.toml), for the public 办事指南: where and when to apply in person. Every field is
+    optional; the guide writes 「暂无」 for what is not set."""
+
+    #: e.g. "衡阳市政务服务中心".
+    name: str | None = None
+    #: e.g. "一楼 跨域通办专窗（12-15 号窗口）".
+    window: str | None = None
+    address: str | None = None
+    #: e.g. "周一至周五 9:00-12:00，13:30-17:00（法定节假日除外）".
+    hours: str | None = None
+    phone: str | None = None
+
+
+#: The longest value of a ``[hall]`` setting, characters.
+HALL_MAX_LENGTH = 200
 
 #: The allowed range of each ``[cases]`` setting, inclusive.
 CASE_SETTING_RANGES = {"deferred_days": (5, 30), "rectification_days": (5, 15)}
@@ -150,6 +193,9 @@ class NodeConfig:
     http: HttpSettings = field(default_factory=HttpSettings)
     #: Citizens' identity provider (统一身份认证) for online applications (docs/identity.md).
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    #: The partner directory followed, if any.
+    directory: DirectorySettings | None = None
+    hall: HallSettings = field(default_factory=HallSettings)
     #: Serve HTTPS directly (certificate chain and key, PEM) instead of behind a TLS proxy.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -219,6 +265,8 @@ class NodeConfig:
             blobs=_blob_settings(base, data.get("blobs", {})),
             http=_http_settings(data.get("http", {})),
             identity=identity,
+            directory=_directory_settings(data.get("directory")),
+            hall=_hall_settings(data.get("hall", {})),
             tls_cert=tls.get("tls_cert"),
             tls_key=tls.get("tls_key"),
         )
@@ -314,6 +362,56 @@ def _http_settings(data: Any) -> HttpSettings:
             raise ConfigError(f"[http] {name}: seconds, a number from {low} to {high:.0f}")
         timeouts[name] = float(value)
     return HttpSettings(trusted_proxies=tuple(str(n) for n in proxies), **timeouts)
+
+
+def _directory_settings(data: Any) -> DirectorySettings | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError("[directory] must be a table")
+    unknown = set(data) - set(DirectorySettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown [directory] settings: {', '.join(sorted(unknown))}")
+    for name in ("url", "authority", "authority_keys"):
+        if name not in data:
+            raise ConfigError(f"[directory] lacks {name}")
+    url, authority, keys = data["url"], data["authority"], data["authority_keys"]
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("https", "http"):
+        raise ConfigError("[directory] url: the directory's https:// URL")
+    if not isinstance(authority, str) or not authority:
+        raise ConfigError('[directory] authority: the authority id, e.g. "430000"')
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+        raise ConfigError("[directory] authority_keys: a list of the authority's public keys")
+    for text in keys:
+        try:
+            AuthorityKey.from_text(authority, text)
+        except ValueError as exc:
+            raise ConfigError(f"[directory] authority_keys: {text!r}: {exc}") from exc
+    refresh = data.get("refresh", 300.0)
+    low, high = DIRECTORY_REFRESH_RANGE
+    number = isinstance(refresh, int | float) and not isinstance(refresh, bool)
+    if not number or not low <= refresh <= high:
+        raise ConfigError(f"[directory] refresh: seconds, a number from {low:.0f} to {high:.0f}")
+    return DirectorySettings(
+        url=url, authority=authority, authority_keys=tuple(keys), refresh=float(refresh)
+    )
+
+
+def _hall_settings(data: Any) -> HallSettings:
+    if not isinstance(data, dict):
+        raise ConfigError("[hall] must be a table")
+    unknown = set(data) - set(HallSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown [hall] settings: {', '.join(sorted(unknown))}")
+    for key, value in data.items():
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > HALL_MAX_LENGTH
+            or any(ord(ch) < 0x20 for ch in value)
+        ):
+            raise ConfigError(f"[hall] {key}: one line of text, 1 to {HALL_MAX_LENGTH} characters")
+    return HallSettings(**{k: v.strip() for k, v in data.items()})
 
 
 def _case_settings(data: Any) -> CaseSettings:

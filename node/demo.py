@@ -71,6 +71,30 @@ DEMO_NAMES = {
         "admin": "于洋",
     },
 }
+#: Each region's service hall, shown on its 办事指南 (``[hall]`` in tongban.toml).
+DEMO_HALLS = {
+    "430400": (
+        "衡阳市政务服务中心",
+        "二楼 跨域通办专窗（21-23 号窗口）",
+        "湖南省衡阳市蒸湘区船山大道11号 衡阳市政务服务中心",
+        "周一至周五 9:00-12:00，13:30-17:00；周六 9:00-12:00（法定节假日除外）",
+        "0734-8868000",
+    ),
+    "430523": (
+        "邵阳县政务服务中心",
+        "一楼 跨域通办专窗（8 号窗口）",
+        "湖南省邵阳县塘渡口镇政务服务中心一楼",
+        "周一至周五 8:30-12:00，14:30-17:30（法定节假日除外）",
+        "0739-6866001",
+    ),
+    "370500": (
+        "东营市民服务中心",
+        "三楼 跨省通办窗口（C301）",
+        "山东省东营市东营区府前大街59号 东营市民服务中心",
+        "周一至周五 9:00-12:00，13:00-17:00（法定节假日除外）",
+        "0546-8306000",
+    ),
+}
 CATALOG_DIR = Path(__file__).parent / "demo_catalog"
 SEED_FILE = "demo-cases.json"
 #: How long the demo waits for a message to reach the other node before it gives up.
@@ -125,7 +149,7 @@ async def prepare(base: Path, base_port: int) -> list[NodeConfig]:
                 region=region,
                 name=name,
                 port=base_port + offset,
-                extra_toml=identity_toml(base_port, region),
+                extra_toml=_hall_toml(region) + identity_toml(base_port, region),
             )
         )
         created = True
@@ -133,6 +157,22 @@ async def prepare(base: Path, base_port: int) -> list[NodeConfig]:
         await link_all(configs)
     await asyncio.gather(*(_provision(config) for config in configs))
     return configs
+
+
+def _hall_toml(region: str) -> str:
+    keys = ("name", "window", "address", "hours", "phone")
+    values = DEMO_HALLS.get(region)
+    if values is None:
+        return ""
+    return "\n".join(
+        [
+            "[hall]",
+            *(
+                f"{k} = {json.dumps(v, ensure_ascii=False)}"
+                for k, v in zip(keys, values, strict=True)
+            ),
+        ]
+    )
 
 
 async def _provision(config: NodeConfig) -> None:
@@ -1042,6 +1082,9 @@ def banner(
         "  页面 pages: /login 工作人员登录 · /window 窗口收件 · /office 办件箱 · "
         "/supervision 监督 · /query 群众办件查询"
     )
+    lines += ["", "办事指南 guide（群众无需登录 no login；大厅二维码 QR sheet: /guide/qr-sheet）"]
+    for config in configs:
+        lines.append("  " + _pad(f"{config.name} {config.region}", 20) + f"{config.url}/guide")
     lines += ["", f"登录 logins（三个地区相同 same everywhere，密码 password: {DEMO_PASSWORD}）"]
     lines.append(
         "  "

@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 
 from node.config import NodeConfig, is_loopback_url, plain_http_refused
 from node.federation.client import client_ssl_context
+from node.federation.directory_state import report as directory_report
 from node.federation.identity import NodeIdentity
 from node.federation.partners import refused_partners
 from node.federation.trust import TrustStore
@@ -80,6 +81,8 @@ async def run_checks(config: NodeConfig, *, today: date | None = None) -> list[C
                 Check("fail", "partners.toml", f"tongban run 拒绝载入 refuses to load: {problem}")
             )
         checks.extend(await _partners(config, trust))
+        if config.directory is not None:
+            checks.append(_directory(config, time.time(), identity.kid))
         checks.append(await _calendar(db, today))
     finally:
         await db.dispose()
@@ -158,6 +161,49 @@ async def _partners(config: NodeConfig, trust: TrustStore) -> list[Check]:
                 continue
             out.append(_skew(name, server_date))
     return out
+
+
+#: Warn when the directory in force expires within this many seconds.
+DIRECTORY_WARN_SECONDS = 24 * 3600
+
+
+def _directory(config: NodeConfig, now: float, own_kid: str) -> Check:
+    """The partner directory in force (its serial, age, expiry), the last fetch's error, and
+    whether the directory lists this node's signing key (partners that follow it learn a
+    rotated key only once the authority has the new entry)."""
+    found = directory_report(config, now)
+    status, directory = found.status, found.in_force
+    if directory is None:
+        code = found.kept_refused or status.last_error or "none fetched yet"
+        return Check(
+            "fail",
+            "directory",
+            f"无生效伙伴目录 no partner directory in force ({code}): 目录中的伙伴不可用; "
+            f"check {found.url} and `tongban directory status`",
+        )
+    summary = (
+        f"serial {directory.serial} from {directory.iss}, {len(directory.entries)} regions, "
+        f"age {now - directory.iat:.0f} s, expires in {directory.exp - now:.0f} s"
+    )
+    own = directory.entries.get(config.region)
+    if own is not None and own_kid not in {k.kid for k in own.keys}:
+        return Check(
+            "warn",
+            "directory",
+            f"directory_own_key_missing: 目录中本节点的条目不含当前签名密钥 {own_kid}; "
+            f"把 `tongban partners self` 的输出交给目录签发机构 (register the new entry). "
+            f"{summary}",
+        )
+    if status.last_error:
+        return Check(
+            "warn",
+            "directory",
+            f"上次获取被拒 last fetch refused: {status.last_error} "
+            f"({status.last_error_detail}); 仍使用 still in force: {summary}",
+        )
+    if directory.exp - now < DIRECTORY_WARN_SECONDS:
+        return Check("warn", "directory", f"伙伴目录即将过期 expires soon: {summary}")
+    return Check("ok", "directory", f"伙伴目录有效 in force: {summary}")
 
 
 def _skew(name: str, server_date: str | None) -> Check:

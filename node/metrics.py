@@ -52,5 +52,40 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The partner directory this node follows (docs/protocol.md §12.1).
+        self.directory_serial = Gauge(
+            "tongban_directory_serial",
+            "Serial of the partner directory in force (0: none).",
+            registry=self.registry,
+        )
+        self.directory_age = Gauge(
+            "tongban_directory_age_seconds",
+            "Seconds since the directory in force was signed (its iat); -1 with none.",
+            registry=self.registry,
+        )
+        self.directory_expires = Gauge(
+            "tongban_directory_expires_timestamp_seconds",
+            "When the directory in force expires (its exp), UNIX seconds; 0 with none.",
+            registry=self.registry,
+        )
+        self.directory_regions = Gauge(
+            "tongban_directory_regions",
+            "Regions the directory in force lists.",
+            registry=self.registry,
+        )
+        self.directory_error = Gauge(
+            "tongban_directory_last_error",
+            "1 for the code of the last refused or failed directory fetch, until one succeeds.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.directory_fetches = Counter(
+            "tongban_directory_fetches",
+            "Directory fetches by outcome (applied, unchanged, not_modified, or a code).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.known_directory_errors: set[str] = set()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -243,6 +243,12 @@ ITEM_OPTIONAL: Mapping[str, Schema] = {
     "conditions": List(_line(300), min_items=1, max_items=30),
     "phone": _line(40),
     "note": _text(1000),
+    # For the public 办事指南 (docs/pages.md, "办事指南"): what the item is, words people search
+    # for, the document they get, and where to complain.
+    "summary": _text(1000),
+    "keywords": _unique_list(_line(20), min_items=1, max_items=20),
+    "result_name": _line(100),
+    "complaint_phone": _line(40),
 }
 
 #: One catalogue item (事项), strictly: every field of ITEM_FIELDS, optionally ITEM_OPTIONAL.
@@ -407,6 +413,14 @@ class Item:
     conditions: tuple[str, ...] = ()
     phone: str | None = None
     note: str | None = None
+    #: 事项简介: what the item is and who needs it (the public guide's first lines).
+    summary: str | None = None
+    #: Words people search for that the name lacks (``开店``, ``卫生证``).
+    keywords: tuple[str, ...] = ()
+    #: 结果名称: the document the applicant gets, e.g. ``《公共场所卫生许可证》``.
+    result_name: str | None = None
+    #: 监督投诉电话.
+    complaint_phone: str | None = None
     retired: bool = field(default=False, compare=False)
 
     @classmethod
@@ -434,6 +448,10 @@ class Item:
             conditions=tuple(data.get("conditions", ())),
             phone=data.get("phone"),
             note=data.get("note"),
+            summary=data.get("summary"),
+            keywords=tuple(data.get("keywords", ())),
+            result_name=data.get("result_name"),
+            complaint_phone=data.get("complaint_phone"),
             retired=retired,
         )
 
@@ -463,6 +481,14 @@ class Item:
             out["phone"] = self.phone
         if self.note is not None:
             out["note"] = self.note
+        if self.summary is not None:
+            out["summary"] = self.summary
+        if self.keywords:
+            out["keywords"] = list(self.keywords)
+        if self.result_name is not None:
+            out["result_name"] = self.result_name
+        if self.complaint_phone is not None:
+            out["complaint_phone"] = self.complaint_phone
         return out
 
     def material(self, code: str) -> Material | None:

@@ -46,6 +46,16 @@ class ErrorCode(StrEnum):
     # Receipts and descriptors seen by a sender
     RECEIPT_INVALID = "receipt_invalid"
     DESCRIPTOR_INVALID = "descriptor_invalid"
+    # The partner directory seen by a node that follows it (docs/protocol.md, §12.1)
+    DIRECTORY_UNKNOWN_KEY = "directory_unknown_key"
+    DIRECTORY_INVALID_CLAIMS = "directory_invalid_claims"
+    DIRECTORY_NOT_YET_VALID = "directory_not_yet_valid"
+    DIRECTORY_STALE = "directory_stale"
+    DIRECTORY_REPLAYED = "directory_replayed"
+    DIRECTORY_INVALID_ENTRY = "directory_invalid_entry"
+    DIRECTORY_DUPLICATE_REGION = "directory_duplicate_region"
+    DIRECTORY_BAD_KEY = "directory_bad_key"
+    DIRECTORY_BAD_URL = "directory_bad_url"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -79,6 +89,16 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.TOKEN_INVALID: 401,
     ErrorCode.RECEIPT_INVALID: 502,
     ErrorCode.DESCRIPTOR_INVALID: 502,
+    # Never sent on the wire: a node reports them in doctor, /metrics and its logs.
+    ErrorCode.DIRECTORY_UNKNOWN_KEY: 502,
+    ErrorCode.DIRECTORY_INVALID_CLAIMS: 502,
+    ErrorCode.DIRECTORY_NOT_YET_VALID: 502,
+    ErrorCode.DIRECTORY_STALE: 502,
+    ErrorCode.DIRECTORY_REPLAYED: 502,
+    ErrorCode.DIRECTORY_INVALID_ENTRY: 502,
+    ErrorCode.DIRECTORY_DUPLICATE_REGION: 502,
+    ErrorCode.DIRECTORY_BAD_KEY: 502,
+    ErrorCode.DIRECTORY_BAD_URL: 502,
 }
 
 

@@ -88,6 +88,7 @@ async def test_demo_makes_every_state_on_the_right_nodes_once(
         assert urls["370500"] == f"http://127.0.0.1:{base_port + 2}"
         for url in urls.values():
             assert url in out
+            assert f"{url}/guide\n" in out  # the 办事指南 of each region
         for username in demo.DEMO_USERS:
             assert username in out
         for role in ("收件人员", "审批人员", "勘验人员", "监督人员", "系统管理员"):

@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import pytest
-import zxingcpp
 from playwright.async_api import Browser, Page
 
 from protocol.evidence import verify_manifest
@@ -29,6 +27,7 @@ from tests.support.inspections import (
 )
 from tests.support.media import Client
 from tests.support.nodes import RunningNode
+from tests.support.qr import decode_qr
 from tests.support.regions import start_regions
 
 STAFF = {"width": 1280, "height": 900}
@@ -43,17 +42,6 @@ async def regions(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[l
     yield nodes
     for node in nodes:
         await node.stop()
-
-
-def decode_qr(png: Path) -> list[str]:
-    """The QR codes zxing-cpp finds in a screenshot (decoded to grey with PyAV)."""
-    with av.open(str(png)) as container:
-        frame = next(container.decode(video=0)).reformat(format="gray")
-    plane, width, height = frame.planes[0], frame.width, frame.height
-    data = bytes(plane)
-    rows = b"".join(data[i * plane.line_size : i * plane.line_size + width] for i in range(height))
-    found = zxingcpp.read_barcodes(memoryview(rows).cast("B", (height, width)))
-    return [code.text for code in found]
 
 
 async def _staff_page(browser: Browser, node: RunningNode, username: str) -> Page:

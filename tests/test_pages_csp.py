@@ -149,7 +149,12 @@ async def test_every_page_route_sends_the_policy(
             case_no, handling_id, receiving_id = await accepted_case(clerk, approver)
             case = await schedule(approver, clerk, case_no, handling_id, receiving_id)
             values: dict[str, dict[str, object]] = {
-                hengyang.config.region: {"id": receiving_id, "case_id": receiving_id, "code": ITEM},
+                hengyang.config.region: {
+                    "id": receiving_id,
+                    "case_id": receiving_id,
+                    "code": ITEM,
+                    "region": ITEM[:6],
+                },
                 shaoyang.config.region: {
                     "id": handling_id,
                     "case_id": handling_id,

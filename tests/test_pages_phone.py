@@ -180,12 +180,14 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
                 "case_id": created["case"]["id"],
                 "bundle_id": bundle["bundle"]["id"],
                 "code": ITEM,
+                "region": ITEM[:6],
                 "session_id": session_id,
             },
             hengyang.config.region: {
                 "id": there["id"],
                 "case_id": there["id"],
                 "code": ITEM,
+                "region": ITEM[:6],
                 "session_id": session_id,
                 # 全程网办 of its own item (no identity provider here: the page says so;
                 # tests/test_pages_apply.py fills the form itself at 390 px).

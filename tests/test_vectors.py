@@ -142,3 +142,15 @@ def test_generator_makes_fresh_keys_and_a_consistent_set(tmp_path: Path) -> None
     )
     for filename, kind in runner.FILES.items():
         _check_file(json.loads((tmp_path / filename).read_text(encoding="utf-8")), kind)
+
+
+def test_directory_vectors_cover_every_refusal() -> None:
+    """Every code a directory is refused with has a vector (docs/protocol.md §12.1)."""
+    vectors = runner.load(runner.HERE / "directories.json")["vectors"]
+    codes = {v["expected"] for v in vectors}
+    directory_codes = {code.value for code in ErrorCode if code.value.startswith("directory_")}
+    assert codes >= {"valid", "wrong_type", "bad_signature"} | directory_codes
+    # The keys that sign them are made per run; only public halves are in the file.
+    for vector in vectors:
+        assert vector["authority"] == "430000"
+        assert all(len(text) == 43 for text in vector["authority_keys"])

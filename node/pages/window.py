@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import segno
 from aiohttp import web
 from sqlalchemy import select
 
@@ -37,6 +36,7 @@ from node.clock import today_in_china
 from node.http_json import path_int
 from node.pages import session, videos
 from node.pages.case_files import FILE_KINDS, stored_files
+from node.pages.qr import qr_svg
 from node.pages.rendering import day, render_page
 from protocol.catalog import Item
 
@@ -378,13 +378,6 @@ def _no_store(response: web.Response) -> web.Response:
     return response
 
 
-def _qr_svg(url: str) -> str:
-    """An inline SVG QR code (segno), sized by CSS."""
-    svg = segno.make(url, error="m").svg_inline(scale=4, border=2, omitsize=True, svgclass="qr")
-    label = "办件查询二维码：扫码打开办件查询页面"
-    return str(svg).replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
-
-
 def _case_id(request: web.Request) -> int:
     case_id = path_int(request)
     if case_id is None:
@@ -436,7 +429,7 @@ def _part_view(request: web.Request, case: dict[str, Any], item: Item | None) ->
         "case": case,
         "item": item,
         "region_name": _region_name(request, case["handling_region"]),
-        "qr": _qr_svg(url),
+        "qr": qr_svg(url, label="办件查询二维码：扫码打开办件查询页面", border=2),
         "query_url": url,
         "materials": materials,
         "deferred": [m for m in materials if m.get("status") == "deferred"],

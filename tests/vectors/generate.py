@@ -1,8 +1,8 @@
 """Writes the test vectors of the wire contract: ``python -m tests.vectors.generate``.
 
 Every run makes fresh Ed25519 keys, signs every vector at a fixed ``NOW`` and writes
-``envelopes.json``, ``receipts.json``, ``descriptors.json`` and ``request_tokens.json`` next
-to this file. The files hold public keys and signed tokens only; the private keys live in this
+``envelopes.json``, ``receipts.json``, ``descriptors.json``, ``request_tokens.json``,
+``evidence.json`` and ``directories.json`` next to this file (``--only FILE`` for one). The files hold public keys and signed tokens only; the private keys live in this
 process and are gone when it ends. Before writing, every vector is run through our own
 verifiers and the run fails if one does not give its expected result.
 
@@ -21,18 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from protocol import descriptor as desc
+from protocol import directory as dir_
 from protocol import envelope as env
 from protocol import evidence as ev
 from protocol import receipt as rcpt
 from protocol import request_token as rt
 from protocol.claims import CLOCK_SKEW, MAX_LIFETIME
 from protocol.errors import ErrorCode
-from protocol.keys import TrustedKey, key_id
+from protocol.keys import TrustedKey, generate_private_key, key_id, public_key_text
 from protocol.messages import MESSAGE_TYPES
 from tests.vectors import runner
 from tests.vectors.tokens import (
     DAY,
     Signer,
+    b64,
     body_for,
     compact_json,
     days,
@@ -1240,6 +1242,311 @@ def evidence_vectors(k: Keys) -> list[dict[str, Any]]:
     return out.vectors
 
 
+# -- partner directories -----------------------------------------------------------------------
+
+AUTHORITY = "430000"  # 湖南省: the directory authority of the vectors
+
+
+def directory_vectors(k: Keys) -> list[dict[str, Any]]:
+    """Directories signed by a test-only authority key made for this run (its public half is
+    in each vector's ``authority_keys``; the private half is gone when the run ends)."""
+    out = Collector()
+    authority = generate_private_key()
+    # A second key of the same authority that nodes were never given, and another authority.
+    unlisted = generate_private_key()
+    elsewhere = generate_private_key()
+    configured = [public_key_text(authority.public_key())]
+
+    def head(key: Any = authority, who: str = AUTHORITY, **over: Any) -> dict[str, Any]:
+        h: dict[str, Any] = {"alg": "EdDSA", "typ": dir_.TYP, "kid": key_id(who, key.public_key())}
+        h.update(over)
+        return h
+
+    def entry(signer: Signer, name: str, url: str, **over: Any) -> dict[str, Any]:
+        e: dict[str, Any] = {
+            "region": signer.region,
+            "name": name,
+            "url": url,
+            "keys": [signer.trusted.to_claim()],
+        }
+        e.update(over)
+        return e
+
+    regions = [
+        entry(k.current, "邵阳县", "https://tongban.shaoyang.example"),
+        entry(k.receiver, "衡阳市", "https://tongban.hengyang.example"),
+        entry(k.other, "东营市", "https://tongban.dongying.example:8443"),
+    ]
+    regions[0]["keys"].append(k.following.trusted.to_claim())
+
+    def claims(**over: Any) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "iss": AUTHORITY,
+            "serial": 7,
+            "iat": NOW - 3600,
+            "exp": NOW + 7 * DAY,
+            "regions": regions,
+        }
+        base.update(over)
+        return base
+
+    def signed(key: Any = authority, who: str = AUTHORITY, **over: Any) -> str:
+        return sign_json(head(key, who), claims(**over), key)
+
+    def with_region(index: int, **over: Any) -> list[dict[str, Any]]:
+        changed = [dict(r) for r in regions]
+        changed[index].update(over)
+        return changed
+
+    def add(
+        name: str,
+        description: str,
+        token: str,
+        expected: str,
+        *,
+        in_force: list[Any] | None = None,
+        now: int = NOW,
+        **extra: Any,
+    ) -> None:
+        out.add(
+            name,
+            description,
+            token,
+            expected,
+            authority=AUTHORITY,
+            authority_keys=configured,
+            in_force=in_force,
+            now=now,
+            **extra,
+        )
+
+    good = dir_.sign_directory(claims(), authority, authority=AUTHORITY)
+    good_digest = hashlib.sha256(good.encode("ascii")).hexdigest()
+    add(
+        "valid/directory",
+        "three regions (430523 with two keys), serial 7, no directory in force yet",
+        good,
+        "valid",
+        expect={"serial": 7, "regions": [SENDER, RECEIVER, OTHER], "digest": good_digest},
+    )
+    add(
+        "valid/newer-serial",
+        "serial 7 while serial 6 is in force: applied",
+        good,
+        "valid",
+        in_force=[6, "0" * 64],
+        expect={"serial": 7},
+    )
+    add(
+        "valid/same-as-in-force",
+        "the very directory in force (same serial, same bytes): valid, nothing new to apply",
+        good,
+        "valid",
+        in_force=[7, good_digest],
+        expect={"serial": 7, "digest": good_digest},
+    )
+    add(
+        "valid/expiry-boundary",
+        "exp = now - 300 (the tolerated skew): still valid",
+        signed(iat=NOW - DAY, exp=NOW - 300),
+        "valid",
+    )
+    add(
+        "valid/empty",
+        "a directory listing no region",
+        signed(regions=[]),
+        "valid",
+        expect={"regions": []},
+    )
+    # Framing
+    add(
+        "wrong_type/node-descriptor-typ",
+        "signed by the authority, but typ tongban-node+jwt",
+        sign_json(head(typ="tongban-node+jwt"), claims(), authority),
+        "wrong_type",
+    )
+    add(
+        "alg_not_allowed/none",
+        "alg none, no signature",
+        sign_raw(compact_json(head(alg="none")), compact_json(claims()), None),
+        "alg_not_allowed",
+    )
+    add(
+        "malformed_jws/two-parts",
+        "header and payload only",
+        ".".join(good.split(".")[:2]),
+        "malformed_jws",
+    )
+    # The authority's key and signature
+    add(
+        "directory_unknown_key/unlisted-key",
+        "a key of the right authority that nodes were never given",
+        signed(unlisted),
+        "directory_unknown_key",
+    )
+    add(
+        "directory_unknown_key/other-authority",
+        "another authority's key (kid 370000:...), iss 370000",
+        signed(elsewhere, "370000", iss="370000"),
+        "directory_unknown_key",
+    )
+    add(
+        "directory_unknown_key/kid-of-region-key",
+        "signed by a region's (trusted) node key instead of the authority's",
+        sign_json(
+            {"alg": "EdDSA", "typ": dir_.TYP, "kid": k.current.kid}, claims(), k.current.private_key
+        ),
+        "directory_unknown_key",
+    )
+    add(
+        "bad_signature/flipped",
+        "one bit of the signature flipped",
+        flip_signature(good),
+        "bad_signature",
+    )
+    tampered = json.loads(payload_of(good))
+    tampered["regions"][1]["url"] = "https://attacker.example"
+    add(
+        "bad_signature/tampered-url",
+        "衡阳市's URL changed after signing",
+        replace_payload(good, compact_json(tampered)),
+        "bad_signature",
+    )
+    add(
+        "bad_signature/order-before-time",
+        "a bad signature on an expired directory: bad_signature (the signature comes first)",
+        flip_signature(signed(iat=NOW - 9 * DAY, exp=NOW - 2 * DAY)),
+        "bad_signature",
+    )
+    # Claims
+    for label, changed in (
+        ("missing-serial", without(claims(), "serial")),
+        ("extra-claim", {**claims(), "aud": RECEIVER}),
+        ("serial-zero", claims(serial=0)),
+        ("serial-not-integer", claims(serial=7.0)),
+        ("serial-boolean", claims(serial=True)),
+        ("exp-not-after-iat", claims(iat=NOW, exp=NOW)),
+        ("lifetime-over-31-days", claims(iat=NOW - DAY, exp=NOW - DAY + 31 * DAY + 1)),
+        ("regions-not-list", claims(regions={"430523": {}})),
+    ):
+        add(
+            f"directory_invalid_claims/{label}",
+            f"claims fault: {label.replace('-', ' ')}",
+            sign_json(head(), changed, authority),
+            "directory_invalid_claims",
+        )
+    add(
+        "directory_invalid_claims/iss-not-authority",
+        "the authority's key, but iss names another authority",
+        signed(iss="370000"),
+        "directory_invalid_claims",
+    )
+    # Time
+    add(
+        "directory_not_yet_valid/iat-future",
+        "iat = now + 301",
+        signed(iat=NOW + 301, exp=NOW + 7 * DAY),
+        "directory_not_yet_valid",
+    )
+    add(
+        "directory_stale/expired",
+        "exp = now - 301: the directory's time is over",
+        signed(iat=NOW - 7 * DAY, exp=NOW - 301),
+        "directory_stale",
+    )
+    add(
+        "directory_stale/order-before-serial",
+        "expired and older than the serial in force: directory_stale (time before serial)",
+        signed(serial=5, iat=NOW - 7 * DAY, exp=NOW - 301),
+        "directory_stale",
+        in_force=[7, good_digest],
+    )
+    # Serial
+    add(
+        "directory_replayed/older-serial",
+        "serial 7 while serial 8 is in force: an old directory offered again",
+        good,
+        "directory_replayed",
+        in_force=[8, "0" * 64],
+    )
+    add(
+        "directory_replayed/same-serial-other-content",
+        "serial 7 is in force with other content (another directory under the same serial)",
+        signed(regions=regions[:2]),
+        "directory_replayed",
+        in_force=[7, good_digest],
+    )
+    # Entries
+    add(
+        "directory_duplicate_region/twice",
+        "430400 listed twice",
+        signed(regions=[*regions, regions[1]]),
+        "directory_duplicate_region",
+    )
+    padded = dict(regions[1]["keys"][0])
+    padded["public_key"] += "="
+    short = dict(regions[1]["keys"][0])
+    short["public_key"] = b64(b"\x01" * 31)
+    no_offset = dict(regions[1]["keys"][0])
+    no_offset["not_before"] = "2026-04-02T00:00:00"
+    other_kid = dict(regions[1]["keys"][0])
+    other_kid["kid"] = k.other.kid
+    for label, key in (
+        ("padded-public-key", padded),
+        ("31-byte-key", short),
+        ("time-without-offset", no_offset),
+        ("kid-does-not-name-key", other_kid),
+    ):
+        add(
+            f"directory_bad_key/{label}",
+            f"衡阳市's key: {label.replace('-', ' ')}",
+            signed(regions=with_region(1, keys=[key])),
+            "directory_bad_key",
+        )
+    add(
+        "directory_bad_key/no-keys",
+        "衡阳市 with an empty key list",
+        signed(regions=with_region(1, keys=[])),
+        "directory_bad_key",
+    )
+    add(
+        "directory_bad_key/key-of-another-region",
+        "东营市's key listed under 衡阳市 (its kid names 370500)",
+        signed(regions=with_region(1, keys=[k.other.trusted.to_claim()])),
+        "directory_bad_key",
+    )
+    for label, url in (
+        ("ftp-scheme", "ftp://tongban.hengyang.example"),
+        ("query", "https://tongban.hengyang.example?x=1"),
+        ("user-info", "https://admin@tongban.hengyang.example"),
+        ("trailing-slash", "https://tongban.hengyang.example/"),
+        ("space", "https://tongban hengyang.example"),
+        ("bad-port", "https://tongban.hengyang.example:99999"),
+        ("not-a-string", 8400),
+    ):
+        add(
+            f"directory_bad_url/{label}",
+            f"衡阳市's url: {label.replace('-', ' ')}",
+            signed(regions=with_region(1, url=url)),
+            "directory_bad_url",
+        )
+    missing_name = {k_: v for k_, v in regions[1].items() if k_ != "name"}
+    for label, changed in (
+        ("missing-name", missing_name),
+        ("extra-field", {**regions[1], "types": []}),
+        ("region-not-code", {**regions[1], "region": "43040"}),
+        ("empty-name", {**regions[1], "name": " "}),
+        ("not-an-object", ["430400"]),
+    ):
+        add(
+            f"directory_invalid_entry/{label}",
+            f"衡阳市's entry: {label.replace('-', ' ')}",
+            signed(regions=[regions[0], changed, regions[2]]),
+            "directory_invalid_entry",
+        )
+    return out.vectors
+
+
 # -- writing -----------------------------------------------------------------------------------
 
 BUILDERS: dict[str, tuple[str, Callable[[Keys], list[dict[str, Any]]]]] = {
@@ -1254,16 +1561,23 @@ BUILDERS: dict[str, tuple[str, Callable[[Keys], list[dict[str, Any]]]]] = {
         "Evidence manifests of video inspections (case.inspection_completed)",
         evidence_vectors,
     ),
+    "directories.json": (
+        "Partner directories (tongban-directory+jwt, signed by a test-only authority key)",
+        directory_vectors,
+    ),
 }
 
 
-def build() -> dict[str, dict[str, Any]]:
-    """Every vector file's content, checked against our own implementation."""
+def build(only: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Every vector file's content (or those named in ``only``), checked against our own
+    implementation."""
     keys = Keys.fresh()
     published = keys.published()
     trusted = runner.key_set(published)
     files: dict[str, dict[str, Any]] = {}
     for filename, (title, make) in BUILDERS.items():
+        if only is not None and filename not in only:
+            continue
         vectors = make(keys)
         kind = runner.FILES[filename]
         names = [v["name"] for v in vectors]
@@ -1277,9 +1591,9 @@ def build() -> dict[str, dict[str, Any]]:
     return files
 
 
-def write_all(directory: Path) -> list[Path]:
+def write_all(directory: Path, only: list[str] | None = None) -> list[Path]:
     written = []
-    for filename, content in build().items():
+    for filename, content in build(only).items():
         path = directory / filename
         text = json.dumps(content, ensure_ascii=False, indent=1) + "\n"
         path.write_text(text, encoding="utf-8")
@@ -1290,8 +1604,14 @@ def write_all(directory: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=runner.HERE, help="directory to write to")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(BUILDERS),
+        help="write only this file (repeatable); the others keep their keys",
+    )
     args = parser.parse_args(argv)
-    for path in write_all(args.out):
+    for path in write_all(args.out, args.only):
         print(path)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.descriptor import verify_descriptor
+from protocol.directory import AuthorityKey, verify_directory
 from protocol.envelope import verify_envelope
 from protocol.errors import ProtocolError
 from protocol.evidence import EvidenceError, verify_manifest
@@ -28,6 +29,7 @@ FILES = {
     "descriptors.json": "descriptor",
     "request_tokens.json": "request_token",
     "evidence.json": "evidence",
+    "directories.json": "directory",
 }
 KEY_FIELDS = frozenset({"region", "kid", "public_key", "not_before", "not_after"})
 
@@ -96,6 +98,18 @@ def outcome(kind: str, vector: dict[str, Any], keys: KeySet) -> tuple[str, Any]:
 
             manifest = verify_manifest(token.encode("ascii"), issuer=vector["issuer"], keys=lookup)
             result = {"session_id": manifest["session"]["id"], "files": len(manifest["files"])}
+        elif kind == "directory":
+            authority_keys = [
+                AuthorityKey.from_text(vector["authority"], text)
+                for text in vector["authority_keys"]
+            ]
+            in_force = vector["in_force"]
+            result = verify_directory(
+                token.encode("utf-8"),
+                authority_keys,
+                now=vector["now"],
+                in_force=None if in_force is None else (in_force[0], in_force[1]),
+            )
         else:
             raise ValueError(f"unknown vector kind {kind}")
     except ProtocolError as exc:
@@ -121,6 +135,8 @@ def mismatches(kind: str, vector: dict[str, Any], keys: KeySet) -> list[str]:
     for name, value in vector.get("expect", {}).items():
         if kind == "descriptor" and name == "keys":
             actual: Any = [k.kid for k in result.keys]
+        elif kind == "directory" and name == "regions":
+            actual = list(result.entries)
         elif isinstance(result, dict):
             actual = result[name]
         else:

@@ -1,0 +1,345 @@
+"""The public 办事指南 (no login): one page per item of this node's catalogue and of every
+partner's cached one, a search that works on a phone without JavaScript, and a printable sheet
+of QR codes for the hall, one per item, each leading to its guide page.
+
+- ``GET /guide``: search by name, code, department or keyword (``q``) and 办理地 (``region``),
+  paged (``page``, 20 a page).
+- ``GET /guide/{region}/{code}``: everything about one item, printable on A4.
+- ``GET /guide/qr-sheet?region=…``: the hall's sheet, one QR code per item of a region.
+
+Every page is rendered from the catalogue at request time (through the versioned snapshot of
+node/catalog/snapshot.py) and says which version of the region's catalogue it shows, so a
+loaded or refreshed catalogue changes the guide at the next request. Bad input (a page number
+that is not one, an unknown region) gets a Chinese page with a stable ``data-error`` code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+
+from node.appkeys import CONFIG, DATABASE
+from node.catalog import service as catalog
+from node.catalog.snapshot import CatalogSnapshot, RegionCatalog, catalog_snapshot
+from node.config import NodeConfig
+from node.pages.office import region_names
+from node.pages.qr import qr_svg
+from node.pages.rendering import render
+from protocol.catalog import MODES, Item
+
+#: Items on one page of search results.
+PAGE_SIZE = 20
+#: QR codes on one page of the hall's sheet: eight A4 sheets of twelve. Bounds the work of one
+#: request (a code not made before costs some 10 ms of CPU, off the event loop).
+QR_PAGE_SIZE = 96
+#: The one thread that makes the guide's QR codes: never the event loop, and never more than
+#: one core however many visitors ask for codes not made yet (the cache of node/pages/qr.py
+#: makes each code once; a catalogue larger than the cache could otherwise keep every core
+#: busy for anyone who pages through the QR sheets).
+_QR_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guide-qr")
+#: Longest search text kept, characters.
+MAX_QUERY = 50
+#: What the guide writes for a field the catalogue (or the hall's settings) leaves out.
+NONE = "暂无"
+
+
+class GuideError(Exception):
+    """Bad input to a guide page: an HTTP status, a stable code and a Chinese message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def guide_url(config: NodeConfig, item: Item) -> str:
+    """The absolute address of an item's guide page, from the node's configured URL."""
+    return f"{config.url}/guide/{item.handling_region}/{item.code}"
+
+
+def apply_url(item: Item) -> str:
+    """Where a citizen applies online for one of this node's items (全程网办)."""
+    return f"/apply/{item.code}"
+
+
+def matches(item: Item, terms: list[str]) -> bool:
+    """Every term is in the item's name, code, department or keywords (case-insensitive)."""
+    text = " ".join((item.name, item.code, item.department, *item.keywords)).lower()
+    return all(term in text for term in terms)
+
+
+def search_terms(q: str) -> list[str]:
+    return [t.lower() for t in q.split()]
+
+
+def _page_number(request: web.Request) -> int:
+    raw = request.query.get("page", "")
+    if raw == "":
+        return 1
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 6 or int(raw) < 1:
+        raise GuideError(400, "invalid_page", "页码应为正整数。")
+    return int(raw)
+
+
+def _region_param(request: web.Request, snapshot: CatalogSnapshot) -> str:
+    region = request.query.get("region", "").strip()
+    if region and snapshot.region(region) is None:
+        raise GuideError(400, "unknown_region", "没有这个办理地的事项，请从列表中选择办理地。")
+    return region
+
+
+def _fee(item: Item) -> str:
+    if item.fee.amount_fen:
+        return f"{item.fee.description}（{item.fee.amount_fen / 100:.2f} 元）"
+    return item.fee.description
+
+
+def _channels(item: Item, config: NodeConfig, names: dict[str, str]) -> list[dict[str, Any]]:
+    """Where to apply: this hall's window, online here, or the handling region's own portal."""
+    own = item.handling_region == config.region
+    region_name = names.get(item.handling_region, item.handling_region)
+    hall = config.hall
+    out: list[dict[str, Any]] = []
+    if own or "proxy" in item.modes or "joint" in item.modes:
+        if own:
+            how = "本地事项，可直接到窗口申请"
+        elif "proxy" in item.modes:
+            how = f"异地代收代办：窗口收件后转交{region_name}办理，不必跑{region_name}"
+        else:
+            how = "多地联办：与其他地区的事项一起在窗口一次提交"
+        out.append(
+            {
+                "kind": "window",
+                "title": f"{hall.name or config.name + '政务服务中心'} 跨域通办窗口",
+                "how": how,
+                "link": None,
+                "rows": [
+                    ("窗口", hall.window or NONE),
+                    ("地址", hall.address or NONE),
+                    ("办公时间", hall.hours or NONE),
+                    ("咨询电话", hall.phone or NONE),
+                ],
+            }
+        )
+    if "online" in item.modes:
+        if own:
+            out.append(
+                {
+                    "kind": "online",
+                    "title": "网上办理（全程网办）",
+                    "how": "在线填写申请、上传材料，不用到现场",
+                    "link": apply_url(item),
+                    "rows": [],
+                }
+            )
+        else:
+            out.append(
+                {
+                    "kind": "online",
+                    "title": "网上办理（全程网办）",
+                    "how": f"在{region_name}政务服务网申请",
+                    "link": None,
+                    "rows": [],
+                }
+            )
+    return out
+
+
+def item_view(
+    item: Item, region: RegionCatalog, config: NodeConfig, names: dict[str, str]
+) -> dict[str, Any]:
+    """Everything the item page shows, in Chinese."""
+    url = guide_url(config, item)
+    region_name = names.get(item.handling_region, item.handling_region)
+    return {
+        "item": item,
+        "url": url,
+        "region_name": region_name,
+        "version": region.version,
+        "changed_at": region.changed_at,
+        "own_catalog": region.own,
+        "modes": [(m, catalog.MODE_LABELS[m], m in item.modes) for m in MODES],
+        "materials": [
+            {"m": m, "form_label": catalog.FORM_LABELS.get(m.form, m.form)} for m in item.materials
+        ],
+        "result": catalog.RESULT_LABELS.get(item.result_type, item.result_type),
+        "delivery": [catalog.DELIVERY_LABELS.get(d, d) for d in item.delivery],
+        "fee": _fee(item),
+        "channels": _channels(item, config, names),
+    }
+
+
+def _qr_label(item: Item) -> str:
+    return f"「{item.name}」办事指南二维码"
+
+
+def _sheet_cells(config: NodeConfig, items: list[Item]) -> list[dict[str, Any]]:
+    """The QR sheet's cells (run in a thread: making codes is CPU work)."""
+    return [
+        {
+            "item": item,
+            "url": guide_url(config, item),
+            "qr": qr_svg(guide_url(config, item), label=_qr_label(item)),
+        }
+        for item in items
+    ]
+
+
+def _summary(item: Item, names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "code": item.code,
+        "name": item.name,
+        "department": item.department,
+        "region": item.handling_region,
+        "region_name": names.get(item.handling_region, item.handling_region),
+        "modes": [catalog.MODE_LABELS[m] for m in item.modes],
+        "promised_limit_days": item.promised_limit_days,
+        "href": f"/guide/{item.handling_region}/{item.code}",
+    }
+
+
+def _pager(
+    request: web.Request, params: dict[str, str], page: int, pages: int, size: int
+) -> dict[str, Any]:
+    """Links to the pages before and after ``page`` of this path, keeping ``params``."""
+
+    def href(number: int) -> str:
+        query = {k: v for k, v in params.items() if v}
+        if number > 1:
+            query["page"] = str(number)
+        return str(request.url.with_query(query).relative())
+
+    return {
+        "page": page,
+        "pages": pages,
+        "first": (page - 1) * size + 1,
+        "prev": href(page - 1) if page > 1 else None,
+        "next": href(page + 1) if page < pages else None,
+    }
+
+
+def _paged(count: int, page: int, size: int) -> int:
+    """The number of pages; GuideError ``invalid_page`` when ``page`` is past the last."""
+    pages = max(1, math.ceil(count / size))
+    if page > pages:
+        raise GuideError(400, "invalid_page", f"没有第 {page} 页：共 {pages} 页。")
+    return pages
+
+
+def _fresh(response: web.Response) -> web.Response:
+    """Public text without personal data, but always asked for again (``no-cache``): a loaded
+    catalogue must show at once, not after a cache's lifetime."""
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _not_found(request: web.Request, message: str) -> web.Response:
+    return _fresh(
+        render(request, "guide/not_found.html", status=404, message=message, error_code="not_found")
+    )
+
+
+async def _snapshot(request: web.Request) -> CatalogSnapshot:
+    return await catalog_snapshot(request.app[DATABASE], request.app[CONFIG].region)
+
+
+def routes() -> web.RouteTableDef:
+    table = web.RouteTableDef()
+
+    @table.get("/guide")
+    async def search(request: web.Request) -> web.Response:
+        snapshot = await _snapshot(request)
+        names = region_names(request)
+        q = " ".join(request.query.get("q", "").split())[:MAX_QUERY]
+        regions = [
+            (r.region, names.get(r.region, r.region), len(r.items)) for r in snapshot.regions
+        ]
+        context: dict[str, Any] = {"q": q, "region": "", "regions": regions, "error": None}
+        try:
+            region = _region_param(request, snapshot)
+            context["region"] = region
+            page = _page_number(request)
+            terms = search_terms(q)
+            found = [i for i in snapshot.items(region or None) if matches(i, terms)]
+            pages = _paged(len(found), page, PAGE_SIZE)
+        except GuideError as exc:
+            context.update(error=exc, total=0, results=[], pager=None, versions=[])
+            return _fresh(render(request, "guide/index.html", status=exc.status, **context))
+        shown = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        context.update(
+            total=len(found),
+            results=[_summary(i, names) for i in shown],
+            pager=_pager(request, {"q": q, "region": region}, page, pages, PAGE_SIZE),
+            versions=[
+                {
+                    "name": names.get(r.region, r.region),
+                    "version": r.version,
+                    "changed_at": r.changed_at,
+                    "own": r.own,
+                }
+                for r in snapshot.regions
+                if not region or r.region == region
+            ],
+        )
+        return _fresh(render(request, "guide/index.html", **context))
+
+    @table.get("/guide/qr-sheet")
+    async def qr_sheet(request: web.Request) -> web.Response:
+        config = request.app[CONFIG]
+        snapshot = await _snapshot(request)
+        code = request.query.get("region", "").strip() or config.region
+        region = snapshot.region(code)
+        if region is None:
+            return _not_found(request, "没有这个办理地的事项目录。")
+        try:
+            page = _page_number(request)
+            pages = _paged(len(region.items), page, QR_PAGE_SIZE)
+        except GuideError as exc:
+            return _fresh(
+                render(
+                    request,
+                    "guide/not_found.html",
+                    status=exc.status,
+                    message=exc.message,
+                    error_code=exc.code,
+                )
+            )
+        names = region_names(request)
+        shown = list(region.items[(page - 1) * QR_PAGE_SIZE : page * QR_PAGE_SIZE])
+        loop = asyncio.get_running_loop()
+        cells = await loop.run_in_executor(_QR_THREAD, _sheet_cells, config, shown)
+        return _fresh(
+            render(
+                request,
+                "guide/qr_sheet.html",
+                region=region,
+                region_name=names.get(region.region, region.region),
+                cells=cells,
+                pager=_pager(request, {"region": region.region}, page, pages, QR_PAGE_SIZE),
+                page_size=QR_PAGE_SIZE,
+            )
+        )
+
+    @table.get("/guide/{region}/{code}")
+    async def item_page(request: web.Request) -> web.Response:
+        snapshot = await _snapshot(request)
+        region = snapshot.region(request.match_info["region"])
+        item = region.item(request.match_info["code"]) if region is not None else None
+        if region is None or item is None:
+            return _not_found(
+                request,
+                "未找到该事项的办事指南：事项编码可能有误，或该事项已调整。请返回办事指南重新查找。",
+            )
+        view = item_view(item, region, request.app[CONFIG], region_names(request))
+        make = functools.partial(qr_svg, view["url"], label=_qr_label(item), border=2)
+        qr = await asyncio.get_running_loop().run_in_executor(_QR_THREAD, make)
+        return _fresh(render(request, "guide/item.html", qr=qr, **view))
+
+    return table
