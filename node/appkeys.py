@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from node.config import NodeConfig
     from node.federation.runtime import Federation
     from node.storage.database import Database
+    from node.videocalls.desk import CallDesk
 
 CONFIG: web.AppKey[NodeConfig] = web.AppKey("config")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
@@ -26,3 +27,5 @@ CATALOG_REFRESHER: web.AppKey[CatalogRefresher] = web.AppKey("catalog_refresher"
 #: Failed logins per address (a test may install a faster one).
 LOGIN_LIMITER: web.AppKey[LoginThrottle] = web.AppKey("login_limiter")
 HUB: web.AppKey[InspectionHub] = web.AppKey("inspection_hub")
+#: 视频办: the queue of citizens calling the hall and the calls in progress.
+VIDEO_DESK: web.AppKey[CallDesk] = web.AppKey("video_desk")

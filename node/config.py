@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from node.cases.deadlines import DEFAULT_DEFERRED_DAYS, DEFAULT_RECTIFICATION_DAYS
+from node.videocalls.settings import VideoCallSettings, video_call_settings
 
 CONFIG_FILE = "tongban.toml"
 KEY_FILE = "node.key"
@@ -147,6 +148,7 @@ class NodeConfig:
     cases: CaseSettings = field(default_factory=CaseSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    videocalls: VideoCallSettings = field(default_factory=VideoCallSettings)
     #: Serve HTTPS directly (certificate chain and key, PEM) instead of behind a TLS proxy.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -211,6 +213,7 @@ class NodeConfig:
             cases=_case_settings(data.get("cases", {})),
             blobs=_blob_settings(base, data.get("blobs", {})),
             http=_http_settings(data.get("http", {})),
+            videocalls=_videocall_settings(data.get("videocalls", {})),
             tls_cert=tls.get("tls_cert"),
             tls_key=tls.get("tls_key"),
         )
@@ -230,6 +233,13 @@ def plain_http_refused(url: str, settings: FederationSettings) -> str | None:
             "(or set [federation] allow_plain_http = true)"
         )
     return f"bad_partner_url: {url} 须以 https:// 开头"
+
+
+def _videocall_settings(data: Any) -> VideoCallSettings:
+    try:
+        return video_call_settings(data)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _inspection_settings(data: dict[str, Any]) -> InspectionSettings:

@@ -37,6 +37,7 @@ from node.clock import today_in_china
 from node.http_json import path_int
 from node.pages import session, videos
 from node.pages.rendering import day, render_page
+from node.videocalls.service import call_uploads
 from protocol.catalog import Item
 
 #: Roles that may open the window pages (an admin looks; only a clerk may submit).
@@ -134,6 +135,10 @@ def routes() -> web.RouteTableDef:
             estimate=await _estimate(request, item),
             id_types=ID_TYPES,
             can_submit=staff.role == "clerk",
+            # 视频收件: the snapshots of the clerk's own video call, attached as uploads.
+            call_files=await call_uploads(
+                request.app[DATABASE], request.query.get("call", "")[:36], staff.username
+            ),
         )
 
     @table.get("/window/bundle")
