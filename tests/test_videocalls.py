@@ -161,7 +161,7 @@ async def test_the_phone_is_sealed_and_never_logged(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with aiohttp.ClientSession() as http:
-        status, body = await start(http, node, {"phone": PHONE})
+        status, _body = await start(http, node, {"phone": PHONE})
         assert status == 201
     [row] = await rows(node)
     assert row.phone.startswith("enc1:") and PHONE not in row.phone
@@ -249,7 +249,7 @@ async def test_rating_after_the_call_once_with_the_case_rules(node: RunningNode)
 async def test_every_role_on_every_staff_route_of_the_table(node: RunningNode) -> None:
     async with aiohttp.ClientSession() as http:
         anonymous = ApiClient(node.url, http)
-        for (method, route), allowed in STAFF_ROUTES.items():
+        for method, route in STAFF_ROUTES:
             path = route.format(call_id="0" * 36, sha256="a" * 64)
             if not route.startswith("/video/v1/"):
                 async with http.get(node.url + path, allow_redirects=False) as resp:
