@@ -140,6 +140,21 @@ async def test_the_queue_is_bounded_and_each_client_has_a_budget(node: RunningNo
         assert status == 201 and body["position"] == 3
 
 
+async def test_a_call_whose_page_never_joins_leaves_the_queue(node: RunningNode) -> None:
+    node.app[VIDEO_DESK].join_within = 0.5
+    async with aiohttp.ClientSession() as http:
+        status, call = await start(http, node, {})
+        assert status == 201
+
+        async def gone() -> bool:
+            return [(r.status, r.end_reason) for r in await rows(node)] == [
+                ("left", "never_joined")
+            ]
+
+        await wait_until(gone)
+        assert call["id"] not in node.app[VIDEO_DESK].queue
+
+
 async def test_bad_input_is_refused_field_by_field_and_stores_nothing(node: RunningNode) -> None:
     async with aiohttp.ClientSession() as http:
         for body, field in (

@@ -218,7 +218,8 @@ async def test_a_citizen_calls_the_hall(node: RunningNode, tmp_path: Path) -> No
             status=201,
         )
         case = await clerk_api.ok("GET", f"/api/v1/cases/{created['case']['id']}")
-        assert shot.sha256 in json.dumps(case)  # among the case's materials
+        provided = {m["code"]: m.get("blob") for m in case["application"]["materials"]}
+        assert provided["M01"] == shot.sha256
 
 
 async def test_a_citizen_who_closes_the_page_leaves_the_queue(

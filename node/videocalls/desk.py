@@ -13,6 +13,7 @@ records only when the citizen consented.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -49,6 +50,9 @@ DESK_SEEN_S = 60.0
 HANDLING_CACHE_S = 30.0
 #: The citizen's participant key and role in the shared LiveSession.
 CITIZEN = "applicant"
+#: Seconds a new call waits for its citizen's socket; a call nobody joins leaves the queue
+#: (a script that starts calls without a page cannot hold places).
+JOIN_WITHIN = 15.0
 
 
 class CallSession(LiveSession):
@@ -101,11 +105,15 @@ class CallDesk:
         )
         self.seen: dict[str, float] = {}
         self._handling: tuple[float, float] = (0.0, DEFAULT_HANDLING_S)
+        self.join_within = JOIN_WITHIN
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await service.expire_leftovers(self.db, now=time.time())
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         for call_id in list(self.live):
             with contextlib.suppress(Exception):
                 await self.end(call_id, "node_stopping")
@@ -136,6 +144,9 @@ class CallDesk:
             service.mask_phone(asked.phone) if asked.phone else None,
         )
         log.info("video call %s waiting (queue %d)", call_id, len(self.queue))
+        task = asyncio.ensure_future(self._unless_joined(call_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         position = len(self.queue)
         await self.announce()
         return {
@@ -144,6 +155,11 @@ class CallDesk:
             "position": position,
             "estimate_s": await self.estimate(position),
         }
+
+    async def _unless_joined(self, call_id: str) -> None:
+        await asyncio.sleep(self.join_within)
+        if call_id in self.queue and call_id not in self.citizens:
+            await self.citizen_left(call_id, "never_joined")
 
     def position(self, call_id: str) -> int | None:
         for index, waiting in enumerate(self.queue):
