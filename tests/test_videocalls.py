@@ -4,6 +4,7 @@ hours and callbacks (the phone sealed, never logged), ratings and appointments."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ from sqlalchemy import select
 
 from node.accounts.staff import ROLES
 from node.appkeys import VIDEO_DESK
+from node.cli import main as cli
+from node.storage.sealing import load_sealer
 from node.videocalls.models import video_callbacks, video_calls
 from node.videocalls.service import CALLBACK_PHONE_PLACE, PHONE_PLACE
 from node.videocalls.settings import parse_range, video_call_settings
@@ -364,3 +367,23 @@ async def test_figures_count_waits_and_unanswered_calls(node: RunningNode) -> No
         assert period["wait_p50_s"] is not None and period["wait_p90_s"] >= period["wait_p50_s"]
         assert figures["now"]["waiting"] == 0
         assert sum(d["calls"] for d in figures["days"]) == 2
+
+
+async def test_rotate_data_and_reseal_move_the_phones_to_the_new_key(node: RunningNode) -> None:
+    async with aiohttp.ClientSession() as http:
+        assert (await start(http, node, {"phone": PHONE}))[0] == 201
+        async with http.post(
+            f"{node.url}/video/v1/callbacks",
+            json={"phone": PHONE},
+            headers={"X-Forwarded-For": "10.0.3.1"},
+        ) as resp:
+            assert resp.status == 201
+    directory = str(node.config.dir)
+    assert await asyncio.to_thread(cli, ["keys", "rotate-data", "--dir", directory]) == 0
+    assert await asyncio.to_thread(cli, ["keys", "reseal", "--dir", directory]) == 0
+    sealer = load_sealer(node.config.dir)
+    [call] = await rows(node)
+    async with node.db.read() as conn:
+        [callback] = (await conn.execute(select(video_callbacks))).all()
+    for value, place in ((call.phone, PHONE_PLACE), (callback.phone, CALLBACK_PHONE_PLACE)):
+        assert sealer.is_current(value) and sealer.open(value, place) == PHONE
