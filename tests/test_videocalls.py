@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from node.accounts.staff import ROLES
 from node.appkeys import VIDEO_DESK
 from node.cli import main as cli
+from node.clock import CHINA
 from node.storage.sealing import load_sealer
 from node.videocalls.models import video_callbacks, video_calls
 from node.videocalls.service import CALLBACK_PHONE_PLACE, PHONE_PLACE
@@ -30,6 +32,7 @@ from tests.support.videocalls import ALWAYS, not_today, video_node
 from tests.support.waiting import wait_until
 
 PHONE = "13905460001"
+SLOT = (datetime.now(CHINA) + timedelta(days=3)).strftime("%Y-%m-%dT10:00")
 
 
 @pytest.fixture
@@ -241,7 +244,9 @@ async def test_rating_after_the_call_once_with_the_case_rules(node: RunningNode)
                 return resp.status, await resp.json()
 
         assert (await rating({"key": call["key"], "level": 5}))[1]["error"] == "not_ended"
+        citizen, _ = await Citizen.join(http, node, call)
         await helper.call("POST", f"/video/v1/calls/{call['id']}/pick")
+        await citizen.next("picked")
         status, booked = await helper.call(
             "POST", f"/video/v1/calls/{call['id']}/appointment", {"at": "2020-01-01T09:00"}
         )
@@ -250,7 +255,14 @@ async def test_rating_after_the_call_once_with_the_case_rules(node: RunningNode)
             "POST", f"/video/v1/calls/{call['id']}/appointment", {"at": "tomorrow"}
         )
         assert status == 400 and booked["fields"][0]["code"] == "invalid_datetime"
+        status, booked = await helper.call(
+            "POST", f"/video/v1/calls/{call['id']}/appointment", {"at": SLOT, "note": "窗口 3"}
+        )
+        assert status == 201
+        # The citizen's page hears of the slot and of the end, media offered or not.
+        assert (await citizen.next("appointment"))["at"] == SLOT
         assert (await helper.call("POST", f"/video/v1/calls/{call['id']}/end"))[0] == 200
+        assert (await citizen.next("ended"))["reason"] == "done"
         assert (await rating({"key": "nope", "level": 5}))[1]["error"] == "call_key_invalid"
         status, body = await rating({"key": call["key"], "level": 2})
         assert status == 400 and body["fields"][0]["field"] == "comment"
@@ -262,6 +274,7 @@ async def test_rating_after_the_call_once_with_the_case_rules(node: RunningNode)
         assert (status, body["error"]) == (409, "already_rated")
         [row] = await rows(node)
         assert (row.rating_level, row.rating_comment, row.rating_channel) == (2, "等太久", "video")
+        assert (row.appointment_at, row.appointment_note) == (SLOT, "窗口 3")
 
 
 async def test_every_role_on_every_staff_route_of_the_table(node: RunningNode) -> None:

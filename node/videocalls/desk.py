@@ -281,8 +281,22 @@ class CallDesk:
             raise VideoCallError("not_your_call")
         return live
 
+    async def tell(self, call_id: str, message: dict[str, Any]) -> None:
+        """Push ``message`` to everyone in the call: the staff and the citizen's page (which
+        may not have offered its media yet)."""
+        live = self.live.get(call_id)
+        sockets: list[Notify] = []
+        if live is not None:
+            sockets += [p.notify for p in live.participants.values() if p.notify is not None]
+        citizen = self.citizens.get(call_id)
+        if citizen is not None and citizen not in sockets:
+            sockets.append(citizen)
+        for notify in sockets:
+            with contextlib.suppress(Exception):
+                await notify(message)
+
     async def end(self, call_id: str, reason: str) -> None:
-        live = self.live.pop(call_id, None)
+        live = self.live.get(call_id)
         if live is None:
             raise VideoCallError("call_over")
         live.ended = True
@@ -295,7 +309,8 @@ class CallDesk:
             end_reason=reason,
             connected_at=live.first_relayed_at,
         )
-        await live.broadcast({"type": "ended", "reason": reason})
+        await self.tell(call_id, {"type": "ended", "reason": reason})
+        self.live.pop(call_id, None)
         await live.close_all(reason)
         self.citizens.pop(call_id, None)
         log.info("video call %s ended (%s)", call_id, reason)

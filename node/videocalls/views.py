@@ -181,7 +181,6 @@ def routes() -> web.RouteTableDef:
     @staff_route(table, "GET", "/video/desk")
     async def desk_page(request: web.Request, staff: Staff) -> web.StreamResponse:
         desk = request.app[VIDEO_DESK]
-        desk.seen[staff.username] = time.time()
         return await render_page(
             request,
             "videocalls/desk.html",
@@ -195,7 +194,8 @@ def routes() -> web.RouteTableDef:
     @staff_route(table, "GET", "/video/v1/queue")
     async def queue(request: web.Request, staff: Staff) -> web.StreamResponse:
         desk = request.app[VIDEO_DESK]
-        desk.seen[staff.username] = time.time()
+        if staff.role == "helper" or await service.on_duty(request.app[DATABASE], staff.username):
+            desk.seen[staff.username] = time.time()  # counts for the estimated waits
         now = time.time()
         waiting = [
             {
@@ -323,10 +323,7 @@ def routes() -> web.RouteTableDef:
             appointment_at=at,
             appointment_note=note,
         )
-        booked = {"type": "appointment", "at": at, "note": note}
-        live = request.app[VIDEO_DESK].live.get(row.id)
-        if live is not None:
-            await live.broadcast(booked)
+        await request.app[VIDEO_DESK].tell(row.id, {"type": "appointment", "at": at, "note": note})
         return web.json_response({"at": at, "note": note}, status=201)
 
     @staff_route(table, "POST", "/video/v1/calls/{call_id}/application")
