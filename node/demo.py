@@ -40,7 +40,7 @@ DEMO_REGIONS = (
     ("370500", "东营市", 2),
 )
 DEMO_PASSWORD = "tongban-demo"
-DEMO_USERS = ("clerk", "approver", "inspector", "supervisor", "admin")
+DEMO_USERS = ("clerk", "approver", "inspector", "supervisor", "admin", "helper")
 #: Display names of the demo staff, per region (the login names are the same everywhere).
 DEMO_NAMES = {
     "430400": {
@@ -49,6 +49,7 @@ DEMO_NAMES = {
         "inspector": "赵强",
         "supervisor": "陈静",
         "admin": "周磊",
+        "helper": "黄敏",
     },
     "430523": {
         "clerk": "刘娟",
@@ -56,6 +57,7 @@ DEMO_NAMES = {
         "inspector": "曾志勇",
         "supervisor": "唐丽",
         "admin": "邓超",
+        "helper": "谢芳",
     },
     "370500": {
         "clerk": "孙婷",
@@ -63,6 +65,7 @@ DEMO_NAMES = {
         "inspector": "徐万栋",
         "supervisor": "杨柳",
         "admin": "于洋",
+        "helper": "孔亮",
     },
 }
 CATALOG_DIR = Path(__file__).parent / "demo_catalog"
@@ -933,7 +936,7 @@ def banner(configs: list[NodeConfig], cases: dict[str, dict[str, Any]]) -> list[
         lines.append("  " + _pad(f"{config.name} {config.region}", 20) + f"{config.url}/")
     lines.append(
         "  页面 pages: /login 工作人员登录 · /window 窗口收件 · /office 办件箱 · "
-        "/supervision 监督 · /query 群众办件查询"
+        "/supervision 监督 · /query 群众办件查询 · /video 视频办"
     )
     lines += ["", f"登录 logins（三个地区相同 same everywhere，密码 password: {DEMO_PASSWORD}）"]
     lines.append(
