@@ -400,3 +400,21 @@ async def test_rotate_data_and_reseal_move_the_phones_to_the_new_key(node: Runni
         [callback] = (await conn.execute(select(video_callbacks))).all()
     for value, place in ((call.phone, PHONE_PLACE), (callback.phone, CALLBACK_PHONE_PLACE)):
         assert sealer.is_current(value) and sealer.open(value, place) == PHONE
+
+
+async def test_at_the_same_moment_one_pick_wins_and_the_bound_holds(node: RunningNode) -> None:
+    async with aiohttp.ClientSession() as http:
+        answers = await asyncio.gather(*(start(http, node, {}, f"10.0.4.{n}") for n in range(6)))
+        assert sorted(status for status, _ in answers) == [201, 201, 201, 503, 503, 503]
+        assert len(await rows(node)) == 3
+        call = next(body for status, body in answers if status == 201)
+        helper = await _staff(http, node, "helper")
+        clerk = await _staff(http, node, "clerk")
+        await clerk.call("POST", "/video/v1/duty", {"on": True})
+        path = f"/video/v1/calls/{call['id']}/pick"
+        picks = await asyncio.gather(helper.call("POST", path), clerk.call("POST", path))
+        assert sorted(status for status, _ in picks) == [200, 409]
+        [row] = [r for r in await rows(node) if r.id == call["id"]]
+        winner = "helper" if picks[0][0] == 200 else "clerk"
+        assert (row.status, row.clerk) == ("active", winner)
+        assert node.app[VIDEO_DESK].live[call["id"]].clerk == winner

@@ -106,6 +106,7 @@ class CallDesk:
         self.seen: dict[str, float] = {}
         self._handling: tuple[float, float] = (0.0, DEFAULT_HANDLING_S)
         self.join_within = JOIN_WITHIN
+        self._starting = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -129,12 +130,18 @@ class CallDesk:
         opening hours, room in the queue, the client's budget."""
         if not self.open_now():
             raise VideoCallError("outside_hours")
-        if len(self.queue) >= self.settings.max_queue:
+        if len(self.queue) + self._starting >= self.settings.max_queue:
             raise VideoCallError("queue_full")
         if not self.limiter.hit(client):
             raise VideoCallError("too_many_calls")
         now = time.time()
-        call_id, key = await service.create_call(self.db, self.sealer, asked, now=now)
+        # The place is held while the row is written, so that calls started at the same
+        # moment cannot together pass the bound.
+        self._starting += 1
+        try:
+            call_id, key = await service.create_call(self.db, self.sealer, asked, now=now)
+        finally:
+            self._starting -= 1
         self.queue[call_id] = Waiting(
             call_id,
             now,
@@ -226,7 +233,10 @@ class CallDesk:
 
     async def pick(self, call_id: str, staff: Staff) -> CallSession:
         """A clerk answers a waiting call (one winner when two try at once)."""
-        waiting = self.queue.get(call_id)
+        # Taken out of the queue before anything is awaited: in this process that is the
+        # lock (a second pick, or the citizen leaving meanwhile, finds it gone); the row's
+        # conditional update is the same rule in the database.
+        waiting = self.queue.pop(call_id, None)
         if waiting is None:
             await service.get_call(self.db, call_id)  # call_not_found first
             raise VideoCallError("call_taken")
@@ -239,7 +249,7 @@ class CallDesk:
             clerk=staff.username,
             clerk_name=staff.display_name,
         )
-        if not won or self.queue.pop(call_id, None) is None:
+        if not won:
             raise VideoCallError("call_taken")
         row = SimpleNamespace(
             id=call_id,
