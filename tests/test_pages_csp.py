@@ -29,6 +29,7 @@ from tests.support.inspections import ITEM, accepted_case, schedule
 from tests.support.nodes import RunningNode
 from tests.support.pages import page_paths
 from tests.support.regions import start_regions
+from tests.support.videocalls import answered_call
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = [
@@ -149,11 +150,17 @@ async def test_every_page_route_sends_the_policy(
             case_no, handling_id, receiving_id = await accepted_case(clerk, approver)
             case = await schedule(approver, clerk, case_no, handling_id, receiving_id)
             values: dict[str, dict[str, object]] = {
-                hengyang.config.region: {"id": receiving_id, "case_id": receiving_id, "code": ITEM},
+                hengyang.config.region: {
+                    "id": receiving_id,
+                    "case_id": receiving_id,
+                    "code": ITEM,
+                    "call_id": await answered_call(hengyang),
+                },
                 shaoyang.config.region: {
                     "id": handling_id,
                     "case_id": handling_id,
                     "session_id": case.session_id,
+                    "call_id": await answered_call(shaoyang),
                 },
             }
             assert hengyang.app is not None
@@ -205,10 +212,9 @@ async def test_every_page_route_sends_the_policy(
         assert not wrong, "\n".join(wrong)
         assert not [p for p, seen in answered.items() if not seen], answered
         # Every route with data on these nodes was seen as a real page by someone (the
-        # 多地联办 receipt has no bundle here, nor a 视频办 call: their HTML 404 pages were
-        # checked above).
+        # 多地联办 receipt has no bundle here: its HTML 404 page was checked above).
         unseen = [p for p, seen in shown.items() if not seen]
-        assert unseen == ["/video/calls/{call_id}/console", "/window/bundles/{id}/receipt"], unseen
+        assert unseen == ["/window/bundles/{id}/receipt"], unseen
     finally:
         for node in nodes:
             await node.stop()

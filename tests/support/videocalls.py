@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
 from node.clock import CHINA
 from node.config import NodeConfig
+from node.videocalls import service
 from node.videocalls.settings import DAYS
 from tests.support.databases import DatabaseFactory
 from tests.support.nodes import RunningNode, make_configs
@@ -35,3 +37,24 @@ async def video_node(
     config = NodeConfig.load(config.dir)
     await provision(config)
     return await RunningNode(config).start()
+
+
+async def answered_call(node: RunningNode, helper: str = "helper") -> str:
+    """A 视频办 call the helper answered and ended (written through the service, whatever the
+    opening hours): its console page shows the call as over."""
+    call_id, _key = await service.create_call(
+        node.db, node.fed.sealer, service.Request(None, "咨询企业开办", None, False)
+    )
+    now = time.time()
+    await service.set_status(
+        node.db,
+        call_id,
+        frm=("waiting",),
+        status="ended",
+        picked_at=now,
+        ended_at=now,
+        end_reason="done",
+        clerk=helper,
+        clerk_name="孙丽",
+    )
+    return call_id
