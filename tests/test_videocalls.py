@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
+from node.accounts.sessions import cookie_name
 from node.accounts.staff import ROLES
 from node.appkeys import VIDEO_DESK
 from node.cli import main as cli
@@ -25,7 +26,7 @@ from node.videocalls.models import video_callbacks, video_calls
 from node.videocalls.service import CALLBACK_PHONE_PLACE, PHONE_PLACE
 from node.videocalls.settings import parse_range, video_call_settings
 from node.videocalls.views import STAFF_ROUTES
-from tests.support.api import ApiClient
+from tests.support.api import ApiClient, form_login
 from tests.support.databases import DatabaseFactory
 from tests.support.nodes import RunningNode
 from tests.support.videocalls import ALWAYS, not_today, video_node
@@ -161,6 +162,23 @@ async def test_a_call_whose_page_never_joins_leaves_the_queue(node: RunningNode)
         assert call["id"] not in node.app[VIDEO_DESK].queue
 
 
+async def test_a_page_that_stops_answering_heartbeats_leaves_the_queue(node: RunningNode) -> None:
+    async with aiohttp.ClientSession() as http:
+        _, call = await start(http, node, {})
+        # A page that froze: its socket stays open but never answers the node's pings.
+        ws = await http.ws_connect(
+            f"{node.url}/video/v1/calls/{call['id']}/ws", autoping=False, heartbeat=None
+        )
+        await ws.send_json({"type": "join", "key": call["key"]})
+
+        async def gone() -> bool:
+            return [r.status for r in await rows(node)] == ["left"]
+
+        await wait_until(gone, timeout=60)
+        assert call["id"] not in node.app[VIDEO_DESK].queue
+        await ws.close()
+
+
 async def test_bad_input_is_refused_field_by_field_and_stores_nothing(node: RunningNode) -> None:
     async with aiohttp.ClientSession() as http:
         for body, field in (
@@ -289,10 +307,22 @@ async def test_every_role_on_every_staff_route_of_the_table(node: RunningNode) -
             status, _ = await anonymous.call(method, path, {} if method == "POST" else None)
             assert status == 401, route
         for role in ROLES:
+            async with await form_login(http, node.url, role) as resp:
+                name = cookie_name(node.config.region)
+                jar = {name: resp.cookies[name].value}
+            for (_method, route), allowed in STAFF_ROUTES.items():
+                if route.startswith("/video/v1/"):
+                    continue
+                path = route.format(call_id="0" * 36)
+                async with http.get(node.url + path, cookies=jar, allow_redirects=False) as resp:
+                    # Allowed: the page (a call nobody has is a 404 notice); else the 403 page.
+                    expected = (200, 404) if role in allowed else (403,)
+                    assert resp.status in expected, (role, route, resp.status)
+                    assert resp.content_type == "text/html"
             client = await _staff(http, node, role)
             for (method, route), allowed in STAFF_ROUTES.items():
                 if not route.startswith("/video/v1/"):
-                    continue  # pages: tests/test_pages_csp.py and the browser test
+                    continue  # pages: above
                 path = route.format(call_id="0" * 36, sha256="a" * 64)
                 status, body = await client.call(method, path, {} if method == "POST" else None)
                 if role in allowed:
