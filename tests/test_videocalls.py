@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from node.videocalls.models import video_callbacks, video_calls
 from node.videocalls.service import CALLBACK_PHONE_PLACE, PHONE_PLACE
 from node.videocalls.settings import parse_range, video_call_settings
 from node.videocalls.views import STAFF_ROUTES
+from node.workdays.calendar import HolidayCalendar, YearCalendar
 from tests.support.api import ApiClient, form_login
 from tests.support.databases import DatabaseFactory
 from tests.support.nodes import RunningNode
@@ -368,11 +369,39 @@ async def test_outside_opening_hours_a_callback_is_stored_sealed(
         await node.stop()
 
 
+def test_workdays_follow_the_holiday_calendar() -> None:
+    # 2026: 国庆节 1–8 October off, Saturday 10 October worked (调休).
+    calendar = HolidayCalendar(
+        [
+            YearCalendar(
+                2026,
+                {date(2026, 10, d): "国庆节" for d in range(1, 9)},
+                {date(2026, 10, 10): "国庆节"},
+            )
+        ]
+    )
+    settings = video_call_settings({})  # the default: workdays 09:00–12:00 and 13:30–17:30
+    assert settings.labels() == ["工作日 09:00–12:00", "工作日 13:30–17:30"]
+
+    def at(day: int, hour: int, minute: int = 0) -> bool:
+        moment = datetime(2026, 10, day, hour, minute, tzinfo=CHINA)
+        return settings.open_at(moment, calendar.is_working_day)
+
+    assert not at(1, 10)  # a Thursday of the holiday
+    assert at(10, 10)  # the Saturday worked instead
+    assert not at(11, 10)  # an ordinary Sunday
+    assert at(12, 9) and at(12, 11, 59) and not at(12, 12) and not at(12, 13)
+    assert at(12, 13, 30) and not at(12, 17, 30)
+    weekly = video_call_settings({"hours": ["sat 09:00-12:00"]})
+    assert weekly.open_at(datetime(2026, 10, 3, 10, tzinfo=CHINA), calendar.is_working_day)
+
+
 def test_opening_hours_are_read_strictly() -> None:
     monday_9 = parse_range("mon-fri 09:00-12:00")
     assert monday_9.label() == "周一至周五 09:00–12:00"
     assert parse_range("sun 00:00-24:00").label() == "周日 00:00–24:00"
     for bad in (
+        "workdays-fri 09:00-12:00",
         "mon-fri 12:00-09:00",
         "fri-mon 09:00-12:00",
         "xyz 09:00-10:00",

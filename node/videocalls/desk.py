@@ -38,6 +38,7 @@ from node.storage.sealing import SealsValues
 from node.videocalls import service
 from node.videocalls.errors import VideoCallError
 from node.videocalls.settings import VideoCallSettings
+from node.workdays.cache import cache_for
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +122,17 @@ class CallDesk:
 
     # -- the queue ---------------------------------------------------------------------------
 
-    def open_now(self, now: float | None = None) -> bool:
+    async def open_now(self, now: float | None = None) -> bool:
+        """Within the opening hours (China time; ``workdays`` by the node's holiday
+        calendar, the one deadlines are computed with)."""
         moment = datetime.fromtimestamp(time.time() if now is None else now, CHINA)
-        return self.settings.open_at(moment)
+        calendar = await cache_for(self.db).get()
+        return self.settings.open_at(moment, calendar.is_working_day)
 
     async def enqueue(self, asked: service.Request, client: str) -> dict[str, Any]:
         """A citizen starts a call. Checked in this order, each refusal changing nothing:
         opening hours, room in the queue, the client's budget."""
-        if not self.open_now():
+        if not await self.open_now():
             raise VideoCallError("outside_hours")
         if len(self.queue) + self._starting >= self.settings.max_queue:
             raise VideoCallError("queue_full")

@@ -92,7 +92,7 @@ async def compute(db: Database, desk: CallDesk, *, now: float | None = None) -> 
             "waiting": len(desk.queue),
             "in_calls": len(desk.live),
             "answering": desk.answering(now),
-            "open": desk.open_now(now),
+            "open": await desk.open_now(now),
             "callbacks_open": open_callbacks,
         },
         "period": {"from": first.isoformat(), "to": today.isoformat()} | _summary(list(rows)),

@@ -140,7 +140,7 @@ def routes() -> web.RouteTableDef:
         response = render(
             request,
             "videocalls/call.html",
-            open=desk.open_now(),
+            open=await desk.open_now(),
             hours=desk.settings.labels(),
             item_code=item.code if item is not None else "",
             item_name=item.name if item is not None else "",
@@ -188,7 +188,7 @@ def routes() -> web.RouteTableDef:
             on_duty=staff.role == "helper"
             or await service.on_duty(request.app[DATABASE], staff.username),
             hours=desk.settings.labels(),
-            open=desk.open_now(),
+            open=await desk.open_now(),
         )
 
     @staff_route(table, "GET", "/video/v1/queue")
