@@ -239,6 +239,8 @@ async def test_who_may_pick_up_and_one_winner(node: RunningNode) -> None:
         assert (status, body["error"]) == (403, "not_your_call")
         status, body = await helper.call("POST", f"/video/v1/calls/{call['id']}/snapshots")
         assert (status, body["error"]) == (409, "no_video")  # no media yet: nothing stored
+        status, body = await helper.call("POST", f"/video/v1/calls/{call['id']}/phone")
+        assert (status, body["error"]) == (404, "no_phone")
         [row] = await rows(node)
         assert (row.status, row.clerk) == ("active", "helper")
         await citizen.ws.close()
@@ -246,10 +248,16 @@ async def test_who_may_pick_up_and_one_winner(node: RunningNode) -> None:
 
 async def test_consent_starts_the_recorder(node: RunningNode) -> None:
     async with aiohttp.ClientSession() as http:
-        _, call = await start(http, node, {"consent": True})
+        _, call = await start(http, node, {"consent": True, "phone": PHONE})
         helper = await _staff(http, node, "helper")
         assert (await helper.call("POST", f"/video/v1/calls/{call['id']}/pick"))[0] == 200
         assert node.app[VIDEO_DESK].live[call["id"]].recording is True
+        # The callback phone in full: for the helper who answered only.
+        status, body = await helper.call("POST", f"/video/v1/calls/{call['id']}/phone")
+        assert (status, body["phone"]) == (200, PHONE)
+        clerk = await _staff(http, node, "clerk")
+        status, body = await clerk.call("POST", f"/video/v1/calls/{call['id']}/phone")
+        assert (status, body["error"]) == (403, "not_your_call")
 
 
 async def test_rating_after_the_call_once_with_the_case_rules(node: RunningNode) -> None:
@@ -300,7 +308,7 @@ async def test_every_role_on_every_staff_route_of_the_table(node: RunningNode) -
     async with aiohttp.ClientSession() as http:
         anonymous = ApiClient(node.url, http)
         for method, route in STAFF_ROUTES:
-            path = route.format(call_id="0" * 36, sha256="a" * 64)
+            path = route.format(call_id="0" * 36, sha256="a" * 64, callback_id=1)
             if not route.startswith("/video/v1/"):
                 async with http.get(node.url + path, allow_redirects=False) as resp:
                     assert resp.status == 302 and "/login" in resp.headers["Location"], route
@@ -314,7 +322,7 @@ async def test_every_role_on_every_staff_route_of_the_table(node: RunningNode) -
             for (_method, route), allowed in STAFF_ROUTES.items():
                 if route.startswith("/video/v1/"):
                     continue
-                path = route.format(call_id="0" * 36)
+                path = route.format(call_id="0" * 36, callback_id=1)
                 async with http.get(node.url + path, cookies=jar, allow_redirects=False) as resp:
                     # Allowed: the page (a call nobody has is a 404 notice); else the 403 page.
                     expected = (200, 404) if role in allowed else (403,)
@@ -324,7 +332,7 @@ async def test_every_role_on_every_staff_route_of_the_table(node: RunningNode) -
             for (method, route), allowed in STAFF_ROUTES.items():
                 if not route.startswith("/video/v1/"):
                     continue  # pages: above
-                path = route.format(call_id="0" * 36, sha256="a" * 64)
+                path = route.format(call_id="0" * 36, sha256="a" * 64, callback_id=1)
                 status, body = await client.call(method, path, {} if method == "POST" else None)
                 if role in allowed:
                     assert status != 403 or body["error"] in ("not_on_duty", "not_your_call"), (
@@ -360,9 +368,19 @@ async def test_outside_opening_hours_a_callback_is_stored_sealed(
             status, listed = await helper.call("GET", "/video/v1/callbacks")
             assert [c["phone_masked"] for c in listed["callbacks"]] == ["139****0001"]
             assert PHONE not in json.dumps(listed)
+            # Taking it gives the number to one staff member, once, and records who.
+            number = listed["callbacks"][0]["id"]
+            status, taken = await helper.call("POST", f"/video/v1/callbacks/{number}/take")
+            assert status == 200 and taken["phone"] == PHONE
+            status, again = await helper.call("POST", f"/video/v1/callbacks/{number}/take")
+            assert (status, again["error"]) == (409, "callback_taken")
+            status, missing = await helper.call("POST", "/video/v1/callbacks/99999/take")
+            assert (status, missing["error"]) == (404, "callback_not_found")
+            assert (await helper.call("GET", "/video/v1/callbacks"))[1]["callbacks"] == []
         async with node.db.read() as conn:
             [row] = (await conn.execute(select(video_callbacks))).all()
         assert node.fed.sealer.open(row.phone, CALLBACK_PHONE_PLACE) == PHONE
+        assert (row.status, row.handled_by) == ("done", "helper")
         assert PHONE not in row.phone and PHONE not in caplog.text
         assert await rows(node) == []
     finally:

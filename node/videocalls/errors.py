@@ -26,6 +26,9 @@ CODES: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "请重新登录"),
     "forbidden": (403, "您的岗位不能进行此操作"),
     "no_snapshots": (409, "本次通话还没有截图"),
+    "callback_not_found": (404, "回电请求不存在"),
+    "callback_taken": (409, "该回电请求已由其他工作人员处理"),
+    "no_phone": (404, "群众没有留下电话"),
 }
 
 

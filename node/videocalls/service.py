@@ -249,6 +249,34 @@ async def request_callback(db: Database, sealer: SealsValues, data: Any) -> int:
     return int(key[0])
 
 
+async def take_callback(
+    db: Database, sealer: SealsValues, callback_id: int, username: str
+) -> dict[str, Any]:
+    """A staff member takes an open callback: it is theirs (``done``, who and when) and they
+    get the phone in full; nobody else gets it afterwards."""
+    now = time.time()
+    async with db.write() as conn:
+        taken = await conn.execute(
+            update(video_callbacks)
+            .where(video_callbacks.c.id == callback_id, video_callbacks.c.status == "open")
+            .values(status="done", handled_by=username, handled_at=now)
+        )
+        row = (
+            await conn.execute(select(video_callbacks).where(video_callbacks.c.id == callback_id))
+        ).first()
+    if row is None:
+        raise VideoCallError("callback_not_found")
+    if taken.rowcount != 1:
+        raise VideoCallError("callback_taken")
+    return {
+        "id": row.id,
+        "phone": sealer.open(row.phone, CALLBACK_PHONE_PLACE),
+        "topic": row.topic,
+        "item_code": row.item_code,
+        "handled_at": now,
+    }
+
+
 # -- duty --------------------------------------------------------------------------------------
 
 

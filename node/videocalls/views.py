@@ -12,6 +12,7 @@ handler only together with its entry, and checks it before the handler runs.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from node.accounts.auth import authenticate, require_role
 from node.accounts.staff import Staff
 from node.appkeys import CASES, DATABASE, VIDEO_DESK
 from node.catalog.service import get_item
-from node.http_json import read_json
+from node.http_json import path_int, read_json
 from node.pages.rendering import add_template_folder, render, render_page
 from node.pages.session import page_staff
 from node.storage.blobs import blob_response
@@ -35,6 +36,7 @@ from node.videocalls import figures, service, signalling
 from node.videocalls.errors import VideoCallError
 from node.videocalls.models import video_callbacks
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DESK = ("helper", "clerk")
@@ -49,10 +51,12 @@ STAFF_ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/video/v1/queue"): DESK,
     ("POST", "/video/v1/duty"): DESK,
     ("GET", "/video/v1/callbacks"): DESK,
+    ("POST", "/video/v1/callbacks/{callback_id}/take"): DESK,
     ("POST", "/video/v1/calls/{call_id}/pick"): DESK,
     ("POST", "/video/v1/calls/{call_id}/snapshots"): DESK,
     ("GET", "/video/v1/calls/{call_id}/files/{sha256}"): DESK,
     ("POST", "/video/v1/calls/{call_id}/end"): DESK,
+    ("POST", "/video/v1/calls/{call_id}/phone"): DESK,
     ("POST", "/video/v1/calls/{call_id}/appointment"): DESK,
     # 视频收件 opens the window's application form, which only a clerk may submit.
     ("POST", "/video/v1/calls/{call_id}/application"): ("clerk",),
@@ -244,6 +248,17 @@ def routes() -> web.RouteTableDef:
             ).all()
         return web.json_response({"callbacks": [dict(r._mapping) for r in rows]}, headers=NO_STORE)
 
+    @staff_route(table, "POST", "/video/v1/callbacks/{callback_id}/take")
+    async def take_callback(request: web.Request, staff: Staff) -> web.StreamResponse:
+        callback_id = path_int(request, "callback_id")
+        if callback_id is None:
+            raise VideoCallError("callback_not_found")
+        taken = await service.take_callback(
+            request.app[DATABASE], request.app[VIDEO_DESK].sealer, callback_id, staff.username
+        )
+        log.info("video callback %d taken by %s", callback_id, staff.username)
+        return web.json_response(taken, headers=NO_STORE)
+
     @staff_route(table, "POST", "/video/v1/calls/{call_id}/pick")
     async def pick(request: web.Request, staff: Staff) -> web.StreamResponse:
         await _may_answer(request, staff)
@@ -311,6 +326,17 @@ def routes() -> web.RouteTableDef:
         desk.call_of(call_id, staff)
         await desk.end(call_id, "done")
         return web.json_response({"id": call_id, "status": "ended"})
+
+    @staff_route(table, "POST", "/video/v1/calls/{call_id}/phone")
+    async def phone(request: web.Request, staff: Staff) -> web.StreamResponse:
+        """The citizen's callback phone in full, for the clerk who answered (to call back
+        after a lost connection)."""
+        row = await _own_row(request, staff)
+        if not row.phone:
+            raise VideoCallError("no_phone")
+        log.info("video call %s: phone shown to %s", row.id, staff.username)
+        number = request.app[VIDEO_DESK].sealer.open(row.phone, service.PHONE_PLACE)
+        return web.json_response({"phone": number}, headers=NO_STORE)
 
     @staff_route(table, "POST", "/video/v1/calls/{call_id}/appointment")
     async def appointment(request: web.Request, staff: Staff) -> web.StreamResponse:

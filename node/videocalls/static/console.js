@@ -97,5 +97,11 @@
     else { out.textContent = firstError(r); out.className = "alert error"; }
   });
 
+  const showPhone = document.getElementById("show-phone");
+  if (showPhone) showPhone.addEventListener("click", async () => {
+    const r = await api("POST", `${base}/phone`, {});
+    document.getElementById("phone-shown").textContent = r.ok ? r.data.phone : firstError(r);
+  });
+
   if (!ended) connect();
 })();

@@ -64,7 +64,19 @@
     list.replaceChildren();
     for (const c of (r.data.callbacks || [])) {
       const li = document.createElement("li");
-      li.textContent = `${new Date(c.created_at * 1000).toLocaleString("zh-CN")} · ${c.phone_masked} · ${c.topic || "（未填写）"}`;
+      const text = document.createElement("span");
+      text.textContent = `${new Date(c.created_at * 1000).toLocaleString("zh-CN")} · ${c.phone_masked} · ${c.topic || "（未填写）"} `;
+      const take = document.createElement("button");
+      take.type = "button"; take.textContent = "回电";
+      take.setAttribute("aria-label", `回电 ${c.phone_masked}`);
+      // Taking a callback shows the whole number to me only, and records that I took it.
+      take.addEventListener("click", async () => {
+        take.disabled = true;
+        const t = await api("POST", `/video/v1/callbacks/${c.id}/take`);
+        text.textContent = t.ok ? `请拨打 ${t.data.phone}（${c.topic || "未填写咨询内容"}）` : (t.data.detail || "无法处理");
+        take.remove();
+      });
+      li.append(text, take);
       list.append(li);
     }
     if (!list.children.length) { const li = document.createElement("li"); li.textContent = "没有待回电的请求。"; list.append(li); }
