@@ -3,7 +3,8 @@ The citizen (390 px) starts a call from /video and waits in the queue; the clerk
 opts in, picks the call up, and both see and hear each other through the node; the clerk
 takes a photo at the resolution the camera sends, books a slot at the window and opens a
 window application with the photo attached; the citizen rates the call. A second citizen
-closes the page while waiting and leaves the queue. The time from pick-up to the clerk's
+closes the page while waiting and leaves the queue. Outside opening hours the citizen leaves a
+phone and a helper takes the callback. The time from pick-up to the clerk's
 first frame is printed (bench figures are not asserted)."""
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tests.support.forms import form_for
 from tests.support.media import matches_quarters, write_y4m
 from tests.support.nodes import RunningNode
 from tests.support.regions import materials_for
-from tests.support.videocalls import ALWAYS, video_node
+from tests.support.videocalls import ALWAYS, not_today, video_node
 from tests.support.waiting import wait_until
 
 ITEM = "370500-DJ-0001"
@@ -250,3 +251,41 @@ async def test_a_citizen_who_closes_the_page_leaves_the_queue(
         return [c["status"] for c in await _calls(node)] == ["left"]
 
     await wait_until(left)
+
+
+async def test_outside_opening_hours_the_citizen_leaves_a_phone_and_a_helper_calls_back(
+    tmp_path: Path, databases: DatabaseFactory
+) -> None:
+    closed = await video_node(tmp_path, databases, not_today(), region="430400")
+    try:
+        async with chromium() as browser:
+            phone_ctx = await browser.new_context(viewport=CITIZEN, is_mobile=True)
+            citizen = await phone_ctx.new_page()
+            await citizen.goto(f"{closed.url}/video")
+            assert await citizen.locator("#ask-form").count() == 0
+            assert "不在视频办服务时间" in (await citizen.locator("#closed").text_content() or "")
+            await citizen.fill("#cb-phone", "12")
+            await citizen.get_by_role("button", name="提交回电请求").click()
+            await citizen.wait_for_function(
+                "() => document.getElementById('callback-result').textContent.includes('手机号码')",
+                timeout=30_000,
+            )
+            await citizen.fill("#cb-phone", "13905460003")
+            await citizen.fill("#cb-topic", "社保转移")
+            await citizen.get_by_role("button", name="提交回电请求").click()
+            await citizen.wait_for_function(
+                "() => document.getElementById('callback-result').textContent.includes('已收到')",
+                timeout=30_000,
+            )
+            assert await overflowing(citizen) == []
+            desk_ctx = await browser.new_context(viewport=DESK)
+            helper = await desk_ctx.new_page()
+            await sign_in(helper, closed.url, "helper")
+            assert helper.url.endswith("/video/desk")  # a helper starts at the desk
+            await helper.get_by_role("button", name="回电 139****0003").click()
+            await helper.wait_for_function(
+                "() => document.getElementById('callbacks').textContent.includes('13905460003')",
+                timeout=30_000,
+            )
+    finally:
+        await closed.stop()
