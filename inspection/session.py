@@ -108,7 +108,10 @@ class LiveSession:
         directory: Path,
         ice_servers: list[RTCIceServer],
         on_empty: Callable[[LiveSession], None] | None = None,
+        recording: bool = True,
     ) -> None:
+        """``recording`` False: nothing is recorded (a 视频办 call without the citizen's
+        consent); relay and snapshots work the same."""
         self.id: str = row.id
         self.case_id: int = row.case_id
         self.case_no: str = row.case_no
@@ -140,6 +143,9 @@ class LiveSession:
         self._applicant_epoch: object = None
         self._last_pli = 0.0
         self.ended = row.status in ("ended", "cancelled")
+        self.recording = recording
+        #: When the applicant's first video packet went to a staff participant.
+        self.first_relayed_at: float | None = None
 
     # -- who is here -------------------------------------------------------------------------
 
@@ -248,7 +254,8 @@ class LiveSession:
         if participant.role == "applicant":
             epoch = object()
             self._applicant_epoch = epoch
-            self._start_segment()
+            if self.recording:
+                self._start_segment()
             for track in incoming:
                 self._spawn(self._pump_applicant(track, participant, pc, epoch))
             for kind in ("audio", "video"):
@@ -319,20 +326,23 @@ class LiveSession:
                 return
             if participant.pc is not pc or not isinstance(packet, av.Packet):
                 return
-            if recorder is None or recorder.closed:
+            if self.recording and (recorder is None or recorder.closed):
                 continue
             arrived = time.time()
             for other in self.participants.values():
                 if other.is_staff and track.kind in other.outgoing:
                     other.outgoing[track.kind].push(packet, epoch)
+                    if track.kind == "video" and self.first_relayed_at is None:
+                        self.first_relayed_at = arrived
             if track.kind == "video":
                 data = bytes(packet)
                 self.gop.add(data)
                 if self.gop.overflowed:
                     self.gop.overflowed = False
                     self.request_keyframe()
-                recorder.add_video(packet, arrived)
-            else:
+                if recorder is not None:
+                    recorder.add_video(packet, arrived)
+            elif recorder is not None:
                 recorder.add_audio(packet, arrived, 0)
 
     async def _pump_staff(

@@ -29,6 +29,7 @@ from node.appkeys import (
     FEDERATION,
     HUB,
     IDENTITY,
+    VIDEO_DESK,
 )
 from node.cases.service import CaseService
 from node.catalog.service import catalog_refresher_ctx, get_item
@@ -59,6 +60,8 @@ from node.pages.window import routes as window_routes
 from node.storage.database import Database
 from node.storage.migrate import upgrade
 from node.storage.sealing import load_sealer
+from node.videocalls.desk import CallDesk
+from node.videocalls.views import routes as video_routes
 from node.workdays.cache import CalendarCache
 from node.workdays.views import routes as workday_routes
 
@@ -98,6 +101,7 @@ def create_app(config: NodeConfig) -> web.Application:
         app.add_routes(routes())
     app.add_routes(health_routes())
     app.add_routes(inspection_routes())
+    app.add_routes(video_routes())
     app.cleanup_ctx.append(_lifecycle)
     app.cleanup_ctx.append(catalog_refresher_ctx)
     return app
@@ -151,8 +155,19 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         identity=lambda: federation.identity,
         cases=service,
     )
+    # 视频办 reuses the inspection's media machinery (prepared above) for its calls.
+    desk = CallDesk(
+        db=db,
+        blobs=federation.blobs,
+        root=config.dir / "videocalls",
+        settings=config.videocalls,
+        media=config.inspection,
+        sealer=federation.sealer,
+    )
+    await desk.start()
     app[DATABASE] = db
     app[FEDERATION] = federation
+    app[VIDEO_DESK] = desk
     app[CASES] = service
     app[HUB] = hub
     app[IDENTITY] = identity_provider
@@ -168,6 +183,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             yield
     finally:
         await janitor.stop()
+        await desk.close()
         await hub.close()
         await identity_provider.close()
         await federation.stop()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from node.federation.runtime import Federation
     from node.identity.provider import RelyingParty
     from node.storage.database import Database
+    from node.videocalls.desk import CallDesk
 
 CONFIG: web.AppKey[NodeConfig] = web.AppKey("config")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
@@ -32,3 +33,5 @@ HUB: web.AppKey[InspectionHub] = web.AppKey("inspection_hub")
 IDENTITY: web.AppKey[RelyingParty] = web.AppKey("identity")
 #: The partner directory follower (None when tongban.toml has no [directory]).
 DIRECTORY: web.AppKey[DirectoryFollower | None] = web.AppKey("directory")
+#: 视频办: the queue of citizens calling the hall and the calls in progress.
+VIDEO_DESK: web.AppKey[CallDesk] = web.AppKey("video_desk")

@@ -43,6 +43,9 @@ RESEAL_HOOKS: tuple[ResealHook, ...] = (
     reseal_envelopes,
     column_resealer("cases", "id", "applicant_id_number", "cases.applicant_id_number"),
     column_resealer("cases", "id", "applicant_phone", "cases.applicant_phone"),
+    # 视频办: a call's callback phone, and the phones left for a callback.
+    column_resealer("video_calls", "id", "phone", "video_calls.phone"),
+    column_resealer("video_callbacks", "id", "phone", "video_callbacks.phone"),
 )
 
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from node.cases.deadlines import DEFAULT_DEFERRED_DAYS, DEFAULT_RECTIFICATION_DAYS
 from node.identity.config import IdentityConfigError, IdentitySettings, identity_settings
+from node.videocalls.settings import VideoCallSettings, video_call_settings
 from protocol.directory import AuthorityKey
 
 CONFIG_FILE = "tongban.toml"
@@ -196,6 +197,7 @@ class NodeConfig:
     #: The partner directory followed, if any.
     directory: DirectorySettings | None = None
     hall: HallSettings = field(default_factory=HallSettings)
+    videocalls: VideoCallSettings = field(default_factory=VideoCallSettings)
     #: Serve HTTPS directly (certificate chain and key, PEM) instead of behind a TLS proxy.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -267,6 +269,7 @@ class NodeConfig:
             identity=identity,
             directory=_directory_settings(data.get("directory")),
             hall=_hall_settings(data.get("hall", {})),
+            videocalls=_videocall_settings(data.get("videocalls", {})),
             tls_cert=tls.get("tls_cert"),
             tls_key=tls.get("tls_key"),
         )
@@ -286,6 +289,13 @@ def plain_http_refused(url: str, settings: FederationSettings) -> str | None:
             "(or set [federation] allow_plain_http = true)"
         )
     return f"bad_partner_url: {url} 须以 https:// 开头"
+
+
+def _videocall_settings(data: Any) -> VideoCallSettings:
+    try:
+        return video_call_settings(data)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _inspection_settings(data: dict[str, Any]) -> InspectionSettings:

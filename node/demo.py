@@ -46,7 +46,7 @@ DEMO_PASSWORD = "tongban-demo"
 DEMO_ONLINE_ITEMS = {"430400": "430400-GG-0001", "370500": "370500-QR-0001"}
 #: The development identity provider (统一身份认证 stand-in) listens at base port + this.
 PROVIDER_OFFSET = 3
-DEMO_USERS = ("clerk", "approver", "inspector", "supervisor", "admin")
+DEMO_USERS = ("clerk", "approver", "inspector", "supervisor", "admin", "helper")
 #: Display names of the demo staff, per region (the login names are the same everywhere).
 DEMO_NAMES = {
     "430400": {
@@ -55,6 +55,7 @@ DEMO_NAMES = {
         "inspector": "赵强",
         "supervisor": "陈静",
         "admin": "周磊",
+        "helper": "黄敏",
     },
     "430523": {
         "clerk": "刘娟",
@@ -62,6 +63,7 @@ DEMO_NAMES = {
         "inspector": "曾志勇",
         "supervisor": "唐丽",
         "admin": "邓超",
+        "helper": "谢芳",
     },
     "370500": {
         "clerk": "孙婷",
@@ -69,6 +71,7 @@ DEMO_NAMES = {
         "inspector": "徐万栋",
         "supervisor": "杨柳",
         "admin": "于洋",
+        "helper": "孔亮",
     },
 }
 #: Each region's service hall, shown on its 办事指南 (``[hall]`` in tongban.toml).
@@ -1080,7 +1083,7 @@ def banner(
         lines.append("  " + _pad(f"{config.name} {config.region}", 20) + f"{config.url}/")
     lines.append(
         "  页面 pages: /login 工作人员登录 · /window 窗口收件 · /office 办件箱 · "
-        "/supervision 监督 · /query 群众办件查询"
+        "/supervision 监督 · /query 群众办件查询 · /video 视频办"
     )
     lines += ["", "办事指南 guide（群众无需登录 no login；大厅二维码 QR sheet: /guide/qr-sheet）"]
     for config in configs:

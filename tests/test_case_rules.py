@@ -128,9 +128,15 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/bundles"): {"clerk"},
     ("POST", "/api/v1/uploads"): {"clerk", "approver", "inspector"},
     ("GET", "/api/v1/supervision"): {"supervisor", "admin"},
-    ("GET", "/api/v1/cases"): set(ROLES),
-    ("GET", "/api/v1/cases/{id}"): set(ROLES),
-    ("GET", "/api/v1/files/{sha256}"): set(ROLES),
+    # Every role but the 视频帮办 (helper), who answers video calls and holds no case.
+    ("GET", "/api/v1/cases"): set(ROLES) - {"helper"},
+    ("GET", "/api/v1/cases/{id}"): set(ROLES) - {"helper"},
+    ("GET", "/api/v1/files/{sha256}"): set(ROLES) - {"helper"},
+    # 视频办 (docs/videocalls.md)
+    ("GET", "/video/v1/queue"): {"helper", "clerk"},
+    ("POST", "/video/v1/duty"): {"helper", "clerk"},
+    ("GET", "/video/v1/callbacks"): {"helper", "clerk"},
+    ("GET", "/video/v1/figures"): {"supervisor", "admin"},
 }
 
 

@@ -29,6 +29,7 @@ from tests.support.inspections import ITEM, accepted_case, schedule
 from tests.support.nodes import RunningNode
 from tests.support.pages import page_paths
 from tests.support.regions import start_regions
+from tests.support.videocalls import answered_call
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = [
@@ -154,6 +155,7 @@ async def test_every_page_route_sends_the_policy(
                     "case_id": receiving_id,
                     "code": ITEM,
                     "region": ITEM[:6],
+                    "call_id": await answered_call(hengyang),
                 },
                 shaoyang.config.region: {
                     "id": handling_id,
@@ -161,6 +163,7 @@ async def test_every_page_route_sends_the_policy(
                     "session_id": case.session_id,
                     # 全程网办 of its own item (no identity provider here: the page says so).
                     "item_code": ITEM,
+                    "call_id": await answered_call(shaoyang),
                 },
             }
             assert hengyang.app is not None

@@ -28,6 +28,7 @@ from tests.support.forms import form_for
 from tests.support.nodes import RunningNode
 from tests.support.pages import page_paths
 from tests.support.regions import materials_for, start_regions
+from tests.support.videocalls import answered_call
 from tests.support.waiting import wait_until
 
 ITEM = "430400-XK-0002"  # 公共场所卫生许可（新办）: 衡阳市 inspects the site by video
@@ -182,6 +183,7 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
                 "code": ITEM,
                 "region": ITEM[:6],
                 "session_id": session_id,
+                "call_id": await answered_call(shaoyang),
             },
             hengyang.config.region: {
                 "id": there["id"],
@@ -192,6 +194,7 @@ async def test_every_page_fits_a_phone(tmp_path: Path, databases: DatabaseFactor
                 # 全程网办 of its own item (no identity provider here: the page says so;
                 # tests/test_pages_apply.py fills the form itself at 390 px).
                 "item_code": ITEM,
+                "call_id": await answered_call(hengyang),
             },
         }
         assert shaoyang.app is not None

@@ -17,14 +17,15 @@ window.TongbanRTC = (function () {
   }
 
   // A signalling channel: join() resolves with the node's "joined"; on(type, fn) for pushes;
-  // request(msg, type) sends and waits for the reply of that type (or an error).
-  function channel(session, joinMessage, onClose) {
+  // request(msg, type) sends and waits for the reply of that type (or an error). ``url``: a
+  // socket other than the inspection's (视频办 calls).
+  function channel(session, joinMessage, onClose, url) {
     const handlers = {};
     let pending = null;
     let ws = null;
     function open() {
       return new Promise((resolve, reject) => {
-        ws = new WebSocket(wsUrl(session));
+        ws = new WebSocket(url || wsUrl(session));
         ws.onopen = () => ws.send(JSON.stringify(joinMessage()));
         ws.onmessage = (event) => {
           const msg = JSON.parse(event.data);

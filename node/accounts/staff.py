@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROLES = ("clerk", "approver", "inspector", "supervisor", "admin")
+ROLES = ("clerk", "approver", "inspector", "supervisor", "admin", "helper")
 
 #: Chinese names of the roles, for people.
 ROLE_LABELS = {
@@ -16,6 +16,7 @@ ROLE_LABELS = {
     "inspector": "勘验人员",
     "supervisor": "监督人员",
     "admin": "系统管理员",
+    "helper": "视频帮办",
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.appkeys import CONFIG, DATABASE, FEDERATION
+from node.appkeys import CONFIG, DATABASE, FEDERATION, VIDEO_DESK
 from node.cases import queries
 from node.cases.lifecycle import STATUS_LABELS
 from node.clock import today_in_china
@@ -20,6 +20,7 @@ from node.pages.office import region_names
 from node.pages.paging import nav, paginate
 from node.pages.rendering import render_page
 from node.pages.session import page_staff
+from node.videocalls import figures as video_figures
 from node.workdays.service import read_calendar
 from protocol.regions import PROVINCES, province_of
 
@@ -240,6 +241,8 @@ def routes() -> web.RouteTableDef:
                 for link in link_page.rows
             ],
             calendar_missing=calendar.missing_next_year(today),
+            # 视频办 at a glance (the full figures: /video/figures).
+            video=await video_figures.compute(request.app[DATABASE], request.app[VIDEO_DESK]),
             next_year=today.year + 1,
             today=today.isoformat(),
         )

@@ -21,6 +21,7 @@ HOME = {
     "inspector": "/office",
     "supervisor": "/supervision",
     "admin": "/supervision",
+    "helper": "/video/desk",
 }
 
 

@@ -38,6 +38,7 @@ from node.pages import session, videos
 from node.pages.case_files import FILE_KINDS, stored_files
 from node.pages.qr import qr_svg
 from node.pages.rendering import day, render_page
+from node.videocalls.service import call_uploads
 from protocol.catalog import Item
 
 #: Roles that may open the window pages (an admin looks; only a clerk may submit).
@@ -135,6 +136,10 @@ def routes() -> web.RouteTableDef:
             estimate=await _estimate(request, item),
             id_types=ID_TYPES,
             can_submit=staff.role == "clerk",
+            # 视频收件: the snapshots of the clerk's own video call, attached as uploads.
+            call_files=await call_uploads(
+                request.app[DATABASE], request.query.get("call", "")[:36], staff.username
+            ),
         )
 
     @table.get("/window/bundle")

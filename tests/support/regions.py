@@ -20,6 +20,7 @@ STAFF = {
     "inspector": "赵强",
     "supervisor": "陈静",
     "admin": "管理员",
+    "helper": "孙丽",
 }
 
 

@@ -172,6 +172,19 @@
         li.classList.toggle("has-file", Boolean(f && f.state === "done"));
       }
     }
+    // Files already on the node (视频收件: a video call's snapshots), listed as uploaded.
+    preset(files) {
+      const taken = new Set(this.files.filter((f) => f.material).map((f) => f.material));
+      for (const f of files) {
+        const entry = { id: nextId++, file: { name: f.name, size: f.size }, material: "", progress: 1, state: "uploading", sha256: f.sha256, error: "" };
+        this.files.push(entry);
+        this.row(entry);
+        const code = this.guess(f.name, taken);
+        if (code) taken.add(code);
+        this.assign(entry, code);
+        this.done(entry, true, "");
+      }
+    }
     pending() { return this.files.some((f) => f.state === "uploading"); }
     body() {
       const out = [];
@@ -208,6 +221,8 @@
 
   function wireApply(form) {
     const parts = Array.from(form.querySelectorAll("fieldset[data-part]")).map((box) => new Part(box));
+    const preset = document.getElementById("call-files");
+    if (preset && parts.length) parts[0].preset(JSON.parse(preset.textContent));
     const bundle = form.dataset.bundle !== undefined;
     form.tongbanBody = (body) => {
       if (parts.some((p) => p.pending())) { formError(form, "文件仍在上传，请等上传完成后再提交"); return null; }

@@ -1,0 +1,161 @@
+// 视频办, the citizen's page: ask (topic, phone, consent to recording), wait in the queue
+// (position and estimated wait pushed by the node), talk with the clerk (two-way video through
+// the node), rate the call. Outside opening hours: ask for a callback.
+"use strict";
+(function () {
+  const MESSAGES = {
+    queue_full: "当前排队人数已满，请稍后再试，或在服务时间外留下电话等待回电。",
+    too_many_calls: "您发起视频咨询过于频繁，请稍后再试。",
+    outside_hours: "当前不在服务时间，请刷新页面后留下电话等待回电。",
+    call_over: "本次视频咨询已结束。",
+    call_key_invalid: "无法进入该视频咨询，请重新发起。",
+  };
+  const show = (el, on) => el.classList.toggle("hidden", !on);
+  const $ = (id) => document.getElementById(id);
+
+  async function post(url, body) {
+    const r = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    let data = {};
+    try { data = await r.json(); } catch (e) { data = {}; }
+    return { ok: r.ok, status: r.status, data };
+  }
+  function minutes(seconds) {
+    if (!seconds) return "不到 1 分钟";
+    const m = Math.ceil(seconds / 60);
+    return `${m} 分钟`;
+  }
+
+  // -- outside opening hours: a callback -------------------------------------------------------
+  const callbackForm = $("callback-form");
+  if (callbackForm) {
+    callbackForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const out = $("callback-result");
+      const body = { phone: $("cb-phone").value.trim(), topic: $("cb-topic").value.trim() || null };
+      if (callbackForm.dataset.item) body.item_code = callbackForm.dataset.item;
+      const r = await post("/video/v1/callbacks", body);
+      if (r.ok) { out.textContent = "已收到您的回电请求，工作人员将在服务时间内与您联系。"; out.className = "alert ok"; callbackForm.querySelector("button").disabled = true; }
+      else { out.textContent = ((r.data.fields || [])[0] || {}).message || r.data.detail || "提交失败，请稍后再试。"; out.className = "alert error"; }
+    });
+  }
+
+  const ask = $("ask");
+  if (!ask) return;
+  let stream = null, pc = null, chan = null, call = null, over = false;
+
+  function cleanup() {
+    if (pc) { pc.close(); pc = null; }
+    if (stream) { stream.getTracks().forEach((t) => t.stop()); stream = null; }
+  }
+  function say(text, kind) { $("status").textContent = text; $("status").className = "status " + (kind || ""); }
+  function appointment(msg) {
+    const text = `已为您预约到窗口办理：${msg.at.replace("T", " ")}${msg.note ? "，" + msg.note : ""}。请按时携带材料前往。`;
+    for (const id of ["appointment", "done-appointment"]) { $(id).textContent = text; show($(id), true); }
+  }
+  function finished() {
+    if (over) return;
+    over = true;
+    cleanup();
+    if (chan) chan.close();
+    show($("wait"), false); show($("call"), false); show($("done"), true);
+  }
+  function position(msg) {
+    $("position").textContent = msg.position;
+    $("ahead").textContent = Math.max(0, msg.position - 1);
+    $("estimate").textContent = minutes(msg.estimate_s);
+  }
+
+  async function talk() {
+    show($("wait"), false); show($("call"), true);
+    say("工作人员已接听，正在接通…");
+    pc = new RTCPeerConnection({ iceServers: call.ice_servers || [] });
+    stream.getTracks().forEach((t) => pc.addTrack(t, stream));
+    $("self").srcObject = stream;
+    const remote = new MediaStream();
+    $("remote").srcObject = remote;
+    pc.ontrack = (event) => { remote.addTrack(event.track); };
+    pc.onconnectionstatechange = () => {
+      if (!pc) return;
+      if (pc.connectionState === "connected") say(`已接通${call.clerk ? "：" + call.clerk : ""}。`, "ok");
+      if (pc.connectionState === "failed") say("连接中断，请检查网络。", "bad");
+    };
+    try { await TongbanRTC.negotiate(chan, pc); }
+    catch (err) { say(MESSAGES[err.code] || "接通失败，请稍后重试。", "bad"); }
+  }
+
+  $("ask-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const error = $("ask-error");
+    show(error, false); show($("phone-error"), false);
+    $("start").disabled = true;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: { ideal: "user" }, width: { ideal: 1280 }, height: { ideal: 720 } }, audio: true });
+    } catch (e) {
+      $("start").disabled = false;
+      error.textContent = "无法打开摄像头或麦克风。请在浏览器设置中允许本页使用摄像头和麦克风后重试。";
+      show(error, true);
+      return;
+    }
+    const body = { consent: $("consent").checked };
+    const topic = $("topic").value.trim(); if (topic) body.topic = topic;
+    const phone = $("phone").value.trim(); if (phone) body.phone = phone;
+    if (ask.dataset.item) body.item_code = ask.dataset.item;
+    const r = await post("/video/v1/calls", body);
+    $("start").disabled = false;
+    if (!r.ok) {
+      cleanup();
+      const field = (r.data.fields || []).find((f) => f.field === "phone");
+      if (field) { $("phone-error").textContent = field.message; show($("phone-error"), true); }
+      error.textContent = MESSAGES[r.data.error] || r.data.detail || "暂时无法发起视频咨询，请稍后再试。";
+      error.dataset.error = r.data.error || "";
+      show(error, true);
+      return;
+    }
+    call = { id: r.data.id, key: r.data.key };
+    position(r.data);
+    show(ask, false); show($("wait"), true);
+    $("self-preview").srcObject = stream;
+    $("recording-note").textContent = body.consent ? "您已同意录音录像，本次通话将被录像。" : "本次通话不录音录像。";
+    chan = TongbanRTC.channel(call.id, () => ({ type: "join", key: call.key }), () => {
+      if (!over) { say("与服务器的连接已断开。", "bad"); }
+    }, `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/video/v1/calls/${call.id}/ws`);
+    chan.on("queue", position);
+    chan.on("picked", (msg) => { call.clerk = msg.name; talk(); });
+    chan.on("appointment", appointment);
+    chan.on("ended", finished);
+    try {
+      const joined = await chan.open();
+      call.ice_servers = joined.ice_servers;
+      if (joined.position) position(joined);
+      // Keep the socket busy so proxies do not drop it; the node's heartbeat does the rest.
+      setInterval(() => chan.send({ type: "ping" }), 15000);
+    } catch (err) {
+      error.textContent = MESSAGES[err.code] || "连接失败，请稍后再试。";
+      show(error, true); show(ask, true); show($("wait"), false); cleanup();
+    }
+  });
+
+  $("cancel").addEventListener("click", () => {
+    over = true;
+    if (chan) { chan.send({ type: "bye" }); chan.close(); }
+    cleanup();
+    show($("wait"), false); show(ask, true);
+    $("ask-error").textContent = "您已离开排队。"; show($("ask-error"), true);
+    over = false;
+  });
+  $("hangup").addEventListener("click", () => {
+    if (chan) chan.send({ type: "bye" });
+    finished();
+  });
+
+  $("rate-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const out = $("rate-result");
+    const chosen = document.querySelector('#rate-form input[name="level"]:checked');
+    const body = { key: call.key, level: chosen ? Number(chosen.value) : null };
+    const comment = $("comment").value.trim(); if (comment) body.comment = comment;
+    const r = await post(`/video/v1/calls/${call.id}/rating`, body);
+    if (r.ok) { out.textContent = "感谢您的评价！"; out.className = "alert ok"; $("rate-form").querySelector("button").disabled = true; }
+    else { out.textContent = ((r.data.fields || [])[0] || {}).message || r.data.detail || "提交失败"; out.className = "alert error"; }
+  });
+})();
