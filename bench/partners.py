@@ -2,7 +2,7 @@
 
     python -m bench.partners [--partners 3000] [--compare 5] [--idle-seconds 60]
                              [--envelopes 300] [--backlog 1000] [--database sqlite|postgres]
-                             [--out bench/results/partners-<db>.json]
+                             [--catalogue on|off] [--out bench/results/partners-<db>.json]
 
 One run (see bench/README.md for the details): three real node processes. The hub 430523
 has ``--partners`` partners in its partners.toml: the live partner 430400, the partner
@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -79,6 +80,17 @@ TARGETS = {
 }
 #: Pause between the live partner's envelopes (a steady trickle, not a burst).
 SPACING = 0.02
+#: Idle CPU is also sampled in slices of this many seconds (median and max reported).
+IDLE_SLICE = 5.0
+#: The hub's log line for a partner catalogue that could not be fetched.
+CATALOGUE_FAILED = "partner catalogue not refreshed"
+
+
+def _log_count(proc: Proc, text: str) -> int:
+    try:
+        return proc.log.read_text(errors="replace").count(text)
+    except FileNotFoundError:
+        return 0
 
 
 @dataclass
@@ -92,6 +104,7 @@ class Params:
     pg_url: str
     quiet_wait: float
     keep: bool
+    catalogue: bool = True
 
 
 def closed_port() -> int:
@@ -274,9 +287,7 @@ async def comeback(
             async with back_db.read() as conn:
                 n = (
                     await conn.execute(
-                        select(func.count())
-                        .select_from(inbound_envelopes)
-                        .where(backlog_rows)
+                        select(func.count()).select_from(inbound_envelopes).where(backlog_rows)
                     )
                 ).scalar_one()
             return int(n) >= backlog
@@ -287,9 +298,7 @@ async def comeback(
             async with back_db.read() as conn:
                 n = (
                     await conn.execute(
-                        select(func.count())
-                        .select_from(inbound_envelopes)
-                        .where(backlog_rows)
+                        select(func.count()).select_from(inbound_envelopes).where(backlog_rows)
                     )
                 ).scalar_one()
             return int(n) > 0
@@ -364,7 +373,11 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
     log_dir.mkdir()
     dbs = Databases(params.database, tmp, params.pg_url)
     procs: list[Proc] = []
-    result: dict[str, Any] = {"partners": partners, "tmp": str(tmp)}
+    result: dict[str, Any] = {
+        "partners": partners,
+        "catalogue_refresher": params.catalogue,
+        "tmp": str(tmp),
+    }
     hub_db: Database | None = None
     try:
         configs = []
@@ -396,29 +409,64 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
         await live_proc.start()
 
         hub_proc = node_proc(hub, log_dir)
+        if not params.catalogue:
+            hub_proc.argv[1:3] = ["-m", "bench.node_without_catalogue"]
         procs.append(hub_proc)
         spawned = time.monotonic()
         await hub_proc.start()
         result["ready_s"] = await _wait_ready(hub.url, spawned)
+        # CPU the hub used to get there: less at the mercy of other processes than the wall
+        # clock on a shared machine.
+        result["ready_cpu_s"] = hub_proc.cpu().total
         result["rss_ready_mib"] = procstat.rss_mib(hub_proc.pid)
-        print(f"  ready in {result['ready_s']:.2f} s, RSS {result['rss_ready_mib']:.0f} MiB")
+        print(
+            f"  ready in {result['ready_s']:.2f} s ({result['ready_cpu_s']:.2f} s of CPU), "
+            f"RSS {result['rss_ready_mib']:.0f} MiB"
+        )
 
         await asyncio.sleep(3.0)  # start-up work done
         before, machine_before = hub_proc.cpu(), procstat.machine_cpu()
-        await asyncio.sleep(idle_seconds)
+        catalogue_before = _log_count(hub_proc, CATALOGUE_FAILED)
+        slices: list[float] = []
+        left = idle_seconds
+        while left > 0:
+            step = min(IDLE_SLICE, left)
+            mark = hub_proc.cpu()
+            await asyncio.sleep(step)
+            slices.append(100 * (hub_proc.cpu() - mark).total / step)
+            left -= step
         used = (hub_proc.cpu() - before).total
         machine = procstat.machine_cpu() - machine_before
         result["idle"] = {
             "seconds": idle_seconds,
             "core_pct": 100 * used / idle_seconds,
+            "slice_s": IDLE_SLICE,
+            "slice_core_pct": {
+                "median": statistics.median(slices),
+                "min": min(slices),
+                "max": max(slices),
+            },
+            # Other work of the node that is not delivery: the catalogue refresher fetches
+            # every partner's catalogue (node/catalog/service.py) and retries failures.
+            "catalogue_fetch_failures": _log_count(hub_proc, CATALOGUE_FAILED) - catalogue_before,
             "machine_busy_cores": machine.busy / idle_seconds,
         }
         result["rss_idle_mib"] = procstat.rss_mib(hub_proc.pid)
-        print(f"  idle: {result['idle']['core_pct']:.2f} % of a core over {idle_seconds:.0f} s")
+        idle = result["idle"]
+        print(
+            f"  idle: {idle['core_pct']:.2f} % of a core over {idle_seconds:.0f} s "
+            f"(median {IDLE_SLICE:.0f} s slice {idle['slice_core_pct']['median']:.2f} %, "
+            f"max {idle['slice_core_pct']['max']:.2f} %; "
+            f"{idle['catalogue_fetch_failures']} failed catalogue fetches meanwhile)"
+        )
 
+        mark = _log_count(hub_proc, CATALOGUE_FAILED)
         result["receipt"] = await receipt_latency(hub, live, params.envelopes)
         hub_db = Database(hub.database_url)
         result["delivery"] = await delivery_latency(hub_db, live.region, params.envelopes)
+        result["delivery"]["catalogue_fetch_failures"] = (
+            _log_count(hub_proc, CATALOGUE_FAILED) - mark
+        )
         print(
             f"  receipt p50 {result['receipt'].get('p50_ms', 0):.1f} ms "
             f"p99 {result['receipt'].get('p99_ms', 0):.1f} ms; delivery p50 "
@@ -426,10 +474,14 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
             f"p99 {result['delivery'].get('p99_ms', 0):.1f} ms"
         )
         if params.backlog > 0:
+            mark = _log_count(hub_proc, CATALOGUE_FAILED)
             result["comeback"], back_proc = await comeback(
                 hub, back, hub_db, params.backlog, log_dir
             )
             procs.append(back_proc)
+            result["comeback"]["catalogue_fetch_failures"] = (
+                _log_count(hub_proc, CATALOGUE_FAILED) - mark
+            )
             print(f"  comeback: {result['comeback']}")
         result["rss_peak_mib"] = hub_proc.peak_rss()
         result["log_problems"] = {p.name: p.log_problems() for p in procs}
@@ -483,6 +535,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--pg-url", default=os.environ.get("TONGBAN_BENCH_PG_URL", DEFAULT_PG))
     parser.add_argument("--quiet-wait", type=float, default=300.0, metavar="S")
+    parser.add_argument(
+        "--catalogue",
+        choices=("on", "off"),
+        default="on",
+        help="off: the hub runs without the partner catalogue refresher "
+        "(bench.node_without_catalogue), to tell its cost from delivery's",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, SQLite)")
     parser.add_argument("--out", type=Path, help="default bench/results/partners-<db>.json")
     args = parser.parse_args(argv)
@@ -498,8 +557,10 @@ def main(argv: list[str] | None = None) -> int:
         pg_url=args.pg_url,
         quiet_wait=args.quiet_wait,
         keep=args.keep,
+        catalogue=args.catalogue == "on",
     )
-    out = args.out or REPO / "bench" / "results" / f"partners-{args.database}.json"
+    suffix = "" if params.catalogue else "-nocatalogue"
+    out = args.out or REPO / "bench" / "results" / f"partners-{args.database}{suffix}.json"
     return asyncio.run(_main(params, out))
 
 
@@ -508,7 +569,8 @@ async def _main(params: Params, out: Path) -> int:
     print(
         f"partners bench: {params.partners} partners (compare {params.compare}), "
         f"database={params.database}, idle {params.idle_seconds:.0f} s, "
-        f"{params.envelopes} envelopes, backlog {params.backlog}"
+        f"{params.envelopes} envelopes, backlog {params.backlog}, "
+        f"catalogue refresher {'on' if params.catalogue else 'off'}"
     )
     print(f"run: {params.partners} partners")
     main_run = await run_once(params, params.partners, params.idle_seconds)
