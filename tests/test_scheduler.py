@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from node.config import NodeConfig
 from node.federation.models import outbox
@@ -291,6 +291,47 @@ async def test_a_commit_in_another_process_wakes_the_sender_by_notify(
     await wait_until(delivered)
     assert scheduler.notified >= 1
     assert scheduler.scans == 1
+
+
+@pytest.mark.skipif(not using_postgres(), reason="LISTEN/NOTIFY: PostgreSQL only")
+async def test_a_lost_listening_connection_listens_again_and_scans(
+    nodes: Callable[[dict[str, float]], Awaitable[list[RunningNode]]],
+) -> None:
+    sender, partner = await nodes({"poll_interval": NO_FALLBACK})
+    await partner.start()
+    await sender.start()
+    scheduler = sender.fed.delivery.scheduler
+    await wait_until(lambda: _true(scheduler.scans >= 1 and scheduler.listens == 1))
+    # The database drops the listening backend (a restart, an admin's pg_terminate_backend).
+    async with sender.db.read() as conn:
+        killed = (
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                )
+            )
+        ).all()
+    assert len(killed) == 1
+    # It listens again at once (no fallback interval to wait for) and scans once for what
+    # was notified while nobody listened.
+    await wait_until(lambda: _true(scheduler.listens == 2 and scheduler.scans == 2))
+    other = await OfflineSender(sender.config).open()
+    try:
+        async with other.db.write() as conn:
+            await other.outbox.enqueue(
+                conn, partner=PARTNER[0], typ="case.progress", xt="XT-RELISTEN", body=BODY
+            )
+    finally:
+        await other.close()
+
+    async def delivered() -> bool:
+        rows = await outbox_rows(sender)
+        return bool(rows) and all(r.delivered_at for r in rows)
+
+    await wait_until(delivered)
+    assert scheduler.notified >= 1
+    assert scheduler.scans == 2
 
 
 async def _true(value: bool) -> bool:

@@ -18,6 +18,7 @@ query. The wake-ups (docs/protocol.md, "Delivery scheduling"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -80,6 +81,8 @@ class Scheduler:
         self.scans = 0
         self.fired = 0
         self.notified = 0
+        #: Times a connection started listening (PostgreSQL).
+        self.listens = 0
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -116,14 +119,23 @@ class Scheduler:
 
     async def _run(self) -> None:
         next_scan = 0.0
+        next_listen = 0.0
         while True:
             now = time.monotonic()
+            if not self._db.is_sqlite and not self._is_listening() and now >= next_listen:
+                # The listening connection was lost (database restart, killed backend):
+                # listen again, then scan at once for what was notified meanwhile.
+                next_listen = now + self.interval
+                try:
+                    await self._unlisten()
+                    await self._listen()
+                    log.info("listening for outbox notifications again")
+                    next_scan = 0.0
+                except Exception:
+                    log.exception("LISTEN for outbox notifications failed")
             if now >= next_scan:
                 next_scan = now + self.interval
                 try:
-                    if not self._db.is_sqlite and not self._is_listening():
-                        await self._unlisten()
-                        await self._listen()
                     await self.scan()
                 except Exception:
                     log.exception("scanning the outbox for due partners failed")
@@ -135,6 +147,8 @@ class Scheduler:
                     self.fired += 1
                     self._wake(region)
             deadline = min(next_scan, self._heap[0][0] if self._heap else math.inf)
+            if not self._db.is_sqlite and not self._is_listening():
+                deadline = min(deadline, next_listen)
             self._changed.clear()
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
@@ -178,25 +192,32 @@ class Scheduler:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             await driver.add_listener(CHANNEL, self._notified)
+            # Lost: wake the loop, which listens again and scans.
+            driver.add_termination_listener(lambda _c: self._changed.set())
         except BaseException:
             await conn.close()
             raise
         self._listener, self._listening = conn, driver
+        self.listens += 1
 
     async def _unlisten(self) -> None:
         conn, driver = self._listener, self._listening
         self._listener = self._listening = None
         if conn is None:
             return
-        try:
-            if driver is not None and not driver.is_closed():
+        if driver is not None and not driver.is_closed():
+            try:
                 await driver.remove_listener(CHANNEL, self._notified)
-        except Exception:
-            log.warning("UNLISTEN failed", exc_info=True)
-        try:
+            except Exception:
+                log.warning("UNLISTEN failed", exc_info=True)
+            with contextlib.suppress(Exception):
+                await conn.close()
+            return
+        # Lost: the pool must not hand the dead connection out again.
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+        with contextlib.suppress(Exception):
             await conn.close()
-        except Exception:
-            log.warning("closing the listening connection failed", exc_info=True)
 
 
 def notify_statement(region: str) -> Any:
