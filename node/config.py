@@ -37,8 +37,10 @@ class FederationSettings:
     #: and 10 s, renewed while the send is in flight, so a crashed process's rows are sent
     #: again within seconds by a restarted process or another replica.
     claim_seconds: float = 120.0
-    #: Idle poll interval of the outbox worker, seconds (new rows from this process wake it
-    #: at once; rows written by other processes are seen within this delay).
+    #: Interval of the delivery scheduler's fallback scan, seconds: one query for all
+    #: partners (commits in this process, NOTIFY from replicas on PostgreSQL, due times and
+    #: inbound traffic wake a partner's sender at once; rows no wake-up announced, such as
+    #: those written by another process on SQLite, are seen within this delay).
     poll_interval: float = 0.25
     #: Re-issue an undelivered envelope this long before it expires, seconds.
     reissue_margin: float = 3600.0

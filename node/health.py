@@ -2,7 +2,7 @@
 
 ``/healthz`` (in node.federation.views) says only that the process answers HTTP: liveness.
 ``/readyz`` says whether this replica should get traffic: the database answers and is migrated
-to the newest schema, and the federation workers (inbound writer, applier, delivery queues,
+to the newest schema, and the federation workers (inbound writer, applier, delivery scheduler,
 file watcher) are running. It answers 200 ``{"status": "ready", ...}`` or 503
 ``{"status": "not_ready", "reasons": [...]}`` with stable reason codes.
 """
@@ -41,8 +41,8 @@ def _workers(fed: Federation) -> list[str]:
         "applier": getattr(fed.applier, "_task", None),
         "inbound_writer": getattr(fed.inbound, "_writer", None),
     }
-    for region, queue in fed.delivery.queues.items():
-        tasks[f"delivery:{region}"] = getattr(queue, "_task", None)
+    # Partners' senders run only when something is due; the scheduler always runs.
+    tasks.update(fed.delivery.workers())
     reasons = []
     for name, task in tasks.items():
         if not isinstance(task, asyncio.Task) or task.done():

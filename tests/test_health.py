@@ -66,7 +66,7 @@ async def test_not_ready_when_the_federation_workers_stopped(pair: list[RunningN
         "worker_stopped:watcher",
         "worker_stopped:applier",
         "worker_stopped:inbound_writer",
-        "worker_stopped:delivery:430523",
+        "worker_stopped:delivery",
     }
     assert (await get(f"{node.url}/healthz"))[0] == 200
 

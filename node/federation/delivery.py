@@ -4,7 +4,9 @@ Each partner's queue keeps up to a window of envelopes on the wire (a sliding wi
 sends finish, their results are recorded and more due rows claimed, in one transaction) and
 verifies each receipt. Failures back off per partner
 (exponential, jittered, capped at minutes), and the backoff resets as soon as anything
-arrives from that partner. One dead partner never slows the others: each has its own task.
+arrives from that partner. One dead partner never slows the others: each has its own
+sender task while it has work, and none at all while it has none (the scheduler,
+node/federation/scheduler.py, starts a sender when something falls due for its partner).
 
 Outbox tokens are stored sealed: claimed rows carry them as stored, and each send opens its
 row's token just before it goes on the wire (not in the claiming transaction, which on SQLite
@@ -34,6 +36,7 @@ from node.config import FederationSettings
 from node.federation.client import PartnerClient, TransportError
 from node.federation.identity import NodeIdentity
 from node.federation.models import OUTBOX_TOKEN, outbox
+from node.federation.scheduler import PENDING, ROW_DUE, Scheduler
 from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.storage.database import Database
@@ -78,19 +81,24 @@ class _Result:
 
 
 class PartnerQueue:
-    """Delivery to one partner region: a sliding window of sends.
+    """Delivery to one partner region: a sliding window of sends, run only while needed.
 
     Up to ``window`` envelopes are on the wire at once. As sends finish, their results are
     recorded and more rows claimed in one transaction, so the window stays full without a
     barrier between rounds. Claimed rows carry a short lease (``claimed_until``) that the
     worker renews while they are in flight: another replica never takes a row this process
     is sending, and a crashed process's rows are free again within one lease.
+
+    The sender (one task) runs only while there is something to do for the partner: it is
+    started by a wake-up (``wake``: a commit for this partner, a due time from the
+    scheduler, the partner speaking) and ends when nothing it can claim is left, telling
+    the scheduler when its next row or its backoff falls due. Idle, it costs nothing.
     """
 
     def __init__(self, region: str, delivery: Delivery) -> None:
         self.region = region
         self._delivery = delivery
-        # Set when there may be new work: a commit in this process, or the partner spoke.
+        # Set when there may be new work while the sender runs: it looks again before ending.
         self._wake = asyncio.Event()
         # Set when a send finishes.
         self._done = asyncio.Event()
@@ -104,11 +112,14 @@ class PartnerQueue:
         self.last_delivered_at: float | None = None
         self.last_failure_at: float | None = None
         self.last_error: str | None = None
+        #: Times the sender was started (tests prove a wake-up reaches only its partner).
+        self.runs = 0
         self._task: asyncio.Task[None] | None = None
         self._in_flight: dict[int, asyncio.Task[_Result]] = {}
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"deliver-{self.region}")
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -120,7 +131,23 @@ class PartnerQueue:
         self._in_flight.clear()
 
     def wake(self) -> None:
-        self._wake.set()
+        """There may be something to send: start the sender (or have the running one look
+        again). While backing off, only make sure the scheduler wakes it when that ends."""
+        if self.running:
+            self._wake.set()
+            return
+        if self.backoff_until > time.monotonic():
+            self._delivery.scheduler.at(self.region, self.backoff_until)
+            return
+        if self._delivery.stopped:
+            return
+        self.runs += 1
+        self._wake.clear()
+        self._task = asyncio.create_task(self._run(), name=f"deliver-{self.region}")
+
+    def not_before(self) -> float:
+        """Monotonic time before which waking the sender is useless (its backoff's end)."""
+        return 0.0 if self.running else self.backoff_until
 
     def heard_from(self) -> bool:
         """The partner is alive: drop the backoff. Returns True if we were backing off."""
@@ -128,10 +155,21 @@ class PartnerQueue:
         self.failures = 0
         self.backoff_until = 0.0
         self._pausing = False
-        self._wake.set()
+        self.wake()
         return was_backing_off
 
     async def _run(self) -> None:
+        try:
+            await self._send_while_due()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery to a partner failed", extra={"partner": self.region})
+            self._delivery.scheduler.at(
+                self.region, time.monotonic() + self._delivery.settings.poll_interval * 4
+            )
+
+    async def _send_while_due(self) -> None:
         delivery = self._delivery
         settings = delivery.settings
         window = max(1, settings.window)
@@ -157,9 +195,17 @@ class PartnerQueue:
                 want = free
             renew = [] if now - renewed < lease / 3 else list(self._in_flight)
             rows: list[_Row] = []
+            # Nothing left on the wire after this pass unless it claims something: ask when
+            # the partner's next row falls due, in the same transaction.
+            probe = not self._in_flight
+            next_due: float | None = None
             if results or want or renew:
+                # Anything committed before this transaction is seen by its claim.
+                self._wake.clear()
                 try:
-                    rows = await delivery.settle(self.region, results, want, renew)
+                    rows, next_due = await delivery.settle(
+                        self.region, results, want, renew, probe=probe
+                    )
                 except Exception:
                     # The results stay unrecorded and are recorded on the next pass.
                     log.exception(
@@ -184,11 +230,24 @@ class PartnerQueue:
                 self._done.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._done.wait(), timeout=lease / 3)
-            elif delay > 0:
-                await self._sleep(delay)
-            else:
-                # Nothing due: poll (rows written by other processes are seen this way).
-                await self._sleep(settings.poll_interval)
+                continue
+            if self.backoff_until > time.monotonic():
+                # Backing off: the scheduler wakes the sender when the backoff ends.
+                delivery.scheduler.at(self.region, self.backoff_until)
+                return
+            if self._wake.is_set():
+                # Woken while claiming (a commit the claim may not have seen), or the
+                # partner spoke during a backoff: look again.
+                continue
+            if next_due is not None:
+                # Rows wait (their own retry time, or another worker's claim): wake then.
+                # Never sooner than a moment from now (a row another replica is claiming
+                # this instant looks due).
+                soon = time.monotonic() + min(0.05, settings.poll_interval)
+                delivery.scheduler.at(
+                    self.region, max(soon, time.monotonic() + next_due - time.time())
+                )
+            return
 
     def _after(self, results: list[_Result]) -> None:
         """Health bookkeeping once ``results`` are recorded."""
@@ -245,11 +304,17 @@ class Delivery:
         self._metrics = metrics
         self.settings = settings
         self.queues: dict[str, PartnerQueue] = {}
+        #: Settle transactions (the per-partner outbox statements) run, by partner.
+        self.settles: dict[str, int] = {}
         #: How long a claim lasts without renewal, seconds: the worker renews the rows it is
         #: sending every third of it, so a crashed process's rows are free again that soon.
         self.lease = max(1.0, min(settings.claim_seconds, LEASE_SECONDS))
         # Short-lived tasks (make_due after a recovery) kept referenced until done.
         self._background: set[asyncio.Task[None]] = set()
+        #: Wakes each partner's sender when something falls due for it (no polling per
+        #: partner: node/federation/scheduler.py).
+        self.scheduler = Scheduler(db, settings.poll_interval, self.wake, self._not_before)
+        self.stopped = False
 
     def keep(self, task: asyncio.Task[None]) -> None:
         self._background.add(task)
@@ -259,20 +324,37 @@ class Delivery:
         self._identity = identity
 
     def sync_partners(self) -> None:
-        """Start a queue for every partner in partners.toml (call after it changed)."""
+        """A queue for every partner in partners.toml (call after it changed). A new queue
+        starts idle: the scheduler's next scan wakes it if rows wait for it."""
         for region in self._trust.partners:
             if region not in self.queues:
-                queue = PartnerQueue(region, self)
-                self.queues[region] = queue
-                queue.start()
+                self.queues[region] = PartnerQueue(region, self)
+
+    async def start(self) -> None:
+        """Queues for the partners, and the scheduler (its first scan finds what waits)."""
+        self.stopped = False
+        self.sync_partners()
+        await self.scheduler.start()
 
     async def stop(self) -> None:
+        self.stopped = True
+        await self.scheduler.stop()
         await asyncio.gather(*(q.stop() for q in self.queues.values()))
 
+    def workers(self) -> dict[str, asyncio.Task[None] | None]:
+        """The long-running tasks of delivery, by name (for /readyz): the scheduler only;
+        partners' senders run when needed and are not workers."""
+        return {"delivery": self.scheduler.task}
+
     def wake(self, region: str) -> None:
+        """Something may be due for ``region`` (a commit, a notification, a due time)."""
         queue = self.queues.get(region)
         if queue is not None:
             queue.wake()
+
+    def _not_before(self, region: str) -> float | None:
+        queue = self.queues.get(region)
+        return None if queue is None else queue.not_before()
 
     async def heard_from(self, region: str) -> None:
         """Anything arrived from ``region``: retry what waits for it now, not at backoff's end."""
@@ -295,6 +377,7 @@ class Delivery:
                 )
                 .values(next_attempt_at=now)
             )
+        self.wake(region)
 
     def backoff(self, failures: int) -> float:
         """Delay after ``failures`` consecutive failed rounds: exponential, capped, jittered."""
@@ -305,26 +388,44 @@ class Delivery:
         return base * random.uniform(0.5, 1.0)
 
     async def settle(
-        self, region: str, results: list[_Result], claim: int, renew: list[int]
-    ) -> list[_Row]:
+        self,
+        region: str,
+        results: list[_Result],
+        claim: int,
+        renew: list[int],
+        *,
+        probe: bool = False,
+    ) -> tuple[list[_Row], float | None]:
         """One transaction: record ``results``, renew the lease of the rows still on the wire
-        (``renew``, ids) and claim up to ``claim`` due rows for ``region``."""
+        (``renew``, ids) and claim up to ``claim`` due rows for ``region``.
+
+        With ``probe``, when nothing was claimed, also returns when the partner's next
+        waiting row falls due (UNIX time; None when none waits): the sender goes idle and
+        asks the scheduler to wake it then."""
         now = time.time()
+        self.settles[region] = self.settles.get(region, 0) + 1
         if self._db.is_sqlite:
-            rows = await self._db.run_write(
-                lambda c: self._settle_sqlite(c, region, results, claim, renew, now)
+            rows, next_due = await self._db.run_write(
+                lambda c: self._settle_sqlite(c, region, results, claim, renew, now, probe)
             )
         else:
-            rows = await self._settle_async(region, results, claim, renew, now)
+            rows, next_due = await self._settle_async(region, results, claim, renew, now, probe)
         for result in results:
             if result.kind == "delivered":
                 self._metrics.delivery_latency.labels(region).observe(now - result.row.created_at)
-        return rows
+        return rows, next_due
 
     async def _settle_async(
-        self, region: str, results: list[_Result], claim: int, renew: list[int], now: float
-    ) -> list[_Row]:
+        self,
+        region: str,
+        results: list[_Result],
+        claim: int,
+        renew: list[int],
+        now: float,
+        probe: bool,
+    ) -> tuple[list[_Row], float | None]:
         rows: list[_Row] = []
+        next_due: float | None = None
         async with self._db.write() as conn:
             if results:
                 await self._record(conn, results, now)
@@ -340,7 +441,14 @@ class Delivery:
                 )
             if claim > 0:
                 rows = await self._claim(conn, region, claim, now)
-        return rows
+            if probe and not rows:
+                found = (
+                    await conn.execute(
+                        select(func.min(ROW_DUE)).where(outbox.c.partner == region, PENDING)
+                    )
+                ).scalar()
+                next_due = None if found is None else float(found)
+        return rows, next_due
 
     def _settle_sqlite(
         self,
@@ -350,7 +458,8 @@ class Delivery:
         claim: int,
         renew: list[int],
         now: float,
-    ) -> list[_Row]:
+        probe: bool,
+    ) -> tuple[list[_Row], float | None]:
         """``settle`` on SQLite, in the writer's thread (the same statements as on
         PostgreSQL, less FOR UPDATE: the SQLite writer lock serializes writers)."""
         delivered = [
@@ -390,24 +499,34 @@ class Delivery:
                 f" AND delivered_at IS NULL AND id IN ({marks})",
                 (now + self.lease, WORKER_ID, *renew),
             )
-        if claim <= 0:
-            return []
-        found = c.execute(
-            "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ("
-            " SELECT id FROM outbox WHERE partner = ? AND delivered_at IS NULL"
-            " AND dead_at IS NULL AND next_attempt_at <= ?"
-            " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?)"
-            " RETURNING id, jti, xt, seq, typ, token, digest, created_at, expires_at, attempts",
-            (WORKER_ID, now + self.lease, region, now, now, claim),
-        ).fetchall()
+        found = []
+        if claim > 0:
+            found = c.execute(
+                "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE partner = ? AND delivered_at IS NULL"
+                " AND dead_at IS NULL AND next_attempt_at <= ?"
+                " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?)"
+                " RETURNING id, jti, xt, seq, typ, token, digest, created_at, expires_at, attempts",
+                (WORKER_ID, now + self.lease, region, now, now, claim),
+            ).fetchall()
         rows = [_Row(*r) for r in found]
         rows.sort(key=lambda r: r.id)
-        return rows
+        next_due: float | None = None
+        if probe and not rows:
+            (due,) = c.execute(
+                "SELECT MIN(CASE WHEN claimed_until > next_attempt_at THEN claimed_until"
+                " ELSE next_attempt_at END) FROM outbox WHERE partner = ?"
+                " AND delivered_at IS NULL AND dead_at IS NULL",
+                (region,),
+            ).fetchone()
+            next_due = None if due is None else float(due)
+        return rows, next_due
 
     async def claim(self, region: str, limit: int | None = None) -> list[_Row]:
         """Take up to ``limit`` (a window) of due rows for ``region``; other replicas skip
         them."""
-        return await self.settle(region, [], limit or self.settings.window, [])
+        rows, _next = await self.settle(region, [], limit or self.settings.window, [])
+        return rows
 
     async def _claim(
         self, conn: AsyncConnection, region: str, limit: int, now: float

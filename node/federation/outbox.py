@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.federation.identity import NodeIdentity
 from node.federation.models import OUTBOX_TOKEN, outbound_sequences, outbox
+from node.federation.scheduler import notify_statement
 from node.storage.database import after_commit
 from node.storage.sealing import SealsValues
 from protocol.envelope import new_claims, sign_envelope
@@ -54,8 +55,9 @@ class Outbox:
     ) -> Queued:
         """Sign an envelope for ``partner`` and queue it inside ``conn``'s transaction.
 
-        ``seq`` is the next for (``xt``, ``partner``). The delivery worker is woken after
-        the commit.
+        ``seq`` is the next for (``xt``, ``partner``). The partner's sender is woken after
+        the commit: in this process directly, in other replicas (PostgreSQL) by a NOTIFY
+        sent in this transaction.
         """
         moment = time.time() if now is None else now
         seq = await _next_seq(conn, xt, partner)
@@ -92,6 +94,9 @@ class Outbox:
             .returning(outbox.c.id)
         )
         row_id = result.scalar_one()
+        if conn.dialect.name == "postgresql":
+            # Every replica's scheduler LISTENs: the one that is free sends it, at commit.
+            await conn.execute(notify_statement(partner))
         after_commit(conn, lambda: self._wake(partner))
         return Queued(id=row_id, jti=claims["jti"], seq=seq, digest=digest)
 

@@ -94,7 +94,7 @@ class Federation:
         await self.client.start()
         self.inbound.start()
         self.applier.start()
-        self.delivery.sync_partners()
+        await self.delivery.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="watch-files"))
 
     async def stop(self) -> None:
