@@ -182,6 +182,9 @@ async def test_partners_toml_over_the_directory_for_every_kind_of_region(
             if file_key is not None:
                 assert (trust.keys.get(in_file[region].kid) is not None) == file_key, region
 
+        # The descriptor sweep leaves directory regions to the directory.
+        assert sorted(trust.swept_regions()) == sorted([BOTH, FILE_ONLY])
+
         # Keys learned from descriptors: for a directory region only under a key it lists.
         vouched, stray, filed = key_of(DIRECTORY_ONLY), key_of(DIRECTORY_ONLY), key_of(BOTH)
         signers = {

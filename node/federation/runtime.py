@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 2.0
 #: How often every partner's descriptor is fetched to learn rotated keys, seconds.
 DESCRIPTOR_REFRESH = 600.0
+#: Descriptors fetched at once by that sweep.
+SWEEP_CONCURRENCY = 16
 
 
 class Federation:
@@ -142,10 +144,20 @@ class Federation:
                     self.delivery.sync_partners()
                 if time.monotonic() - last_refresh > DESCRIPTOR_REFRESH:
                     last_refresh = time.monotonic()
-                    for region in list(self.trust.partners):
-                        await self.refresher.refresh(region)
+                    await self.sweep_descriptors()
             except Exception:
                 log.exception("reloading keys or partners failed")
+
+    async def sweep_descriptors(self) -> None:
+        """Fetch the sweep's descriptors, ``SWEEP_CONCURRENCY`` at a time: an unreachable
+        partner waits out its own timeout without holding up the others."""
+        gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
+
+        async def one(region: str) -> None:
+            async with gate:
+                await self.refresher.refresh(region)
+
+        await asyncio.gather(*(one(r) for r in self.trust.swept_regions()), return_exceptions=True)
 
     async def update_gauges(self) -> None:
         now = time.time()

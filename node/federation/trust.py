@@ -53,6 +53,12 @@ class TrustStore:
         self.refused_regions: dict[str, str] = {}
         self.keys = KeySet()
 
+    def swept_regions(self) -> list[str]:
+        """The partners whose descriptors the periodic sweep fetches: those of partners.toml.
+        A directory region's keys come with the directory (its rotations arrive there); an
+        unknown kid from one still fetches its descriptor on demand (``KeyRefresher``)."""
+        return [r for r in self.partners if self.sources.get(r) != "directory"]
+
     def partner(self, region: str) -> Partner | None:
         return self.partners.get(region)
 
