@@ -81,6 +81,7 @@ class Federation:
             sealer=self.sealer,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._sweep: asyncio.Task[None] | None = None
         # Short-lived tasks (backoff resets) kept referenced until done.
         self._background: set[asyncio.Task[None]] = set()
 
@@ -100,6 +101,8 @@ class Federation:
         self._tasks.append(asyncio.create_task(self._watch(), name="watch-files"))
 
     async def stop(self) -> None:
+        if self._sweep is not None:
+            self._tasks.append(self._sweep)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -144,7 +147,11 @@ class Federation:
                     self.delivery.sync_partners()
                 if time.monotonic() - last_refresh > DESCRIPTOR_REFRESH:
                     last_refresh = time.monotonic()
-                    await self.sweep_descriptors()
+                    if self._sweep is None or self._sweep.done():
+                        # Its own task: partners' timeouts never hold up the file watcher.
+                        self._sweep = asyncio.create_task(
+                            self.sweep_descriptors(), name="descriptor-sweep"
+                        )
             except Exception:
                 log.exception("reloading keys or partners failed")
 
