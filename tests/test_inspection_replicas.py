@@ -1,6 +1,7 @@
 """A video session's participants meet on the replica that holds its peer connections: the
 region's nginx (docker/nginx/region.conf.template, run by this machine's nginx) sends every URL
-of one session — pages, signalling WebSocket and session API — to the same replica."""
+of one session — pages, signalling WebSocket and session API — to the same replica, and every
+URL of 视频办 (one queue per hall) to one replica."""
 
 from __future__ import annotations
 
@@ -113,3 +114,32 @@ async def test_every_url_of_a_session_reaches_one_replica(
             holders[sid] = answered.pop()
     # The hash spreads sessions over both replicas (24 sessions on one: odds 2 in 2^24).
     assert set(holders.values()) == {"a", "b"}
+
+
+#: 视频办's URLs: the queue, the citizen's socket, the desk and a call's API.
+VIDEO_URLS = [
+    ("GET", "/video"),
+    ("POST", "/video/v1/calls"),
+    ("GET", "/video/desk"),
+    ("GET", "/video/v1/queue"),
+    ("POST", "/video/v1/calls/{sid}/pick"),
+    ("POST", "/video/v1/calls/{sid}/end"),
+    ("GET", "/video/figures"),
+]
+
+
+async def test_every_video_call_url_reaches_the_one_replica_that_holds_the_queue(
+    proxy: tuple[str, ssl.SSLContext],
+) -> None:
+    base, context = proxy
+    answered = set()
+    async with aiohttp.ClientSession() as http:
+        for _ in range(5):
+            sid = str(uuid.uuid4())
+            for method, path in VIDEO_URLS:
+                async with http.request(method, base + path.format(sid=sid), ssl=context) as resp:
+                    assert resp.status == 200, (method, path)
+                    answered.add((await resp.json())["replica"])
+            async with http.ws_connect(f"{base}/video/v1/calls/{sid}/ws", ssl=context) as ws:
+                answered.add((await ws.receive_json())["replica"])
+    assert answered == {"a"}
