@@ -186,6 +186,15 @@ async def test_a_citizen_applies_online_from_a_phone(phone_node: Any, tmp_path: 
         await page.get_by_role("button", name="查询").click()
         await ours("query-result")
         assert "已接件" in await page.locator("#case-status").inner_text()
+
+        # The other citizen pages, first loads each: the guide and 视频办.
+        for name, path in (
+            ("guide", "/guide"),
+            ("guide-item", f"/guide/{ITEM[:6]}/{ITEM}"),
+            ("video", f"/video?item={ITEM}"),
+        ):
+            await page.goto(node.url + path)
+            await ours(name)
         await context.close()
 
     for name, size in measured.items():
