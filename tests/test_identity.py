@@ -96,26 +96,31 @@ def hs256_with_public_key(body: dict[str, Any]) -> str:
     return (header + b"." + payload + b"." + jwt.utils.base64url_encode(signature)).decode()
 
 
-#: Every bad token and the code that refuses it.
-BAD_TOKENS: dict[str, tuple[str, str]] = {
-    "wrong issuer": (rs256(claims(iss="https://evil.example")), "identity_token_issuer"),
-    "wrong audience": (rs256(claims(aud="another-client")), "identity_token_audience"),
-    "expired": (
-        rs256(claims(iat=int(time.time()) - 4000, exp=int(time.time()) - 3000)),
-        "identity_token_expired",
-    ),
-    "bad signature": (rs256(claims(), key=OTHER_RSA), "identity_token_signature"),
-    "unknown kid": (rs256(claims(), kid="nobody"), "identity_token_key_unknown"),
-    "alg none": (unsigned(claims()), "identity_token_algorithm"),
-    "HS256 with the public key": (hs256_with_public_key(claims()), "identity_token_algorithm"),
-    "issued in the future": (
-        rs256(claims(iat=int(time.time()) + 3600, exp=int(time.time()) + 4000)),
-        "identity_token_not_yet_valid",
-    ),
-    "no ID number": (rs256(claims(id_number=None)), "identity_token_claims"),
-    "malformed ID number": (rs256(claims(id_number="110105194912310021")), "identity_token_claims"),
-    "not a token": ("abc.def", "identity_token_malformed"),
-}
+def bad_tokens() -> dict[str, tuple[str, str]]:
+    """Every bad token and the code that refuses it, made now: made at import, the good
+    claims of a token meant to fail otherwise would expire during a long run first."""
+    return {
+        "wrong issuer": (rs256(claims(iss="https://evil.example")), "identity_token_issuer"),
+        "wrong audience": (rs256(claims(aud="another-client")), "identity_token_audience"),
+        "expired": (
+            rs256(claims(iat=int(time.time()) - 4000, exp=int(time.time()) - 3000)),
+            "identity_token_expired",
+        ),
+        "bad signature": (rs256(claims(), key=OTHER_RSA), "identity_token_signature"),
+        "unknown kid": (rs256(claims(), kid="nobody"), "identity_token_key_unknown"),
+        "alg none": (unsigned(claims()), "identity_token_algorithm"),
+        "HS256 with the public key": (hs256_with_public_key(claims()), "identity_token_algorithm"),
+        "issued in the future": (
+            rs256(claims(iat=int(time.time()) + 3600, exp=int(time.time()) + 4000)),
+            "identity_token_not_yet_valid",
+        ),
+        "no ID number": (rs256(claims(id_number=None)), "identity_token_claims"),
+        "malformed ID number": (
+            rs256(claims(id_number="110105194912310021")),
+            "identity_token_claims",
+        ),
+        "not a token": ("abc.def", "identity_token_malformed"),
+    }
 
 
 def test_a_valid_token_of_either_algorithm_is_accepted() -> None:
@@ -127,7 +132,7 @@ def test_a_valid_token_of_either_algorithm_is_accepted() -> None:
 
 def test_every_bad_token_is_refused_with_its_code() -> None:
     keys = KeySet.from_jwks(JWKS)
-    cases_ = {**BAD_TOKENS, "wrong nonce": (rs256(claims(nonce="n-2")), "identity_token_nonce")}
+    cases_ = {**bad_tokens(), "wrong nonce": (rs256(claims(nonce="n-2")), "identity_token_nonce")}
     for what, (token, code) in cases_.items():
         with pytest.raises(IdentityError) as refused:
             verify_id_token(token, keys=keys, settings=SETTINGS, now=time.time(), nonce="n-1")
@@ -199,7 +204,7 @@ async def test_online_applications_carry_the_verified_identity(trusting: Running
         citizen = ApiClient(node.url, http)
         body = await _application(citizen)
         before = await _count(node)
-        for what, (token, code) in BAD_TOKENS.items():
+        for what, (token, code) in bad_tokens().items():
             citizen.token = token
             status, answer = await citizen.call("POST", "/api/v1/public/applications", body)
             assert (status, answer["error"]) == (401, code), what
