@@ -219,7 +219,15 @@ async def reindex(db: Database, own_region: str, names: Mapping[str, str]) -> in
                 )
             )
         ).all()
-        regions = (await conn.execute(select(partner_catalogs.c.region))).scalars().all()
+        regions = (
+            (
+                await conn.execute(
+                    select(partner_catalogs.c.region).order_by(partner_catalogs.c.region)
+                )
+            )
+            .scalars()
+            .all()
+        )
     total = 0
     own = [Item.from_dict(json.loads(r.data)) for r in own_rows]
     async with db.write() as conn:

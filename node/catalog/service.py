@@ -20,7 +20,7 @@ import logging
 import re
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.appkeys import CATALOG_REFRESHER, DATABASE, FEDERATION
-from node.catalog.index import index_region
+from node.catalog.index import ensure_index, index_region
 from node.catalog.models import items as items_table
 from node.catalog.models import partner_catalogs
 from node.catalog.schedule import DEFAULT_JITTER, DEFAULT_START_RATE, RefreshSchedule
@@ -487,6 +487,22 @@ async def partner_catalog_status(db: Database) -> list[PartnerCatalogStatus]:
     ]
 
 
+async def partner_fetched_at(db: Database, regions: Iterable[str]) -> dict[str, float | None]:
+    """When the cached catalogue of each of ``regions`` was fetched (partners' only)."""
+    wanted = sorted(set(regions))
+    if not wanted:
+        return {}
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(partner_catalogs.c.region, partner_catalogs.c.fetched_at).where(
+                    partner_catalogs.c.region.in_(wanted)
+                )
+            )
+        ).all()
+    return {r.region: r.fetched_at for r in rows}
+
+
 # -- publishing ------------------------------------------------------------------------------
 
 
@@ -874,9 +890,13 @@ class CatalogRefresher:
 
 
 async def start_catalog_refresher(app: web.Application) -> CatalogRefresher:
-    """Start refreshing partners' catalogues. Call after the federation has started (it needs
-    the loaded trust store and the started HTTP client)."""
+    """Bring the search index up to date with the cached catalogues (node/catalog/index.py
+    ``ensure_index``) and start refreshing partners' catalogues. Call after the federation has
+    started (it needs the loaded trust store and the started HTTP client)."""
     fed = app[FEDERATION]
+    names = {region: partner.name for region, partner in fed.trust.partners.items()}
+    names[fed.identity.region] = fed.identity.name
+    await ensure_index(app[DATABASE], fed.identity.region, names)
     refresher = CatalogRefresher(
         app[DATABASE], fed.trust, fed.client, learn_keys=fed.refresher.refresh
     )
