@@ -101,7 +101,7 @@ def routes() -> web.RouteTableDef:
         except SearchError as exc:
             problem = exc.message
             query = SearchQuery()
-        found = await search(db, query)
+        found = await search(db, query, page_size=PAGE_SIZE)
         fetched = await catalog.partner_fetched_at(db, {e.handling_region for e in found.entries})
         paged = Paged(found.entries, found.page, found.pages, found.total, PAGE_SIZE)
         shown = {k: v for k, v in params.items() if v and k != "page" and not problem}
@@ -117,7 +117,7 @@ def routes() -> web.RouteTableDef:
             problem=problem,
             groups=_groups(request, found.entries, fetched),
             paged=paged,
-            links=nav(shown, "page", paged),
+            pager_links=nav(shown, "page", paged),
             capped=found.capped,
             filtered=bool(shown),
             joint_count=(await search(db, SearchQuery(mode="joint"), page_size=1)).total,
