@@ -137,6 +137,12 @@ async def test_exact_code_first_then_name_prefix_then_own_then_partners(db: Data
             },
         ),
         ("不动产登记（转移登记）", {"430400-DJ-0001"}),
+        # An item code's start: by the code index.
+        ("430400", {"430400-XK-0001", "430400-XK-0002", "430400-DJ-0001"}),
+        ("430400-dj", {"430400-DJ-0001"}),
+        # Not a whole region code: a substring of the codes (trigram index).
+        ("4304", {"430400-XK-0001", "430400-XK-0002", "430400-DJ-0001"}),
+        ("0002", {"430523-XK-0002", "430400-XK-0002"}),  # serials: substring of the code
         # 1–2 characters: the grams index (shorter than a trigram).
         ("卫生", {"430400-XK-0002"}),
         ("衡阳", {"430400-XK-0001", "430400-XK-0002", "430400-DJ-0001"}),

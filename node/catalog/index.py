@@ -184,15 +184,21 @@ async def index_region(
             .all()
         )
         await _fts(conn, "insert", fresh)
-    await _index_region_row(conn, region, region_name, len(wanted))
+    await _index_region_row(conn, region, region_name, len(wanted), own)
 
 
-async def _index_region_row(conn: AsyncConnection, region: str, name: str, count: int) -> None:
+async def _index_region_row(
+    conn: AsyncConnection, region: str, name: str, count: int, own: bool
+) -> None:
     await conn.execute(delete(catalog_regions).where(catalog_regions.c.region == region))
     if count:
         await conn.execute(
             catalog_regions.insert().values(
-                region=region, name=name or region, province=province_of(region), items=count
+                region=region,
+                name=name or region,
+                province=province_of(region),
+                items=count,
+                own=own,
             )
         )
 

@@ -84,4 +84,6 @@ catalog_regions = Table(
     Column("name", String(100), nullable=False),
     Column("province", String(2), nullable=False),
     Column("items", Integer, nullable=False),
+    # Our own region (the search's "own items" tier reaches them by region, not by a boolean).
+    Column("own", Boolean, nullable=False),
 )

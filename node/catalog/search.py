@@ -8,6 +8,10 @@ Ranking, tier by tier (docs/catalog.md §6):
 2. our own items containing the query (code, name, department, place);
 3. partners' items containing it, in index order.
 
+A query that is an item code or its start from the region on (``430400``, ``430400-XK``,
+``430400-xk-0001``) finds the item with that code, then the items whose code starts with it,
+by code (the code index; names and departments hold no codes).
+
 Without a query: our items, then partners', by code. Filters: mode, province, region (6-digit
 code or part of a name). Only the first :data:`MAX_RESULTS` matches are counted and paged (a
 window clerk narrows the query rather than leafing through thousands).
@@ -48,6 +52,8 @@ MAX_QUERY = 50
 MAX_REGIONS = 200
 
 _DIGITS6 = re.compile(r"[1-9][0-9]{5}")
+#: An item code or its start from the region on: ``430400``, ``430400-XK``, ``430400-XK-0001``.
+_CODE_START = re.compile(r"[1-9][0-9]{5}(-[A-Z]{0,4}(-[0-9]{0,6})?)?")
 _LAST = "\U0010ffff"
 
 
@@ -227,7 +233,17 @@ async def _tiers(conn: AsyncConnection, query: SearchQuery) -> list[_Tier]:
     if query.region:
         regions = await _regions_named(conn, query.region)
         base.append(entries.c.handling_region.in_(regions) if regions else false())
-    own = entries.c.own.is_(True)
+    # Ours by region (the few hundred rows of our region's index range), not by the boolean,
+    # whose index the planner rightly ignores: half the values of a two-valued column.
+    # Looked up first: with a subquery the planner cannot tell the list is one region long.
+    own_regions = list(
+        (
+            await conn.execute(
+                select(catalog_regions.c.region).where(catalog_regions.c.own.is_(True))
+            )
+        ).scalars()
+    )
+    own = entries.c.handling_region.in_(own_regions) if own_regions else false()
     partner = entries.c.own.is_(False)
     text = query.text
     if not text:
@@ -236,6 +252,16 @@ async def _tiers(conn: AsyncConnection, query: SearchQuery) -> list[_Tier]:
             _Tier([*base, partner], [entries.c.code]),
         ]
     code = text.upper()
+    if _CODE_START.fullmatch(code):
+        # A code or its start: found by the code's own index, in code order (no substring
+        # search: names and departments hold no codes).
+        starts: ColumnElement[bool] = and_(entries.c.code > code, entries.c.code < code + _LAST)
+        if conn.dialect.name == "postgresql":  # the text_pattern_ops index (migration 0018)
+            starts = and_(entries.c.code != code, entries.c.code.startswith(code, autoescape=True))
+        return [
+            _Tier([*base, entries.c.code == code], [entries.c.code]),
+            _Tier([*base, starts], [entries.c.code]),
+        ]
     prefix = _prefix(conn, text)
     not_code = entries.c.code != code
     rest = [*base, not_code, not_(prefix)]

@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("province", sa.String(length=2), nullable=False),
         sa.Column("items", sa.Integer(), nullable=False),
+        sa.Column("own", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("region", name=op.f("pk_catalog_regions")),
     )
     if op.get_bind().dialect.name == "postgresql":
@@ -80,6 +81,10 @@ def upgrade() -> None:
         op.execute(PG_GRAMS_FUNCTION)
         op.execute(
             'CREATE INDEX ix_catalog_entries_name ON catalog_entries (name COLLATE "C", code)'
+        )
+        op.execute(
+            "CREATE INDEX ix_catalog_entries_code_pattern ON catalog_entries "
+            "(code text_pattern_ops)"
         )
         op.execute(
             f"CREATE INDEX ix_catalog_entries_trgm ON catalog_entries USING gin ({PG_TEXT} gin_trgm_ops)"
@@ -102,6 +107,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.drop_index("ix_catalog_entries_grams", table_name="catalog_entries")
+        op.drop_index("ix_catalog_entries_code_pattern", table_name="catalog_entries")
         op.drop_index("ix_catalog_entries_trgm", table_name="catalog_entries")
         op.execute("DROP FUNCTION IF EXISTS tongban_grams(text)")
     else:
