@@ -490,6 +490,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         report["size"] = await db_size(db, sqlite_path)
         print(json.dumps({"load": report["load"], "size": report["size"]}, ensure_ascii=False))
+        report["load_average_before_queries"] = os.getloadavg()
         queries = make_queries(rng, regions, samples, args.queries)
         for _kind, query in queries[:20]:  # warm the caches
             await search(db, query)
@@ -503,6 +504,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             by_kind.setdefault(kind, []).append(ms)
             results.setdefault(kind, []).append(page.total)
             every.append(ms)
+        report["load_average_after_queries"] = os.getloadavg()
         overall = percentiles(every)
         report["search"] = {
             "overall": overall,
