@@ -197,18 +197,27 @@ def _indexed_tier(conn: AsyncConnection, text: str, where: list[ColumnElement[bo
     return _Tier(where, [], fts="catalog_grams", match=f'"{short}"')
 
 
-def _select(tier: _Tier, *columns: Any) -> Select[Any]:
+def _select(tier: _Tier, *columns: Any, ordered: bool = True, few: bool = False) -> Select[Any]:
+    """The tier's rows; ``ordered`` False for counting (no order to keep: PostgreSQL then stops
+    at the limit instead of sorting every match). ``few``: the tier has fewer matches than are
+    counted, so PostgreSQL should collect them from its index and sort them, not walk the
+    primary key in order testing every row (``id + 0`` hides that order from the planner)."""
     query = select(*columns)
     if tier.fts is not None:
         fts = table(tier.fts, column("rowid"))
-        query = (
-            query.select_from(fts.join(entries, entries.c.id == fts.c.rowid))
-            .where(sql_text(f"{tier.fts} MATCH :match").bindparams(match=tier.match))
-            .order_by(fts.c.rowid)
+        query = query.select_from(fts.join(entries, entries.c.id == fts.c.rowid)).where(
+            sql_text(f"{tier.fts} MATCH :match").bindparams(match=tier.match)
         )
+        if ordered:
+            query = query.order_by(fts.c.rowid)
     else:
         query = query.select_from(entries)
-    return query.where(*tier.where).order_by(*tier.order)
+    query = query.where(*tier.where)
+    if not ordered:
+        return query
+    if few and tier.order and tier.order[0] is entries.c.id:
+        return query.order_by(entries.c.id + 0)
+    return query.order_by(*tier.order)
 
 
 async def _regions_named(conn: AsyncConnection, value: str) -> list[str]:
@@ -296,15 +305,18 @@ async def search(db: Database, query: SearchQuery, *, page_size: int = PAGE_SIZE
     async with db.read() as conn:
         tiers = await _tiers(conn, query)
         counts: list[int] = []
+        full: list[bool] = []
         total = 0
         for tier in tiers:
             room = MAX_RESULTS + 1 - total
             if room <= 0:
                 counts.append(0)
+                full.append(True)
                 continue
-            inner = _select(tier, entries.c.id).limit(room).subquery()
+            inner = _select(tier, entries.c.id, ordered=False).limit(room).subquery()
             found = int((await conn.execute(select(func.count()).select_from(inner))).scalar_one())
             counts.append(found)
+            full.append(found >= room)
             total += found
         capped = total > MAX_RESULTS
         total = min(total, MAX_RESULTS)
@@ -313,14 +325,15 @@ async def search(db: Database, query: SearchQuery, *, page_size: int = PAGE_SIZE
         skip = (page - 1) * page_size
         want = min(page_size, total - skip)
         rows: list[Any] = []
-        for tier, count in zip(tiers, counts, strict=True):
+        for tier, count, many in zip(tiers, counts, full, strict=True):
             if want <= 0:
                 break
             if skip >= count:
                 skip -= count
                 continue
             take = min(want, count - skip)
-            rows.extend((await conn.execute(_select(tier, entries).offset(skip).limit(take))).all())
+            statement = _select(tier, entries, few=not many).offset(skip).limit(take)
+            rows.extend((await conn.execute(statement)).all())
             want -= take
             skip = 0
         regions = sorted({r.handling_region for r in rows})
