@@ -11,8 +11,8 @@ What is searched (docs/catalog.md §6):
   ``department``, ``place`` (external content: the text lives in ``catalog_entries`` only),
   for queries of 3 characters or more; ``catalog_grams``, a contentless FTS5 table of every 1-
   and 2-character gram (:func:`grams`), for shorter queries.
-- PostgreSQL: a pg_trgm GIN index over :data:`PG_TEXT` and a GIN index over
-  ``tongban_grams(PG_GRAMS_TEXT)`` (migration 0018_catalog_search).
+- PostgreSQL: a pg_trgm GIN index over :data:`PG_TEXT` and a GIN index over the ``grams``
+  column (migration 0018_catalog_search), which this module fills.
 """
 
 from __future__ import annotations
@@ -31,10 +31,6 @@ from protocol.regions import PROVINCES, province_of
 
 #: The searched text of a row on PostgreSQL (the pg_trgm index's expression, migration 0018).
 PG_TEXT = "lower(code || ' ' || name || ' ' || department || ' ' || place)"
-#: The text whose grams the PostgreSQL grams index holds (migration 0018).
-PG_GRAMS_TEXT = (
-    "lower(name || ' ' || department || ' ' || place || ' ' || split_part(code, '-', 2))"
-)
 
 _FTS_COLUMNS = ("code", "name", "department", "place")
 _COMPARED = ("name", "department", "place", "province", "modes", "own", "summary")
@@ -42,7 +38,7 @@ _COMPARED = ("name", "department", "place", "province", "modes", "own", "summary
 
 def grams_text(name: str, department: str, place: str, code: str) -> str:
     """The text whose 1- and 2-character grams are indexed: the name, department, place and the
-    code's category (``XK``), lower case (the same text as :data:`PG_GRAMS_TEXT`)."""
+    code's category (``XK``), lower case."""
     parts = code.split("-")
     category = parts[1] if len(parts) > 1 else ""
     return f"{name} {department} {place} {category}".lower()
@@ -50,7 +46,7 @@ def grams_text(name: str, department: str, place: str, code: str) -> str:
 
 def grams(value: str) -> list[str]:
     """Every distinct 1- and 2-character substring of ``value`` without white space, in order
-    of first appearance (as ``tongban_grams`` on PostgreSQL)."""
+    of first appearance."""
     seen: dict[str, None] = {}
     for i, ch in enumerate(value):
         if not ch.isspace():
@@ -141,6 +137,11 @@ async def index_region(
             )
         ).scalar() or ""
     wanted = {i.code: _values(i, region_name, own) for i in current}
+    if conn.dialect.name == "postgresql":
+        for values in wanted.values():
+            values["grams"] = grams(
+                grams_text(values["name"], values["department"], values["place"], values["code"])
+            )
     rows = (
         (
             await conn.execute(

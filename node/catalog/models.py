@@ -8,6 +8,7 @@
 """
 
 from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table, Text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from node.storage.metadata import metadata
 
@@ -71,6 +72,9 @@ catalog_entries = Table(
     Column("own", Boolean, nullable=False),
     # JSON: what the chooser shows of the item (limits, inspection, material counts).
     Column("summary", Text, nullable=False),
+    # PostgreSQL only (NULL on SQLite, whose FTS5 table holds them): the 1- and 2-character
+    # grams (index.grams), under a GIN index.
+    Column("grams", Text().with_variant(ARRAY(Text), "postgresql"), nullable=True),
     Index("ix_catalog_entries_handling_region_code", "handling_region", "code"),
     Index("ix_catalog_entries_province_code", "province", "code"),
     Index("ix_catalog_entries_own_code", "own", "code"),

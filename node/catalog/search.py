@@ -18,7 +18,7 @@ window clerk narrows the query rather than leafing through thousands).
 
 A query of 3 characters or more is looked up in the trigram index (FTS5 ``catalog_search`` /
 pg_trgm); a query of 1–2 characters (shorter than a trigram: ``卫生``, ``衡阳``, ``证``) in the
-grams index (``catalog_grams`` / ``tongban_grams``), reduced to its letters and digits. With a
+grams index (``catalog_grams`` / the ``grams`` column), reduced to its letters and digits. With a
 region filter the region's few hundred rows are scanned with LIKE instead.
 """
 
@@ -35,7 +35,7 @@ from sqlalchemy import ColumnElement, Select, and_, column, false, func, not_, o
 from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from node.catalog.index import PG_GRAMS_TEXT, PG_TEXT
+from node.catalog.index import PG_TEXT
 from node.catalog.models import catalog_entries as entries
 from node.catalog.models import catalog_regions
 from node.storage.database import Database
@@ -182,9 +182,9 @@ def _indexed_tier(conn: AsyncConnection, text: str, where: list[ColumnElement[bo
         else:
             short = _short(text)
             match = (
-                sql_text(
-                    f"tongban_grams({PG_GRAMS_TEXT}) @> ARRAY[CAST(:gram AS text)]"
-                ).bindparams(gram=short)
+                sql_text("catalog_entries.grams @> ARRAY[CAST(:gram AS text)]").bindparams(
+                    gram=short
+                )
                 if short
                 else sql_text("false")
             )

@@ -5,7 +5,8 @@
 - SQLite: FTS5 ``catalog_search`` (trigram tokenizer, external content over
   ``catalog_entries``) and contentless FTS5 ``catalog_grams`` (the 1- and 2-character grams).
 - PostgreSQL: pg_trgm GIN index over the searched text and a GIN index over its grams
-  (``tongban_grams``), and a C-collated name index for name prefixes.
+  (the ``grams`` column, filled by node/catalog/index.py), a C-collated name index for name
+  prefixes and a text_pattern_ops code index for code prefixes.
 - ``partner_catalogs.etag`` / ``checked_at``: conditional fetches (If-None-Match, 304).
 
 The index starts empty; the node fills it from the cached catalogues at start
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0018_catalog_search"
 down_revision: str | Sequence[str] | None = "0013_case_personal_data"
@@ -26,22 +28,8 @@ branch_labels: str | Sequence[str] | None = None
 # The catalogue tables are on their own branch from 0001.
 depends_on: str | Sequence[str] | None = "0004_catalog"
 
-# Keep in step with node/catalog/index.py (PG_TEXT, PG_GRAMS_TEXT).
+# Keep in step with node/catalog/index.py (PG_TEXT).
 PG_TEXT = "lower(code || ' ' || name || ' ' || department || ' ' || place)"
-PG_GRAMS_TEXT = (
-    "lower(name || ' ' || department || ' ' || place || ' ' || split_part(code, '-', 2))"
-)
-
-PG_GRAMS_FUNCTION = r"""
-CREATE OR REPLACE FUNCTION tongban_grams(t text) RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
-  SELECT coalesce(array_agg(DISTINCT g), '{}'::text[]) FROM (
-    SELECT substr(t, i, 1) AS g FROM generate_series(1, length(t)) AS i
-    UNION ALL
-    SELECT substr(t, i, 2) FROM generate_series(1, length(t) - 1) AS i
-  ) AS s WHERE g !~ '\s'
-$$
-"""
 
 
 def upgrade() -> None:
@@ -59,6 +47,11 @@ def upgrade() -> None:
         sa.Column("modes", sa.String(length=40), nullable=False),
         sa.Column("own", sa.Boolean(), nullable=False),
         sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column(
+            "grams",
+            sa.Text().with_variant(postgresql.ARRAY(sa.Text()), "postgresql"),
+            nullable=True,
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_catalog_entries")),
         sa.UniqueConstraint("code", name=op.f("uq_catalog_entries_code")),
     )
@@ -78,7 +71,6 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        op.execute(PG_GRAMS_FUNCTION)
         op.execute(
             'CREATE INDEX ix_catalog_entries_name ON catalog_entries (name COLLATE "C", code)'
         )
@@ -89,10 +81,7 @@ def upgrade() -> None:
         op.execute(
             f"CREATE INDEX ix_catalog_entries_trgm ON catalog_entries USING gin ({PG_TEXT} gin_trgm_ops)"
         )
-        op.execute(
-            "CREATE INDEX ix_catalog_entries_grams ON catalog_entries "
-            f"USING gin (tongban_grams({PG_GRAMS_TEXT}))"
-        )
+        op.execute("CREATE INDEX ix_catalog_entries_grams ON catalog_entries USING gin (grams)")
     else:
         op.create_index("ix_catalog_entries_name", "catalog_entries", ["name", "code"])
         op.execute(
@@ -109,7 +98,6 @@ def downgrade() -> None:
         op.drop_index("ix_catalog_entries_grams", table_name="catalog_entries")
         op.drop_index("ix_catalog_entries_code_pattern", table_name="catalog_entries")
         op.drop_index("ix_catalog_entries_trgm", table_name="catalog_entries")
-        op.execute("DROP FUNCTION IF EXISTS tongban_grams(text)")
     else:
         op.execute("DROP TABLE IF EXISTS catalog_grams")
         op.execute("DROP TABLE IF EXISTS catalog_search")
