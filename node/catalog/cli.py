@@ -56,7 +56,10 @@ def _load(args: argparse.Namespace) -> int:
     config = NodeConfig.load(args.dir)
     try:
         report = _with_db(
-            config, lambda db: service.load_catalog_report(db, config.region, args.file)
+            config,
+            lambda db: service.load_catalog_report(
+                db, config.region, args.file, region_name=config.name
+            ),
         )
     except service.CatalogError as exc:
         print(f"错误 / error: {exc.message}", file=sys.stderr)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import json
 import logging
-import random
 import re
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.appkeys import CATALOG_REFRESHER, DATABASE, FEDERATION
+from node.catalog.index import ensure_index, index_region
 from node.catalog.models import items as items_table
 from node.catalog.models import partner_catalogs
+from node.catalog.schedule import DEFAULT_JITTER, DEFAULT_START_RATE, RefreshSchedule
 from node.federation.client import PartnerClient, TransportError
 from node.federation.identity import NodeIdentity
 from node.federation.trust import TrustStore
@@ -63,6 +66,8 @@ REFRESH_INTERVAL = 30 * 60.0
 RETRY_INTERVAL = 30.0
 #: How often the refresher looks for partners added to partners.toml, seconds.
 PARTNER_CHECK_INTERVAL = 5.0
+#: Partner catalogues fetched at once, at most.
+REFRESH_CONCURRENCY = 8
 
 # -- labels for people -----------------------------------------------------------------------
 
@@ -296,9 +301,16 @@ def _dumps(value: Any) -> str:
 
 
 async def load_catalog(
-    db: Database, region: str, items: list[Item], *, now: float | None = None
+    db: Database,
+    region: str,
+    items: list[Item],
+    *,
+    now: float | None = None,
+    region_name: str | None = None,
 ) -> LoadReport:
-    """Make ``items`` our catalogue in one transaction; retire our items not among them."""
+    """Make ``items`` our catalogue in one transaction; retire our items not among them. The
+    search index (node/catalog/index.py) changes in the same transaction; ``region_name`` is
+    our name for people there (None keeps the one it has)."""
     moment = time.time() if now is None else now
     report = LoadReport(loaded=[i.code for i in items])
     async with db.write() as conn:
@@ -347,6 +359,7 @@ async def load_catalog(
                 .values(retired=True, retired_at=moment, updated_at=moment)
             )
         report.retired.extend(gone)
+        await index_region(conn, region, region_name, items, own=True)
     log.info(
         "catalogue loaded",
         extra={
@@ -360,7 +373,12 @@ async def load_catalog(
 
 
 async def load_catalog_report(
-    db: Database, region: str, path: Path, *, now: float | None = None
+    db: Database,
+    region: str,
+    path: Path,
+    *,
+    now: float | None = None,
+    region_name: str | None = None,
 ) -> LoadReport:
     """Read, check and load a catalogue file; CatalogError (nothing changed) if it is wrong."""
     try:
@@ -370,13 +388,15 @@ async def load_catalog_report(
     except UnicodeDecodeError as exc:
         raise CatalogError(f"{path}：不是 UTF-8 编码的文本") from exc
     items = parse_catalog(region, text, source=Path(path).name)
-    return await load_catalog(db, region, items, now=now)
+    return await load_catalog(db, region, items, now=now, region_name=region_name)
 
 
-async def load_catalog_file(db: Database, region: str, path: Path | str) -> list[str]:
+async def load_catalog_file(
+    db: Database, region: str, path: Path | str, *, region_name: str | None = None
+) -> list[str]:
     """Load the catalogue file at ``path`` as ``region``'s catalogue (all or nothing) and
     return the codes of its items. Raises CatalogError naming the item and field at fault."""
-    return (await load_catalog_report(db, region, Path(path))).loaded
+    return (await load_catalog_report(db, region, Path(path), region_name=region_name)).loaded
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -467,18 +487,66 @@ async def partner_catalog_status(db: Database) -> list[PartnerCatalogStatus]:
     ]
 
 
+async def partner_fetched_at(db: Database, regions: Iterable[str]) -> dict[str, float | None]:
+    """When the cached catalogue of each of ``regions`` was fetched (partners' only)."""
+    wanted = sorted(set(regions))
+    if not wanted:
+        return {}
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(partner_catalogs.c.region, partner_catalogs.c.fetched_at).where(
+                    partner_catalogs.c.region.in_(wanted)
+                )
+            )
+        ).all()
+    return {r.region: r.fetched_at for r in rows}
+
+
 # -- publishing ------------------------------------------------------------------------------
 
 
 #: A signed catalogue is served again for this long while the catalogue is unchanged, seconds
 #: (the endpoint is public: it must not sign on every request).
 TOKEN_REUSE = 300.0
-#: (region, kid) -> (catalogue version, signed at, token).
-_published: dict[tuple[str, str], tuple[tuple[int, float | None], float, str]] = {}
 
 
-async def our_catalog_token(db: Database, identity: NodeIdentity, now: float | None = None) -> str:
-    """Our current (not retired) items as a catalogue JWS signed with the node's active key.
+@dataclass(frozen=True)
+class PublishedCatalog:
+    """Our signed catalogue and its ETag. The ETag is a digest of the items and the signing
+    key id, not of the token: it stays the same while the catalogue does, across re-signing
+    (every TOKEN_REUSE seconds) and across replicas."""
+
+    token: str
+    etag: str
+
+
+#: (region, kid) -> (catalogue version, signed at, published).
+_published: dict[tuple[str, str], tuple[tuple[int, float | None], float, PublishedCatalog]] = {}
+
+
+def catalog_etag(items: list[Item], kid: str) -> str:
+    """The strong ETag of a catalogue of ``items`` signed with ``kid``."""
+    digest = hashlib.sha256(_dumps([kid, [i.to_dict() for i in items]]).encode("utf-8"))
+    return f'"{digest.hexdigest()[:40]}"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names ``etag`` (weak comparison, ``*`` matches)."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        value = candidate.strip()
+        if value == "*" or value.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+async def our_catalog(
+    db: Database, identity: NodeIdentity, now: float | None = None
+) -> PublishedCatalog:
+    """Our current (not retired) items as a catalogue JWS signed with the node's active key,
+    with its ETag.
 
     The token is reused for up to TOKEN_REUSE seconds while no item changed (the version is the
     row count and newest ``updated_at``, so a load by another replica is seen at once); a
@@ -494,11 +562,16 @@ async def our_catalog_token(db: Database, identity: NodeIdentity, now: float | N
     cached = _published.get(key)
     if cached is not None and cached[0] == version and 0 <= moment - cached[1] < TOKEN_REUSE:
         return cached[2]
-    token = sign_catalog(
-        identity.region, await our_items(db), moment, identity.private_key, identity.kid
-    )
-    _published[key] = (version, moment, token)
-    return token
+    current = await our_items(db)
+    token = sign_catalog(identity.region, current, moment, identity.private_key, identity.kid)
+    published = PublishedCatalog(token=token, etag=catalog_etag(current, identity.kid))
+    _published[key] = (version, moment, published)
+    return published
+
+
+async def our_catalog_token(db: Database, identity: NodeIdentity, now: float | None = None) -> str:
+    """The token of :func:`our_catalog`."""
+    return (await our_catalog(db, identity, now)).token
 
 
 # -- partners' catalogues --------------------------------------------------------------------
@@ -535,7 +608,47 @@ async def _record_failure(db: Database, region: str, when: float, reason: str) -
         )
 
 
-async def _store(db: Database, token: bytes, catalog: Catalog, when: float) -> list[str]:
+async def _held_etag(db: Database, region: str) -> str | None:
+    """The ETag to send: only while we hold a verified catalogue it describes."""
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                select(partner_catalogs.c.etag, partner_catalogs.c.token).where(
+                    partner_catalogs.c.region == region
+                )
+            )
+        ).first()
+    return row.etag if row is not None and row.token is not None else None
+
+
+async def _record_unchanged(db: Database, region: str, when: float) -> list[str]:
+    """The partner answered 304 Not Modified: our copy is current; note when we checked."""
+    async with db.write() as conn:
+        await conn.execute(
+            update(partner_catalogs)
+            .where(partner_catalogs.c.region == region)
+            .values(checked_at=when, attempted_at=when, error=None)
+        )
+        cached = (
+            await conn.execute(
+                select(partner_catalogs.c["items"]).where(partner_catalogs.c.region == region)
+            )
+        ).scalar_one()
+    return [e["code"] for e in json.loads(cached) if not e.get("retired")]
+
+
+async def store_partner_catalog(
+    db: Database,
+    token: bytes,
+    catalog: Catalog,
+    when: float,
+    *,
+    region_name: str | None = None,
+    etag: str | None = None,
+) -> list[str]:
+    """Cache a verified partner catalogue and bring the search index in step, in one
+    transaction; returns the codes it lists. Items it no longer lists stay cached, retired (and
+    leave the index). A catalogue older than the cached one is not stored."""
     current = [i.to_dict() for i in catalog.items]
     codes = [i["code"] for i in current]
     async with db.write() as conn:
@@ -564,10 +677,13 @@ async def _store(db: Database, token: bytes, catalog: Catalog, when: float) -> l
                     "issued_at": float(catalog.iat),
                     "fetched_at": when,
                     "attempted_at": when,
+                    "checked_at": when,
+                    "etag": etag,
                     "error": None,
                 },
             )
         )
+        await index_region(conn, catalog.region, region_name, catalog.items, own=False)
     return codes
 
 
@@ -583,17 +699,25 @@ async def refresh_partner_catalog(
     """Fetch ``GET {url}/federation/v1/catalog`` of partner ``region``, verify it with the
     partner's keys and cache it; returns the codes it lists.
 
-    Items the partner no longer lists stay cached, retired. A catalogue older than the cached
-    one is not stored. On any failure the reason is recorded in the partner's row (the cached
-    items stay) and CatalogRefreshError is raised. ``learn_keys(region)`` (the federation's
-    descriptor refresher) is asked once when the signing key is unknown, after a rotation.
+    The request carries ``If-None-Match`` with the ETag of the catalogue we hold: a 304 keeps
+    the cache and records the check (``checked_at``). Items the partner no longer lists stay
+    cached, retired. A catalogue older than the cached one is not stored. On any failure the
+    reason is recorded in the partner's row (the cached items stay) and CatalogRefreshError is
+    raised. ``learn_keys(region)`` (the federation's descriptor refresher) is asked once when
+    the signing key is unknown, after a rotation.
     """
     when = time.time() if now is None else now
     partner = trust.partner(region)
     if partner is None:
         raise CatalogRefreshError(region, "not a partner")
+    held = await _held_etag(db, region)
     try:
-        token = await client.get_catalog(partner.url)
+        answer = await client.get_catalog_if_changed(partner.url, held)
+        if answer.body is None:
+            codes = await _record_unchanged(db, region, when)
+            log.info("partner catalogue unchanged", extra={"partner": region})
+            return codes
+        token = answer.body
         try:
             catalog = verify_catalog(token, trust.keys, region, when)
         except ProtocolError as exc:
@@ -606,15 +730,20 @@ async def refresh_partner_catalog(
         reason = str(exc)
         await _record_failure(db, region, when, reason)
         raise CatalogRefreshError(region, reason) from exc
-    codes = await _store(db, token, catalog, when)
+    codes = await store_partner_catalog(
+        db, token, catalog, when, region_name=partner.name, etag=answer.etag
+    )
     log.info("partner catalogue stored", extra={"partner": region, "items": len(codes)})
     return codes
 
 
 class CatalogRefresher:
-    """Keeps every partner's catalogue current: each partner at start, then every
-    ``interval`` seconds; a failed fetch is retried after 30 s, doubling up to ``interval``.
-    Partners added to partners.toml are fetched within seconds. :meth:`refresh_soon` and
+    """Keeps every partner's catalogue current, on the plan of :class:`RefreshSchedule`:
+    first fetches spread over time (at most ``start_rate`` a second), then every ``interval``
+    seconds ± jitter after each partner's last check; a failed fetch is retried after
+    ``retry_interval``, doubling up to ``interval``, for that partner alone. At most
+    ``concurrency`` fetches run at once, and a slow partner holds only its own slot. Partners
+    added to partners.toml are planned within seconds. :meth:`refresh_soon` and
     :meth:`refresh_now` fetch on demand."""
 
     def __init__(
@@ -626,18 +755,27 @@ class CatalogRefresher:
         interval: float = REFRESH_INTERVAL,
         retry_interval: float = RETRY_INTERVAL,
         learn_keys: Callable[[str], Awaitable[bool]] | None = None,
+        concurrency: int = REFRESH_CONCURRENCY,
+        jitter: float = DEFAULT_JITTER,
+        start_rate: float = DEFAULT_START_RATE,
     ) -> None:
         self._db = db
         self._trust = trust
         self._client = client
-        self._interval = interval
-        self._retry = retry_interval
         self._learn_keys = learn_keys
-        self._due: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
+        self._schedule = RefreshSchedule(
+            interval, retry_interval, jitter=jitter, start_rate=start_rate
+        )
+        self._concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: dict[str, asyncio.Task[str | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def schedule(self) -> RefreshSchedule:
+        return self._schedule
 
     def start(self) -> None:
         if self._task is None:
@@ -645,18 +783,23 @@ class CatalogRefresher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        tasks = [t for t in [task, *self._running.values()] if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
 
     def refresh_soon(self, region: str | None = None) -> None:
         """Fetch ``region``'s catalogue (every partner's if None) at once, in the background."""
+        now = time.time()
         for name in [region] if region else list(self._trust.partners):
-            self._due[name] = 0.0
+            if name not in self._running:
+                self._schedule.soon(name, now)
         self._wake.set()
 
     async def refresh_now(self, region: str | None = None) -> dict[str, str | None]:
-        """Fetch now and wait: partner region → None on success, else the reason."""
+        """Fetch now and wait (``concurrency`` at a time): partner region → None on success,
+        else the reason."""
         regions = [region] if region else sorted(self._trust.partners)
         results = await asyncio.gather(*(self.refresh(r) for r in regions))
         return dict(zip(regions, results, strict=True))
@@ -664,43 +807,80 @@ class CatalogRefresher:
     async def refresh(self, region: str) -> str | None:
         """Fetch one partner's catalogue; None on success, else the reason (also recorded)."""
         lock = self._locks.setdefault(region, asyncio.Lock())
-        async with lock:
-            try:
-                await refresh_partner_catalog(
-                    self._db, self._trust, self._client, region, learn_keys=self._learn_keys
+        try:
+            async with lock, self._slots:
+                self._schedule.started(region)
+                try:
+                    await refresh_partner_catalog(
+                        self._db, self._trust, self._client, region, learn_keys=self._learn_keys
+                    )
+                except CatalogRefreshError as exc:
+                    delay = self._schedule.failed(region, time.time())
+                    log.warning(
+                        "partner catalogue not refreshed",
+                        extra={"partner": region, "why": exc.reason, "retry_in": round(delay)},
+                    )
+                    return exc.reason
+                except Exception as exc:
+                    self._schedule.failed(region, time.time())
+                    log.exception(
+                        "refreshing a partner catalogue failed", extra={"partner": region}
+                    )
+                    return f"{type(exc).__name__}: {exc}"
+                self._schedule.succeeded(region, time.time())
+                return None
+        finally:
+            self._wake.set()
+
+    async def _admit(self, now: float) -> None:
+        """Plan partners new to the schedule (from their last check); forget removed ones."""
+        partners = set(self._trust.partners)
+        for region in self._schedule.regions():
+            if region not in partners and region not in self._running:
+                self._schedule.forget(region)
+        new = sorted(partners.difference(self._schedule.regions()))
+        if not new:
+            return
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        partner_catalogs.c.region,
+                        partner_catalogs.c.checked_at,
+                        partner_catalogs.c.fetched_at,
+                    ).where(partner_catalogs.c.region.in_(new))
                 )
-            except CatalogRefreshError as exc:
-                failures = self._failures.get(region, 0) + 1
-                self._failures[region] = failures
-                delay = min(self._interval, self._retry * 2 ** min(failures - 1, 20))
-                self._due[region] = time.monotonic() + delay * random.uniform(0.8, 1.0)
-                log.warning(
-                    "partner catalogue not refreshed",
-                    extra={"partner": region, "why": exc.reason, "retry_in": round(delay)},
-                )
-                return exc.reason
-            except Exception as exc:
-                self._due[region] = time.monotonic() + self._retry
-                log.exception("refreshing a partner catalogue failed", extra={"partner": region})
-                return f"{type(exc).__name__}: {exc}"
-            self._failures.pop(region, None)
-            self._due[region] = time.monotonic() + self._interval
-            return None
+            ).all()
+        last = {r.region: max(r.checked_at or 0.0, r.fetched_at or 0.0) or None for r in rows}
+        self._schedule.admit(new, now, last)
+
+    def _launch(self, region: str) -> None:
+        self._schedule.started(region)
+        task = asyncio.create_task(self.refresh(region), name=f"catalog-refresh-{region}")
+        self._running[region] = task
+        task.add_done_callback(functools.partial(self._finished, region))
+
+    def _finished(self, region: str, _task: asyncio.Task[str | None]) -> None:
+        self._running.pop(region, None)
 
     async def _run(self) -> None:
         while True:
-            now = time.monotonic()
-            partners = set(self._trust.partners)
-            for region in list(self._due):
-                if region not in partners:
-                    self._due.pop(region, None)
-            for region in partners:
-                self._due.setdefault(region, now)
-            due = sorted(r for r, at in self._due.items() if at <= now)
-            if due:
-                await asyncio.gather(*(self.refresh(r) for r in due))
-            next_at = min(self._due.values(), default=now + PARTNER_CHECK_INTERVAL)
-            wait = max(0.0, min(next_at - time.monotonic(), PARTNER_CHECK_INTERVAL))
+            now = time.time()
+            try:
+                await self._admit(now)
+            except Exception:
+                log.exception("planning partner catalogue refreshes failed")
+            for region in self._schedule.due(now):
+                if len(self._running) >= self._concurrency:
+                    break
+                if region not in self._running:
+                    self._launch(region)
+            next_at = self._schedule.next_at()
+            wait = PARTNER_CHECK_INTERVAL
+            if next_at is not None:
+                wait = min(max(0.0, next_at - time.time()), PARTNER_CHECK_INTERVAL)
+            if len(self._running) >= self._concurrency:
+                wait = PARTNER_CHECK_INTERVAL  # a finished fetch wakes the loop
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
             self._wake.clear()
@@ -710,9 +890,13 @@ class CatalogRefresher:
 
 
 async def start_catalog_refresher(app: web.Application) -> CatalogRefresher:
-    """Start refreshing partners' catalogues. Call after the federation has started (it needs
-    the loaded trust store and the started HTTP client)."""
+    """Bring the search index up to date with the cached catalogues (node/catalog/index.py
+    ``ensure_index``) and start refreshing partners' catalogues. Call after the federation has
+    started (it needs the loaded trust store and the started HTTP client)."""
     fed = app[FEDERATION]
+    names = {region: partner.name for region, partner in fed.trust.partners.items()}
+    names[fed.identity.region] = fed.identity.name
+    await ensure_index(app[DATABASE], fed.identity.region, names)
     refresher = CatalogRefresher(
         app[DATABASE], fed.trust, fed.client, learn_keys=fed.refresher.refresh
     )

@@ -1,6 +1,7 @@
 """HTTP routes of this area (thin: parse, call a service function, answer).
 
-- ``GET /federation/v1/catalog``: our catalogue, a JWS signed with the node key (docs/protocol.md).
+- ``GET /federation/v1/catalog``: our catalogue, a JWS signed with the node key (docs/protocol.md),
+  with an ETag; ``If-None-Match`` naming it answers 304 Not Modified.
 - ``GET /api/v1/catalog``: public list of our and partners' current items, with a summary of
   each; filters ``?region=``, ``?mode=``, ``?q=`` (in code, name or department).
 - ``GET /api/v1/catalog/{code}``: one item in full, with Chinese labels: what the window tells
@@ -15,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from node.accounts.auth import authenticate, require_role
-from node.appkeys import DATABASE, FEDERATION
+from node.appkeys import CATALOG_REFRESHER, DATABASE, FEDERATION
 from node.catalog import service
 from node.federation.runtime import Federation
 from node.http_errors import ApiError
@@ -84,8 +85,13 @@ def routes() -> web.RouteTableDef:
     @table.get("/federation/v1/catalog")
     async def signed_catalog(request: web.Request) -> web.Response:
         fed = request.app[FEDERATION]
-        token = await service.our_catalog_token(request.app[DATABASE], fed.identity)
-        return web.Response(body=token.encode("ascii"), content_type=JOSE)
+        published = await service.our_catalog(request.app[DATABASE], fed.identity)
+        headers = {"ETag": published.etag, "Cache-Control": "no-cache"}
+        if service.etag_matches(request.headers.get("If-None-Match"), published.etag):
+            return web.Response(status=304, headers=headers)
+        return web.Response(
+            body=published.token.encode("ascii"), content_type=JOSE, headers=headers
+        )
 
     @table.get("/api/v1/catalog")
     async def list_items(request: web.Request) -> web.Response:
@@ -129,7 +135,7 @@ def routes() -> web.RouteTableDef:
         staff = await authenticate(request)
         require_role(staff, "admin")
         fed = request.app[FEDERATION]
-        refresher = request.app.get(service.CATALOG_REFRESHER)
+        refresher = request.app.get(CATALOG_REFRESHER)
         if refresher is None:
             refresher = service.CatalogRefresher(
                 request.app[DATABASE], fed.trust, fed.client, learn_keys=fed.refresher.refresh

@@ -38,6 +38,22 @@ class Answer:
     error: str | None = None
     detail: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    #: The answer's ETag header, when it has a sane one (printable ASCII, at most 100 chars).
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class CatalogAnswer:
+    """A partner's catalogue: ``body`` None when it answered 304 Not Modified to our ETag."""
+
+    body: bytes | None
+    etag: str | None
+
+
+def _etag(value: str | None) -> str | None:
+    if value is None or not 0 < len(value) <= 100:
+        return None
+    return value if all(0x21 <= ord(ch) <= 0x7E for ch in value) else None
 
 
 class PartnerClient:
@@ -112,6 +128,17 @@ class PartnerClient:
             raise TransportError(f"catalogue: HTTP {answer.status} {answer.error or ''}")
         return answer.body
 
+    async def get_catalog_if_changed(self, base_url: str, etag: str | None) -> CatalogAnswer:
+        """The partner's signed catalogue, unverified, asked with ``If-None-Match: etag`` when
+        we hold one. A 304 to a request without an ETag is refused (TransportError)."""
+        headers = {"If-None-Match": etag} if etag else None
+        answer = await self._call("GET", f"{base_url}/federation/v1/catalog", headers=headers)
+        if answer.status == 304 and etag:
+            return CatalogAnswer(body=None, etag=answer.etag)
+        if answer.status != 200:
+            raise TransportError(f"catalogue: HTTP {answer.status} {answer.error or ''}")
+        return CatalogAnswer(body=answer.body, etag=answer.etag)
+
     async def _call(
         self,
         method: str,
@@ -126,6 +153,7 @@ class PartnerClient:
             async with self._session.request(method, url, data=data, headers=headers) as resp:
                 body = await resp.read()
                 status = resp.status
+                etag = _etag(resp.headers.get("ETag"))
         except aiohttp.ClientConnectorCertificateError as exc:
             raise TransportError(f"tls_certificate_error: {exc.certificate_error}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -140,4 +168,4 @@ class PartnerClient:
                 return Answer(status, body, error, detail, payload)
             except (ValueError, KeyError, TypeError, AttributeError):
                 return Answer(status, body, "unexplained", body[:200].decode("utf-8", "replace"))
-        return Answer(status, body)
+        return Answer(status, body, etag=etag)

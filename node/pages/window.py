@@ -32,17 +32,22 @@ from node.cases.models import bundles, cases
 from node.cases.personal import query_matches
 from node.cases.validation import ID_TYPES
 from node.catalog import service as catalog
+from node.catalog.search import PAGE_SIZE, Entry, SearchError, SearchQuery, search
 from node.clock import today_in_china
 from node.http_json import path_int
 from node.pages import session, videos
 from node.pages.case_files import FILE_KINDS, stored_files
+from node.pages.paging import Paged, nav
 from node.pages.qr import qr_svg
 from node.pages.rendering import day, render_page
 from node.videocalls.service import call_uploads
-from protocol.catalog import Item
+from protocol.catalog import MODES, Item
+from protocol.regions import PROVINCES
 
 #: Roles that may open the window pages (an admin looks; only a clerk may submit).
 VIEWERS = ("clerk", "admin")
+#: The chooser's search parameters (node/catalog/search.py SearchQuery.parse).
+CHOOSER_PARAMS = ("q", "mode", "province", "region", "page")
 RECENT = 50
 
 MATERIAL_STATUS_LABELS = {"provided": "已提供", "deferred": "容缺", "pledged": "告知承诺"}
@@ -86,39 +91,42 @@ def routes() -> web.RouteTableDef:
 
     @table.get("/window")
     async def chooser(request: web.Request) -> web.Response:
+        """Choose an item: one page of the catalogue index (node/catalog/search.py), ours and
+        every partner's current items, ranked; a plain GET form, no script needed."""
         staff = await session.page_staff(request, *VIEWERS)
-        q = request.query.get("q", "").strip()[:50]
-        region = request.query.get("region", "").strip()[:6]
         db = request.app[DATABASE]
-        own = await catalog.our_items(db)
-        partners = await catalog.partner_items(db)
-        status = {s.region: s for s in await catalog.partner_catalog_status(db)}
-        everything = own + partners
-        regions = _region_choices(request, everything)
-        found = [i for i in everything if _matches(i, q, region)]
-        groups: dict[str, list[Item]] = {}
-        for item in found:
-            groups.setdefault(item.handling_region, []).append(item)
-        return await render_page(
+        params = {k: request.query.get(k, "") for k in CHOOSER_PARAMS}
+        problem = ""
+        try:
+            query = SearchQuery.parse(params)
+        except SearchError as exc:
+            problem = exc.message
+            query = SearchQuery()
+        found = await search(db, query, page_size=PAGE_SIZE)
+        fetched = await catalog.partner_fetched_at(db, {e.handling_region for e in found.entries})
+        paged = Paged(found.entries, found.page, found.pages, found.total, PAGE_SIZE)
+        shown = {k: v for k, v in params.items() if v and k != "page" and not problem}
+        response = await render_page(
             request,
             "window/chooser.html",
-            q=q,
-            region=region,
-            regions=regions,
-            groups=[
-                {
-                    "region": code,
-                    "name": _region_name(request, code),
-                    "own": code == request.app[CONFIG].region,
-                    "fetched_at": status[code].fetched_at if code in status else None,
-                    "items": [_item_summary(request, i) for i in items],
-                }
-                for code, items in groups.items()
-            ],
-            total=len(found),
-            joint_count=sum(1 for i in everything if "joint" in i.modes),
+            q=query.text,
+            region=query.region,
+            province=query.province,
+            mode=query.mode,
+            provinces=sorted(PROVINCES.items()),
+            modes=[(m, catalog.MODE_LABELS[m]) for m in MODES],
+            problem=problem,
+            groups=_groups(request, found.entries, fetched),
+            paged=paged,
+            pager_links=nav(shown, "page", paged),
+            capped=found.capped,
+            filtered=bool(shown),
+            joint_count=(await search(db, SearchQuery(mode="joint"), page_size=1)).total,
             can_submit=staff.role == "clerk",
         )
+        if problem:
+            response.set_status(400)
+        return response
 
     @table.get("/window/items/{code}")
     async def item_page(request: web.Request) -> web.Response:
@@ -283,17 +291,52 @@ def _region_name(request: web.Request, region: str) -> str:
     return partner.name if partner is not None else region
 
 
-def _region_choices(request: web.Request, items: list[Item]) -> list[tuple[str, str]]:
-    seen = dict.fromkeys(i.handling_region for i in items)
-    return [(r, _region_name(request, r)) for r in seen]
+def _groups(
+    request: web.Request, entries: list[Entry], fetched: dict[str, float | None]
+) -> list[dict[str, Any]]:
+    """The page's results in rank order, consecutive items of one region in one group."""
+    own_region = request.app[CONFIG].region
+    groups: list[dict[str, Any]] = []
+    for entry in entries:
+        if not groups or groups[-1]["region"] != entry.handling_region:
+            groups.append(
+                {
+                    "id": f"region-{entry.handling_region}-{len(groups)}",
+                    "region": entry.handling_region,
+                    "name": _region_name(request, entry.handling_region),
+                    "own": entry.handling_region == own_region,
+                    "fetched_at": fetched.get(entry.handling_region),
+                    "items": [],
+                }
+            )
+        groups[-1]["items"].append(_entry_summary(request, entry))
+    return groups
 
 
-def _matches(item: Item, q: str, region: str) -> bool:
-    if region and item.handling_region != region:
-        return False
-    if q:
-        return any(q.lower() in t.lower() for t in (item.code, item.name, item.department))
-    return True
+def _entry_summary(request: web.Request, entry: Entry) -> dict[str, Any]:
+    """What the chooser shows of an index entry (as :func:`_item_summary` of an item)."""
+    facts = entry.summary
+    own = entry.handling_region == request.app[CONFIG].region
+    modes = entry.modes
+    wanted = "online" if own else "proxy"
+    window_mode = wanted if wanted in modes else None
+    return {
+        "code": entry.code,
+        "name": entry.name,
+        "department": entry.department,
+        "handling_region": entry.handling_region,
+        "handling_region_name": _region_name(request, entry.handling_region),
+        "modes": [catalog.MODE_LABELS[m] for m in modes if m in catalog.MODE_LABELS],
+        "joint": "joint" in modes,
+        "window_mode": window_mode,
+        "promised_limit_days": facts.get("promised"),
+        "legal_limit_days": facts.get("legal"),
+        "inspection_required": bool(facts.get("inspection")),
+        "materials": facts.get("materials", 0),
+        "required": facts.get("required", 0),
+        "deferrable": facts.get("deferrable", 0),
+        "pledgeable": facts.get("pledgeable", 0),
+    }
 
 
 def _window_mode(request: web.Request, item: Item) -> str | None:

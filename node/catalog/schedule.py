@@ -1,0 +1,122 @@
+"""When each partner's catalogue is fetched next (the refresher's plan; no I/O, the caller passes
+the time).
+
+At national size a node has thousands of partners. The plan never lets them fall due together:
+
+- A partner seen for the first time (or whose last check is older than the interval) gets a
+  start slot: slots are ``1 / start_rate`` seconds apart, so a start with 3,000 partners fetches
+  at most ``start_rate`` of them per second (at 20/s: all within 150 s), in random order.
+- A partner checked before (the time is kept in ``partner_catalogs.checked_at``) is due one
+  interval after that check, with jitter, so a restart fetches nothing early.
+- After a check (a catalogue stored or 304 Not Modified) it is due ``interval × (1 ± jitter)``
+  later; after a failure ``retry × 2^(failures-1)`` later (capped at the interval), with jitter.
+  Each partner backs off on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Mapping
+
+#: Share of the interval by which a partner's next fetch moves, either way.
+DEFAULT_JITTER = 0.1
+#: Partners fetched at most per second while the plan spreads their first fetches.
+DEFAULT_START_RATE = 20.0
+
+
+class RefreshSchedule:
+    def __init__(
+        self,
+        interval: float,
+        retry: float,
+        *,
+        jitter: float = DEFAULT_JITTER,
+        start_rate: float = DEFAULT_START_RATE,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 0 <= jitter < 1 or start_rate <= 0:
+            raise ValueError("jitter must be in [0, 1) and start_rate positive")
+        self.interval = interval
+        self.retry = retry
+        self.jitter = jitter
+        self.start_rate = start_rate
+        self._rng = rng or random.Random()
+        self._due: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._next_slot = -math.inf
+
+    def __contains__(self, region: str) -> bool:
+        return region in self._due
+
+    def regions(self) -> list[str]:
+        return list(self._due)
+
+    def due_at(self, region: str) -> float | None:
+        return self._due.get(region)
+
+    def failures(self, region: str) -> int:
+        return self._failures.get(region, 0)
+
+    def admit(
+        self, regions: Iterable[str], now: float, last_checked: Mapping[str, float | None]
+    ) -> None:
+        """Plan regions not planned yet: one interval (with jitter) after their last check, or
+        a start slot when never checked or overdue."""
+        fresh = []
+        for region in regions:
+            if region in self._due:
+                continue
+            checked = last_checked.get(region)
+            if checked is not None and checked <= now:
+                at = checked + self._spread(self.interval)
+                if at > now:
+                    self._due[region] = at
+                    continue
+            fresh.append(region)
+        self._rng.shuffle(fresh)
+        slot = max(self._next_slot, now)
+        step = 1.0 / self.start_rate
+        for region in fresh:
+            self._due[region] = slot
+            slot += step
+        if fresh:
+            self._next_slot = slot
+
+    def forget(self, region: str) -> None:
+        self._due.pop(region, None)
+        self._failures.pop(region, None)
+
+    def soon(self, region: str, now: float) -> None:
+        """Due at once (on demand)."""
+        self._due[region] = now
+
+    def started(self, region: str) -> None:
+        """A fetch of ``region`` began: not due again until it ends."""
+        self._due[region] = math.inf
+
+    def succeeded(self, region: str, now: float) -> float:
+        self._failures.pop(region, None)
+        delay = self._spread(self.interval)
+        self._due[region] = now + delay
+        return delay
+
+    def failed(self, region: str, now: float) -> float:
+        """Back off ``region`` alone; returns the delay planned."""
+        failures = self._failures.get(region, 0) + 1
+        self._failures[region] = failures
+        delay = min(self.interval, self.retry * 2.0 ** min(failures - 1, 30))
+        delay *= self._rng.uniform(1 - self.jitter, 1.0)
+        self._due[region] = now + delay
+        return delay
+
+    def due(self, now: float) -> list[str]:
+        """Regions due at ``now``, longest overdue first."""
+        return sorted((r for r, at in self._due.items() if at <= now), key=self._due.__getitem__)
+
+    def next_at(self) -> float | None:
+        pending = [at for at in self._due.values() if at != math.inf]
+        return min(pending, default=None)
+
+    def _spread(self, base: float) -> float:
+        return base * self._rng.uniform(1 - self.jitter, 1 + self.jitter)

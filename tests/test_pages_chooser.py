@@ -1,0 +1,119 @@
+"""The window's item chooser (/window) over HTTP: it renders one page of the catalogue index
+(node/catalog/search.py) from a plain GET form, follows the index when a partner's catalogue
+changes, and refuses bad filters with a message."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from node.catalog import search as search_module
+from node.catalog.service import SAMPLES_DIR, parse_catalog, store_partner_catalog
+from protocol.catalog import Catalog, sign_catalog
+from protocol.keys import generate_private_key
+from tests.support.api import PASSWORD
+from tests.support.databases import DatabaseFactory
+from tests.support.nodes import RunningNode
+from tests.support.regions import start_regions
+
+REGIONS = [("430523", "邵阳县"), ("430400", "衡阳市")]
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
+    started = await start_regions(tmp_path, databases, REGIONS)
+    yield started
+    for node in started:
+        await node.stop()
+
+
+async def signed_in(http: aiohttp.ClientSession, node: RunningNode, username: str) -> None:
+    async with http.get(f"{node.url}/login") as r:
+        token = re.search(r'name="csrf" value="([^"]+)"', await r.text())
+    assert token is not None
+    form = {"username": username, "password": PASSWORD, "next": "", "csrf": token.group(1)}
+    async with http.post(f"{node.url}/login", data=form, allow_redirects=False) as r:
+        assert r.status in (302, 303)
+
+
+async def chooser(http: aiohttp.ClientSession, node: RunningNode, query: str) -> tuple[int, str]:
+    async with http.get(f"{node.url}/window?{query}") as r:
+        return r.status, await r.text()
+
+
+def listed(page: str) -> list[str]:
+    return re.findall(r'<li class="item-row" data-code="([^"]+)">', page)
+
+
+async def test_chooser_renders_ranked_pages_of_the_index(nodes: list[RunningNode]) -> None:
+    shaoyang, _hengyang = nodes
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await signed_in(http, shaoyang, "clerk")
+        status, page = await chooser(http, shaoyang, "")
+        assert status == 200
+        # Ours first, then the partner's, each under its region.
+        assert listed(page)[:2] == ["430523-XK-0001", "430523-XK-0002"]
+        assert "邵阳县（430523）" in page and "衡阳市（430400）" in page
+        assert "共 5 个事项" in page and 'id="chooser-pager"' not in page
+
+        status, page = await chooser(http, shaoyang, "q=%E5%8D%AB%E7%94%9F")  # 卫生
+        assert status == 200 and listed(page) == ["430400-XK-0002"]
+        assert "需云端勘验" in page and "承诺 5 个工作日（法定 20）" in page
+
+        status, page = await chooser(http, shaoyang, "q=430400-xk-0001&mode=proxy")
+        assert listed(page)[0] == "430400-XK-0001"
+        status, page = await chooser(http, shaoyang, "region=%E8%A1%A1%E9%98%B3")  # 衡阳
+        assert sorted(listed(page)) == ["430400-DJ-0001", "430400-XK-0001", "430400-XK-0002"]
+        status, page = await chooser(http, shaoyang, "province=37")
+        assert listed(page) == [] and "没有找到符合条件的事项" in page
+
+        status, page = await chooser(http, shaoyang, "q=%E8%AE%B8%E5%8F%AF&page=1")  # 许可
+        assert status == 200 and len(listed(page)) == 4
+
+        # Bad filters: a message and status 400, nothing searched with them.
+        for query in ("mode=fax", "province=99", "page=abc"):
+            status, page = await chooser(http, shaoyang, query)
+            assert status == 400 and 'id="search-problem"' in page, query
+
+
+async def test_chooser_pages_with_links_and_caps(
+    nodes: list[RunningNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shaoyang, _hengyang = nodes
+    monkeypatch.setattr("node.pages.window.PAGE_SIZE", 2)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await signed_in(http, shaoyang, "clerk")
+        status, first = await chooser(http, shaoyang, "q=%E8%AE%B8%E5%8F%AF")  # 许可
+        assert status == 200 and 'id="chooser-pager"' in first
+        assert 'href="?q=%E8%AE%B8%E5%8F%AF&amp;page=2"' in first
+        status, second = await chooser(http, shaoyang, "q=%E8%AE%B8%E5%8F%AF&page=2")
+        assert len(listed(first)) == len(listed(second)) == 2
+        assert not set(listed(first)) & set(listed(second))
+        monkeypatch.setattr(search_module, "MAX_RESULTS", 3)
+        status, capped = await chooser(http, shaoyang, "")
+        assert "超过 3 个" in capped
+
+
+async def test_chooser_follows_a_partner_catalogue_change(nodes: list[RunningNode]) -> None:
+    shaoyang, _hengyang = nodes
+    items = parse_catalog("430400", (SAMPLES_DIR / "430400.toml").read_text(encoding="utf-8"))
+    renamed = dataclasses.replace(items[1], name="公共场所卫生许可（延续）")
+    moment = time.time() + 5
+    token = sign_catalog("430400", [renamed], moment, generate_private_key(), "430400:x")
+    await store_partner_catalog(
+        shaoyang.db,
+        token.encode("ascii"),
+        Catalog("430400", int(moment), (renamed,), "430400:x"),
+        moment,
+    )
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await signed_in(http, shaoyang, "clerk")
+        _status, page = await chooser(http, shaoyang, "region=430400")
+        assert listed(page) == ["430400-XK-0002"] and "（延续）" in page
+        assert "衡阳市（430400）" in page  # the name the index kept
