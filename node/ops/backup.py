@@ -63,7 +63,9 @@ from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.accounts.service import token_secret_file
+from node.catalog.index import ensure_index
 from node.config import CONFIG_FILE, KEY_FILE, PARTNERS_FILE, NodeConfig
+from node.federation.partners import PartnersFileError, parse_partners
 from node.filemodes import open_private, private_dir, private_sqlite, replace_private
 from node.storage.blobs import BlobStore, open_blob_store
 from node.storage.database import Database
@@ -76,6 +78,16 @@ MANIFEST = "manifest.json"
 #: Rows per INSERT batch on restore.
 BATCH = 500
 _SKIP_TABLES = {"alembic_version"}
+#: The catalogue's search index (docs/catalog.md §6): derived from the cached catalogues and
+#: our items, rebuilt by the node's next start (``ensure_index``); its FTS5 tables keep their
+#: own bookkeeping rows, which no restore may overwrite.
+_DERIVED_TABLES = {"catalog_entries", "catalog_regions"}
+_DERIVED_PREFIXES = ("catalog_search", "catalog_grams")
+
+
+def _skipped(name: str) -> bool:
+    """Tables a backup leaves out and a restore expects to find as the schema made them."""
+    return name in _SKIP_TABLES or name in _DERIVED_TABLES or name.startswith(_DERIVED_PREFIXES)
 
 
 class BackupError(Exception):
@@ -139,7 +151,7 @@ async def _dump_tables(
             meta = MetaData()
             await conn.run_sync(lambda c: reflect(meta, c))
             for table in meta.sorted_tables:
-                if table.name in _SKIP_TABLES:
+                if _skipped(table.name):
                     continue
                 path = spool / f"{table.name}.jsonl"
                 digest = hashlib.sha256()
@@ -443,7 +455,7 @@ async def _check_empty(db: Database, blobs: BlobStore) -> list[str]:
         meta = MetaData()
         await conn.run_sync(lambda c: reflect(meta, c))
         for table in meta.sorted_tables:
-            if table.name in _SKIP_TABLES:
+            if _skipped(table.name):
                 continue
             count = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
             if count:
@@ -585,6 +597,8 @@ async def restore(
                         summary.blob_bytes += size
                 if conn is not None:
                     await _finish_rows(db, conn, inserted, rows_txn)
+        # The search index is not in the archive: made again from the restored catalogues.
+        await ensure_index(db, config.region, _region_names(config, verified))
     finally:
         await blobs.close()
         await db.dispose()
@@ -632,6 +646,19 @@ async def _put_blob(blobs: BlobStore, info: tarfile.TarInfo, handle: IO[bytes]) 
 
     _sha, size, _created = await blobs.put_stream(chunks(), max_bytes=info.size, expected=sha)
     return size
+
+
+def _region_names(config: NodeConfig, verified: _Verified) -> dict[str, str]:
+    """Region → name for the search index: this node and the archived partners.toml."""
+    names = {config.region: config.name}
+    text = verified.node_files.get(f"node/{PARTNERS_FILE}")
+    if text is not None:
+        try:
+            partners = parse_partners(tomllib.loads(text.decode("utf-8")))
+        except (PartnersFileError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            partners = {}
+        names |= {region: partner.name for region, partner in partners.items()}
+    return names
 
 
 def _write_node_files(

@@ -13,7 +13,7 @@ The index starts empty; the node fills it from the cached catalogues at start
 (node/catalog/index.py ``ensure_index``).
 
 Revision ID: 0018_catalog_search
-Revises: 0017_video_calls
+Revises: 0017_video_calls, 0004_catalog
 """
 
 from collections.abc import Sequence
@@ -23,10 +23,10 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0018_catalog_search"
-down_revision: str | Sequence[str] | None = "0017_video_calls"
+down_revision: str | Sequence[str] | None = ("0017_video_calls", "0004_catalog")
 branch_labels: str | Sequence[str] | None = None
-# The catalogue tables are on their own branch from 0001.
-depends_on: str | Sequence[str] | None = "0004_catalog"
+# Also merges the catalogue's branch from 0001 (its tables are indexed here).
+depends_on: str | Sequence[str] | None = None
 
 # Keep in step with node/catalog/index.py (PG_TEXT).
 PG_TEXT = "lower(code || ' ' || name || ' ' || department || ' ' || place)"
