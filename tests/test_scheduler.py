@@ -165,7 +165,8 @@ async def test_idle_partners_cost_no_query_and_a_commit_wakes_only_its_partner(
     # partner, and no sender was ever started.
     about_outbox = log.about_outbox()
     done = delivery.scheduler.scans - scans
-    assert 6 <= len(about_outbox) <= done + 2, about_outbox[:5]
+    # (A scan whose query ran just before the log was attached counts after it: done - 1.)
+    assert done - 1 <= len(about_outbox) <= done + 2, about_outbox[:5]
     assert all("group by" in s.lower() for s in about_outbox), about_outbox[:5]
     assert senders_started(sender) == {}
     assert delivery.settles == {}
