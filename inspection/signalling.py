@@ -16,7 +16,6 @@ closes the socket with 4429 after ``rate_limited``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -157,9 +156,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         cookie_staff = await staff_from_cookie(request)
         while True:
             try:
-                msg = await asyncio.wait_for(
-                    ws.receive(), timeout=None if participant else JOIN_TIMEOUT
-                )
+                msg = await ws.receive(timeout=None if participant else JOIN_TIMEOUT)
             except TimeoutError:
                 await send(_error("join_first"))
                 break

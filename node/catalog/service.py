@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import json
@@ -40,6 +39,7 @@ from node.federation.client import PartnerClient, TransportError
 from node.federation.identity import NodeIdentity
 from node.federation.trust import TrustStore
 from node.storage.database import Database
+from node.waiting import wait_event
 from protocol.catalog import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MEDIA_TYPES,
@@ -881,8 +881,7 @@ class CatalogRefresher:
                 wait = min(max(0.0, next_at - time.time()), PARTNER_CHECK_INTERVAL)
             if len(self._running) >= self._concurrency:
                 wait = PARTNER_CHECK_INTERVAL  # a finished fetch wakes the loop
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await wait_event(self._wake, wait)
             self._wake.clear()
 
 

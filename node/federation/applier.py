@@ -13,7 +13,6 @@ applying instead of waiting for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from node.federation.models import (
 )
 from node.storage.database import Database
 from node.storage.sealing import SealsValues
+from node.waiting import wait_event
 from protocol.envelope import Envelope, parse_envelope
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,7 @@ class Applier:
             if applied:
                 continue
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            await wait_event(self._wake, 1.0)
 
     async def apply_ready(self) -> int:
         """Apply every message whose turn has come; returns how many were applied."""

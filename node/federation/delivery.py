@@ -17,7 +17,6 @@ own backoff, a loud log line, ``last_error``) without counting as a failure of t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -41,6 +40,7 @@ from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.storage.database import Database
 from node.storage.sealing import SealingError, SealsValues
+from node.waiting import wait_event
 from protocol.envelope import new_claims, parse_envelope, sign_envelope
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.receipt import verify_receipt
@@ -228,8 +228,7 @@ class PartnerQueue:
                     continue
                 # Wait for a send to finish (or for the time to renew the lease).
                 self._done.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._done.wait(), timeout=lease / 3)
+                await wait_event(self._done, lease / 3)
                 continue
             if self.backoff_until > time.monotonic():
                 # Backing off: the scheduler wakes the sender when the backoff ends.
@@ -278,8 +277,7 @@ class PartnerQueue:
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        await wait_event(self._wake, seconds)
 
 
 class Delivery:

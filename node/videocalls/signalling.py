@@ -16,7 +16,6 @@ Then ``offer`` → ``answer`` (a new offer replaces the peer connection), ``ping
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -179,9 +178,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     try:
         while True:
             try:
-                msg = await asyncio.wait_for(
-                    ws.receive(), timeout=None if conn.joined else JOIN_TIMEOUT
-                )
+                msg = await ws.receive(timeout=None if conn.joined else JOIN_TIMEOUT)
             except TimeoutError:
                 await send(_error("join_first"))
                 break
