@@ -15,6 +15,7 @@ import pytest
 
 from node.catalog import search as search_module
 from node.catalog.service import SAMPLES_DIR, parse_catalog, store_partner_catalog
+from node.pages.paging import Paged, nav
 from protocol.catalog import Catalog, sign_catalog
 from protocol.keys import generate_private_key
 from tests.support.api import PASSWORD
@@ -117,3 +118,73 @@ async def test_chooser_follows_a_partner_catalogue_change(nodes: list[RunningNod
         _status, page = await chooser(http, shaoyang, "region=430400")
         assert listed(page) == ["430400-XK-0002"] and "（延续）" in page
         assert "衡阳市（430400）" in page  # the name the index kept
+
+
+def checked_and_offered(page: str) -> tuple[list[str], list[str]]:
+    boxes = re.findall(r'<input type="checkbox" name="items" value="([^"]+)"( checked)?>', page)
+    return [c for c, on in boxes if on], [c for c, on in boxes if not on]
+
+
+async def test_bundle_page_searches_joint_items_and_keeps_the_chosen(
+    tmp_path: Path, databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """多地联办 at national size: candidates are a searched page of the index (joint items
+    only); the items chosen so far travel in the query, through searches and pages."""
+    started = await start_regions(tmp_path, databases, [*REGIONS, ("370500", "东营市")])
+    shaoyang = started[0]
+    land, company = "430400-DJ-0001", "370500-DJ-0001"
+
+    async def bundle(http: aiohttp.ClientSession, query: str) -> tuple[int, str]:
+        async with http.get(f"{shaoyang.url}/window/bundle?{query}") as r:
+            return r.status, await r.text()
+
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await signed_in(http, shaoyang, "clerk")
+            status, page = await bundle(http, "")
+            assert status == 200
+            assert checked_and_offered(page) == ([], [company, land])  # joint items only
+
+            # Chosen one, then searched for the other: the first stays chosen, not offered.
+            status, page = await bundle(http, f"items={land}&q=%E4%BC%81%E4%B8%9A")  # 企业
+            assert checked_and_offered(page) == ([land], [company])
+            assert 'id="apply"' not in page
+
+            status, page = await bundle(http, f"items={land}&items={company}&go=1")
+            assert status == 200 and 'id="apply"' in page
+            assert re.findall(r'name="p\d\.item_code" value="([^"]+)"', page) == [land, company]
+
+            # A non-joint or unknown code is dropped; one item left is not a bundle.
+            status, page = await bundle(http, f"items={land}&items=430400-XK-0001&go=1")
+            assert "请至少选择 2 个可多地联办的事项" in page and 'id="apply"' not in page
+            status, page = await bundle(http, f"items={land}&items=999999-XX-0001&go=1")
+            assert checked_and_offered(page)[0] == [land]
+            too_many = "&".join(f"items=430400-DJ-{n:04d}" for n in range(1, 12))
+            status, page = await bundle(http, f"{too_many}&go=1")
+            assert "最多包含 10 个事项" in page
+
+            # Pager links carry the chosen items and the search.
+            monkeypatch.setattr("node.pages.window.PAGE_SIZE", 1)
+            status, page = await bundle(http, f"items={land}&province=37")
+            assert checked_and_offered(page) == ([land], [company])
+            status, page = await bundle(http, "")
+            assert checked_and_offered(page) == ([], [company])
+            assert 'href="?page=2"' in page
+            status, page = await bundle(http, f"items={land}&items={company}&q=DJ")
+            assert checked_and_offered(page) == ([land, company], [])
+            assert "没有符合条件的可多地联办事项" in page
+
+            status, page = await bundle(http, f"items={land}&province=99")
+            assert status == 400 and "省份应为两位行政区划代码" in page
+    finally:
+        for node in started:
+            await node.stop()
+
+
+def test_pager_links_keep_repeated_parameters() -> None:
+    paged = Paged(["x"], 2, 3, 3, 1)
+    links = nav([("items", "A"), ("items", "B"), ("q", "登记"), ("page", "2")], "page", paged)
+    assert links == {
+        "prev": "?items=A&items=B&q=%E7%99%BB%E8%AE%B0",
+        "next": "?items=A&items=B&q=%E7%99%BB%E8%AE%B0&page=3",
+    }

@@ -492,7 +492,7 @@ async def test_clerk_takes_joint_application(tmp_path: Path, databases: Database
             await page.get_by_label(re.compile("不动产登记（转移登记）")).check()
             await page.get_by_label(re.compile("企业开办（设立登记）")).check()
             await page.get_by_role("button", name="填写联办申请").click()
-            await page.wait_for_url(re.compile(r"/window/bundle\?items="))
+            await page.wait_for_url(re.compile(r"/window/bundle\?.*go=1"))
             await _shot(page, shots, "01-bundle-form")
             await page.get_by_label("申请人姓名或单位名称").fill("周敏")
             await page.get_by_label("证件号码").fill(GOOD_ID)

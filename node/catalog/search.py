@@ -73,6 +73,8 @@ class SearchQuery:
     province: str = ""
     region: str = ""
     page: int = 1
+    #: Codes left out of the results (items a form has already chosen).
+    exclude: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> SearchQuery:
@@ -238,6 +240,8 @@ async def _tiers(conn: AsyncConnection, query: SearchQuery) -> list[_Tier]:
         base.append(entries.c.modes.contains(f" {query.mode} "))
     if query.province:
         base.append(entries.c.province == query.province)
+    if query.exclude:
+        base.append(entries.c.code.not_in(query.exclude))
     regions: list[str] | None = None
     if query.region:
         regions = await _regions_named(conn, query.region)

@@ -41,13 +41,17 @@ def paginate(rows: Sequence[T], page: int, size: int = PAGE_SIZE) -> Paged[T]:
     return Paged(list(rows[start : start + size]), page, pages, len(rows), size)
 
 
-def nav(query: Mapping[str, str], param: str, paged: Paged[T]) -> dict[str, str | None]:
-    """Links to the previous and next page: this request's query with ``param`` changed."""
+def nav(
+    query: Mapping[str, str] | Sequence[tuple[str, str]], param: str, paged: Paged[T]
+) -> dict[str, str | None]:
+    """Links to the previous and next page: this request's query (a mapping, or pairs when a
+    parameter repeats) with ``param`` changed."""
+    pairs = list(query.items()) if isinstance(query, Mapping) else list(query)
 
     def link(page: int) -> str:
-        wanted = {k: v for k, v in query.items() if k != param}
+        wanted = [(k, v) for k, v in pairs if k != param]
         if page > 1:
-            wanted[param] = str(page)
+            wanted.append((param, str(page)))
         return "?" + urlencode(wanted) if wanted else "?"
 
     return {

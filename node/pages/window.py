@@ -17,6 +17,7 @@ a URL, a history entry or an access log.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -48,6 +49,10 @@ from protocol.regions import PROVINCES
 VIEWERS = ("clerk", "admin")
 #: The chooser's search parameters (node/catalog/search.py SearchQuery.parse).
 CHOOSER_PARAMS = ("q", "mode", "province", "region", "page")
+#: The bundle page's search: the chooser's without the mode (joint items only).
+BUNDLE_PARAMS = ("q", "province", "region", "page")
+#: Items in one 多地联办 application at most.
+MAX_BUNDLE_PARTS = 10
 RECENT = 50
 
 MATERIAL_STATUS_LABELS = {"provided": "已提供", "deferred": "容缺", "pledged": "告知承诺"}
@@ -152,29 +157,53 @@ def routes() -> web.RouteTableDef:
 
     @table.get("/window/bundle")
     async def bundle_page(request: web.Request) -> web.Response:
+        """多地联办: choose one joint item per handling region (at least two). The candidates are
+        a page of the catalogue index (searched like the chooser, joint items only); the items
+        chosen so far travel along as ``items`` and are read one by one, never the whole
+        catalogue. With ``go`` and a valid choice, one form for all of them."""
         staff = await session.page_staff(request, *VIEWERS)
         db = request.app[DATABASE]
-        everything = await catalog.our_items(db) + await catalog.partner_items(db)
-        joint = [i for i in everything if "joint" in i.modes]
-        chosen_codes = [c for c in request.query.getall("items", []) if c][:10]
-        chosen = [i for i in joint if i.code in chosen_codes]
+        params = {k: request.query.get(k, "") for k in BUNDLE_PARAMS}
         problem = ""
-        if len(chosen_codes) > 1 or request.query.get("go"):
-            if len(chosen) < 2:
+        try:
+            query = SearchQuery.parse(params)
+        except SearchError as exc:
+            problem = exc.message
+            query = SearchQuery()
+        chosen_codes = list(dict.fromkeys(c for c in request.query.getall("items", []) if c))
+        query = replace(query, mode="joint", exclude=tuple(chosen_codes[:MAX_BUNDLE_PARTS]))
+        chosen = await _joint_items(request, chosen_codes[:MAX_BUNDLE_PARTS])
+        if request.query.get("go") and not problem:
+            if len(chosen_codes) > MAX_BUNDLE_PARTS:
+                problem = f"一件联办最多包含 {MAX_BUNDLE_PARTS} 个事项"
+            elif len(chosen) < 2:
                 problem = "请至少选择 2 个可多地联办的事项"
             elif len({i.handling_region for i in chosen}) < len(chosen):
                 problem = "同一办理地的事项请合并为一件，每个办理地只选一个事项"
-        ready = len(chosen) > 1 and not problem
-        return await render_page(
+        ready = bool(request.query.get("go")) and not problem
+        found = await search(db, query, page_size=PAGE_SIZE)
+        paged = Paged(found.entries, found.page, found.pages, found.total, PAGE_SIZE)
+        kept = [(k, v) for k, v in params.items() if v and k != "page" and not problem]
+        response = await render_page(
             request,
             "window/bundle.html",
-            joint=[_item_summary(request, i) for i in joint],
-            chosen_codes=chosen_codes,
+            q=query.text,
+            region=query.region,
+            province=query.province,
+            provinces=sorted(PROVINCES.items()),
+            chosen=[_item_summary(request, i) for i in chosen],
+            candidates=[_entry_summary(request, e) for e in found.entries],
+            paged=paged,
+            pager_links=nav([("items", c) for c in chosen_codes] + kept, "page", paged),
+            capped=found.capped,
             parts=[_item_view(request, i) | {"item": i} for i in chosen] if ready else [],
             problem=problem,
             id_types=ID_TYPES,
             can_submit=staff.role == "clerk",
         )
+        if problem and not request.query.get("go"):
+            response.set_status(400)
+        return response
 
     @table.get("/window/receipt/{id}")
     async def receipt(request: web.Request) -> web.Response:
@@ -337,6 +366,14 @@ def _entry_summary(request: web.Request, entry: Entry) -> dict[str, Any]:
         "deferrable": facts.get("deferrable", 0),
         "pledgeable": facts.get("pledgeable", 0),
     }
+
+
+async def _joint_items(request: web.Request, codes: list[str]) -> list[Item]:
+    """The current items of ``codes`` that can be handled jointly, in the order given (others
+    are dropped: a retired item, a code no catalogue lists, an item without 多地联办)."""
+    db = request.app[DATABASE]
+    found = [await catalog.get_item(db, code) for code in codes]
+    return [i for i in found if i is not None and not i.retired and "joint" in i.modes]
 
 
 def _window_mode(request: web.Request, item: Item) -> str | None:
