@@ -13,9 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node import demo
 from node.appkeys import DATABASE
 from node.cases.cli import verify_cases
+from node.demo.banner import DEMO_ONLINE_ITEMS
+from node.demo.people import demo_people
+from node.demo.regions import DEMO_PASSWORD, DEMO_USERS, provider_url
+from node.demo.serving import start
+from node.demo.stories import STORIES
 from tests.support.nodes import free_port
 
 EVERY_STATE = {
@@ -49,7 +53,7 @@ def _free_ports(count: int = 4) -> int:
 
 async def _cases(http: aiohttp.ClientSession, url: str) -> dict[str, dict[str, Any]]:
     async with http.post(
-        f"{url}/api/v1/login", json={"username": "supervisor", "password": demo.DEMO_PASSWORD}
+        f"{url}/api/v1/login", json={"username": "supervisor", "password": DEMO_PASSWORD}
     ) as resp:
         token = (await resp.json())["token"]
     headers = {"Authorization": f"Bearer {token}"}
@@ -77,11 +81,11 @@ async def test_demo_makes_every_state_on_the_right_nodes_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base_port = _free_ports()
-    running = await demo.start(tmp_path / "demo", base_port)
+    running = await start(tmp_path / "demo", base_port)
     try:
         out = capsys.readouterr().out
         assert "未能生成" not in out
-        assert list(running.cases) == [story.key for story in demo.STORIES]
+        assert list(running.cases) == [story.key for story in STORIES]
         urls = {c.region: c.url for c in running.configs}
         assert set(urls) == {"430400", "430523", "370500"}
         assert urls["430400"] == f"http://127.0.0.1:{base_port}"
@@ -89,15 +93,15 @@ async def test_demo_makes_every_state_on_the_right_nodes_once(
         for url in urls.values():
             assert url in out
             assert f"{url}/guide\n" in out  # the 办事指南 of each region
-        for username in demo.DEMO_USERS:
+        for username in DEMO_USERS:
             assert username in out
         for role in ("收件人员", "审批人员", "勘验人员", "监督人员", "系统管理员"):
             assert role in out
-        assert demo.DEMO_PASSWORD in out and "王芳" in out and "李明" in out
+        assert DEMO_PASSWORD in out and "王芳" in out and "李明" in out
         # The development identity provider, labelled as such, and its demo people.
-        assert demo.provider_url(base_port) in out and "开发用身份认证服务" in out
-        assert all(p.name in out and p.id_number in out for p in demo.demo_people())
-        assert f"{urls['430400']}/apply/{demo.DEMO_ONLINE_ITEMS['430400']}" in out
+        assert provider_url(base_port) in out and "开发用身份认证服务" in out
+        assert all(p.name in out and p.id_number in out for p in demo_people())
+        assert f"{urls['430400']}/apply/{DEMO_ONLINE_ITEMS['430400']}" in out
         example = running.cases["dispatched"]
         assert f"{urls[example['receiving']]}/query?case={example['case_no']}" in out
         assert f"查询码 {example['query_code']}" in out
@@ -145,7 +149,7 @@ async def test_demo_makes_every_state_on_the_right_nodes_once(
         await running.stop()
 
     # A second start serves the same regions and cases, and makes none.
-    again = await demo.start(tmp_path / "demo", base_port)
+    again = await start(tmp_path / "demo", base_port)
     try:
         out = capsys.readouterr().out
         assert "正在生成演示办件" not in out
