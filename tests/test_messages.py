@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +19,40 @@ from protocol import identifiers as ids
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     BODY_SCHEMAS,
+    ERROR,
     MESSAGE_TYPES,
+    PROGRESS,
+    acceptance,
+    decision,
+    error,
     example_body,
+    handover,
+    inspection,
+    progress,
+    rating,
+    registry,
+    submission,
+    supplement,
     validate_blobs,
     validate_body,
+    withdrawal,
 )
 from protocol.schema import Checked, List, Nullable, Obj, Schema
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "messages.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "messages.md"
+FAMILIES = (
+    submission,
+    acceptance,
+    supplement,
+    inspection,
+    decision,
+    handover,
+    withdrawal,
+    rating,
+    progress,
+    error,
+)
 
 Key = str | int
 
@@ -146,6 +174,39 @@ def cases(kind: str) -> list[Any]:
 def test_every_type_has_a_schema() -> None:
     assert set(BODY_SCHEMAS) == set(MESSAGE_TYPES)
     assert len(MESSAGE_TYPES) == 16
+
+
+def test_each_type_has_its_schema_in_one_family_module() -> None:
+    owners = {typ: family.__name__ for family in FAMILIES for typ in family.SCHEMAS}
+    assert list(owners) == list(MESSAGE_TYPES)
+    assert sum(len(family.SCHEMAS) for family in FAMILIES) == len(MESSAGE_TYPES)
+    for family in FAMILIES:
+        for typ, schema in family.SCHEMAS.items():
+            assert BODY_SCHEMAS[typ] is schema, (family.__name__, typ)
+
+
+def test_registering_a_type_twice_fails() -> None:
+    assert registry([{"case.progress": PROGRESS}, {"case.error": ERROR}]) == {
+        "case.progress": PROGRESS,
+        "case.error": ERROR,
+    }
+    with pytest.raises(ValueError, match=re.escape("'case.error' is registered twice")):
+        registry([{"case.error": ERROR}, {"case.progress": PROGRESS, "case.error": PROGRESS}])
+
+
+def test_a_type_registered_twice_fails_the_import() -> None:
+    script = (
+        "import importlib\n"
+        "import protocol.messages as messages\n"
+        "from protocol.messages import progress\n"
+        "progress.SCHEMAS['case.error'] = messages.ERROR\n"
+        "importlib.reload(messages)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "ValueError: message type 'case.error' is registered twice" in done.stderr
 
 
 @pytest.mark.parametrize("typ", MESSAGE_TYPES)
