@@ -4,8 +4,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
+from node.accounts import service as accounts
 from tests.support.databases import DatabaseFactory
+
+#: argon2id with small parameters for the accounts every test makes and logs in with: the
+#: same algorithm and code paths at a fraction of the cost (the production parameters, 64 MiB
+#: and 3 passes, took about 0.8 s a hash on this 2-core machine under the suite's load, and
+#: each test node makes six staff accounts). tests/test_accounts.py checks that a hash made
+#: with other parameters is rehashed at login, with the production hasher.
+TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accounts, "HASHER", TEST_HASHER)
 
 
 @pytest.fixture

@@ -47,14 +47,6 @@ PASSWORD = "tongban-demo"
 Client = Callable[..., Awaitable[TestClient]]  # the aiohttp_client fixture
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id with small parameters: the same code paths, a fraction of the time."""
-    monkeypatch.setattr(
-        service, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
-
-
 async def make_node(tmp: Path, databases: DatabaseFactory, region: str, name: str) -> NodeConfig:
     return await init_node(
         tmp / region, region=region, name=name, database_url=await databases.new_url(region)
