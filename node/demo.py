@@ -181,7 +181,7 @@ def _hall_toml(region: str) -> str:
 async def _provision(config: NodeConfig) -> None:
     """The demo catalogue and the demo staff of one region."""
     from node.accounts.service import UserExists, create_user, list_users
-    from node.catalog.service import load_catalog_file
+    from node.catalog.loading import load_catalog_file
     from node.storage.database import Database
 
     db = Database(config.database_url)
