@@ -13,7 +13,7 @@ What it does (see bench/README.md):
    (node/demo_catalog/*.toml) and the common kinds of 事项 and 实施部门, each item with 2–6
    materials. Our own catalogue is the demo catalogue of 邵阳县.
 3. Stores each region's catalogue signed (``sign_catalog``, a key per region) through
-   ``service.store_partner_catalog``, the path the refresher uses: the cache row and the search
+   ``partner_cache.store_partner_catalog``, the path the refresher uses: the cache row and the search
    index in one transaction per region. Times it (the index build time), then the DB size.
 4. Times ``node.catalog.search.search`` (what /window runs) over a mix of queries: name
    substrings of 2, 3 and 4 characters, 1-character names, exact codes, code prefixes,
@@ -46,8 +46,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench import procstat
+from node.catalog.loading import load_catalog, parse_catalog
+from node.catalog.partner_cache import store_partner_catalog
 from node.catalog.search import SearchQuery, search
-from node.catalog.service import load_catalog, parse_catalog, store_partner_catalog
 from node.storage.database import Database
 from node.storage.migrate import upgrade
 from protocol.catalog import Catalog, Item, check_item, sign_catalog

@@ -34,7 +34,7 @@ from aiohttp import web
 
 from bench import procstat
 from node.app import create_app
-from node.catalog.service import load_catalog, parse_catalog
+from node.catalog.loading import load_catalog, parse_catalog
 from node.pages.qr import qr_svg
 from node.provisioning import init_node
 from node.storage.database import Database

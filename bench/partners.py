@@ -447,7 +447,7 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
                 "max": max(slices),
             },
             # Other work of the node that is not delivery: the catalogue refresher fetches
-            # every partner's catalogue (node/catalog/service.py) and retries failures.
+            # every partner's catalogue (node/catalog/refresher.py) and retries failures.
             "catalogue_fetch_failures": _log_count(hub_proc, CATALOGUE_FAILED) - catalogue_before,
             "machine_busy_cores": machine.busy / idle_seconds,
         }

@@ -32,7 +32,8 @@ from node.appkeys import (
     VIDEO_DESK,
 )
 from node.cases.service import CaseService
-from node.catalog.service import catalog_refresher_ctx, get_item
+from node.catalog.items import get_item
+from node.catalog.refresher import catalog_refresher_ctx
 from node.catalog.views import routes as catalog_routes
 from node.config import NodeConfig
 from node.federation.directory import following

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from inspection.hub import InspectionHub
     from node.accounts.ratelimit import LoginThrottle, RateLimiter
     from node.cases.service import CaseService
-    from node.catalog.service import CatalogRefresher
+    from node.catalog.refresher import CatalogRefresher
     from node.config import NodeConfig
     from node.federation.directory import DirectoryFollower
     from node.federation.runtime import Federation

@@ -17,7 +17,7 @@ import pytest
 from node.appkeys import CASES
 from node.cases.queries import status_count_faults
 from node.cases.recompute import recompute_provisional
-from node.catalog.service import refresh_partner_catalog
+from node.catalog.partner_cache import refresh_partner_catalog
 from node.clock import today_in_china
 from node.config import CaseSettings, ConfigError, NodeConfig
 from node.workdays.service import load_calendar_file

@@ -19,7 +19,7 @@ from node.appkeys import CASES
 from node.cases.deadlines import TimeStatus, compute, time_status
 from node.cases.models import case_due_counts, case_status_counts, cases
 from node.cases.queries import rebuild_status_counts, status_count_faults
-from node.catalog.service import load_catalog_file
+from node.catalog.loading import load_catalog_file
 from node.clock import CHINA, today_in_china
 from node.workdays.defaults import default_calendar
 from tests.support.api import ApiClient, pdf

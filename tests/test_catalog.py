@@ -12,17 +12,15 @@ from typing import Any
 
 import pytest
 
-from node.catalog.service import (
+from node.catalog.items import get_item, our_items
+from node.catalog.loading import (
     SAMPLES_DIR,
-    TOKEN_REUSE,
     CatalogError,
-    get_item,
     load_catalog_file,
     load_catalog_report,
-    our_catalog_token,
-    our_items,
     parse_catalog,
 )
+from node.catalog.publishing import TOKEN_REUSE, our_catalog_token
 from node.storage.database import Database
 from node.storage.migrate import upgrade
 from protocol import jws

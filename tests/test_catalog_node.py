@@ -15,19 +15,12 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
+from node.appkeys import CATALOG_REFRESHER
+from node.catalog.items import get_item, partner_items
+from node.catalog.loading import SAMPLES_DIR, load_catalog_file
 from node.catalog.models import partner_catalogs
-from node.catalog.service import (
-    CATALOG_REFRESHER,
-    SAMPLES_DIR,
-    CatalogRefresher,
-    CatalogRefreshError,
-    get_item,
-    load_catalog_file,
-    partner_items,
-    refresh_partner_catalog,
-    start_catalog_refresher,
-    stop_catalog_refresher,
-)
+from node.catalog.partner_cache import CatalogRefreshError, refresh_partner_catalog
+from node.catalog.refresher import CatalogRefresher, start_catalog_refresher, stop_catalog_refresher
 from node.cli import main
 from node.federation.identity import rotate_key
 from node.storage.database import Database

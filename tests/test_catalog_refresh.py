@@ -18,18 +18,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 from sqlalchemy import select
 
+from node.catalog.loading import SAMPLES_DIR, load_catalog_file
 from node.catalog.models import partner_catalogs
+from node.catalog.partner_cache import refresh_partner_catalog
+from node.catalog.publishing import TOKEN_REUSE, catalog_etag, etag_matches, our_catalog
+from node.catalog.refresher import CatalogRefresher
 from node.catalog.schedule import RefreshSchedule
-from node.catalog.service import (
-    SAMPLES_DIR,
-    TOKEN_REUSE,
-    CatalogRefresher,
-    catalog_etag,
-    etag_matches,
-    load_catalog_file,
-    our_catalog,
-    refresh_partner_catalog,
-)
 from node.federation.client import TransportError
 from node.federation.trust import TrustStore
 from node.storage.database import Database

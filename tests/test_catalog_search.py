@@ -14,14 +14,10 @@ from sqlalchemy import delete, func, select
 
 from node.catalog import search as search_module
 from node.catalog.index import ensure_index, grams, reindex
+from node.catalog.loading import SAMPLES_DIR, load_catalog, parse_catalog
 from node.catalog.models import catalog_entries, catalog_regions
+from node.catalog.partner_cache import store_partner_catalog
 from node.catalog.search import SearchError, SearchQuery, search
-from node.catalog.service import (
-    SAMPLES_DIR,
-    load_catalog,
-    parse_catalog,
-    store_partner_catalog,
-)
 from node.storage.database import Database
 from node.storage.migrate import upgrade
 from protocol.catalog import Catalog, Item, sign_catalog

@@ -14,12 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from node.catalog.service import (
-    SAMPLES_DIR,
-    load_catalog,
-    our_items,
-    parse_catalog,
-)
+from node.catalog.items import our_items
+from node.catalog.loading import SAMPLES_DIR, load_catalog, parse_catalog
 from node.catalog.snapshot import catalog_snapshot, catalog_version
 from node.config import ConfigError, NodeConfig
 from node.pages.guide import QR_PAGE_SIZE

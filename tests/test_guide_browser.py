@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, Request
 
-from node.catalog.service import load_catalog, parse_catalog
+from node.catalog.loading import load_catalog, parse_catalog
 from tests.support.browser import chromium, output_dir, overflowing
 from tests.support.databases import DatabaseFactory
 from tests.support.guide import HALL, refresh, start_with_hall

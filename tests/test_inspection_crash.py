@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from inspection.media import probe
-from node.catalog.service import refresh_partner_catalog
+from node.catalog.partner_cache import refresh_partner_catalog
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory
 from tests.support.inspections import accepted_case, schedule, until

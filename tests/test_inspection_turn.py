@@ -38,7 +38,7 @@ from aiortc import (
 
 from inspection.media import probe
 from node.appkeys import HUB
-from node.catalog.service import refresh_partner_catalog
+from node.catalog.partner_cache import refresh_partner_catalog
 from node.config import CONFIG_FILE, NodeConfig
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory

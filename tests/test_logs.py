@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from node.app import create_app
-from node.catalog.service import refresh_partner_catalog
+from node.catalog.partner_cache import refresh_partner_catalog
 from node.logging_setup import JsonAccessLogger, JsonFormatter
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory

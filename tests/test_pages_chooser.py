@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from node.catalog import search as search_module
-from node.catalog.service import SAMPLES_DIR, parse_catalog, store_partner_catalog
+from node.catalog.loading import SAMPLES_DIR, parse_catalog
+from node.catalog.partner_cache import store_partner_catalog
 from node.pages.paging import Paged, nav
 from protocol.catalog import Catalog, sign_catalog
 from protocol.keys import generate_private_key

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from node.catalog import service
+from node.catalog.items import our_items, partner_items
+from node.catalog.labels import MODE_LABELS
+from node.catalog.loading import CatalogError, load_catalog_report
 from node.config import NodeConfig
 from node.federation.partners import load_partners
 from node.storage.database import Database
@@ -57,11 +59,9 @@ def _load(args: argparse.Namespace) -> int:
     try:
         report = _with_db(
             config,
-            lambda db: service.load_catalog_report(
-                db, config.region, args.file, region_name=config.name
-            ),
+            lambda db: load_catalog_report(db, config.region, args.file, region_name=config.name),
         )
-    except service.CatalogError as exc:
+    except CatalogError as exc:
         print(f"错误 / error: {exc.message}", file=sys.stderr)
         print("事项目录未作任何改动 (nothing changed)", file=sys.stderr)
         return 1
@@ -78,7 +78,7 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _line(item: Item, region_name: str) -> str:
-    modes = "、".join(service.MODE_LABELS[m] for m in item.modes)
+    modes = "、".join(MODE_LABELS[m] for m in item.modes)
     flags = " 勘验" if item.inspection.required else ""
     retired = " [已停用 retired]" if item.retired else ""
     return (
@@ -93,8 +93,8 @@ def _list(args: argparse.Namespace) -> int:
     names[config.region] = config.name
 
     async def read(db: Database) -> tuple[list[Item], list[Item]]:
-        own = await service.our_items(db, include_retired=args.all)
-        theirs = await service.partner_items(db, include_retired=args.all)
+        own = await our_items(db, include_retired=args.all)
+        theirs = await partner_items(db, include_retired=args.all)
         return own, theirs
 
     own, theirs = _with_db(config, read)

@@ -1,7 +1,7 @@
 """The search index of the catalogue: one row per current item, ours and every partner's.
 
 Every change of the index goes through :func:`index_region`, called by the functions that store
-a catalogue (``service.load_catalog`` for ours, ``service.store_partner_catalog`` for a
+a catalogue (``loading.load_catalog`` for ours, ``partner_cache.store_partner_catalog`` for a
 partner's) on *their* connection, so the index changes in the same transaction as the cache.
 Retired items are not in the index: search offers only current items.
 

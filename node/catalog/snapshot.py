@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from node.catalog.items import our_items, partner_items
 from node.catalog.models import items as items_table
 from node.catalog.models import partner_catalogs
-from node.catalog.service import our_items, partner_items
 from node.storage.database import Database
 from protocol.catalog import Item
 

@@ -17,7 +17,16 @@ from aiohttp import web
 
 from node.accounts.auth import authenticate, require_role
 from node.appkeys import CATALOG_REFRESHER, DATABASE, FEDERATION
-from node.catalog import service
+from node.catalog import items as catalog_items
+from node.catalog.labels import (
+    DELIVERY_LABELS,
+    FIELD_TYPE_LABELS,
+    FORM_LABELS,
+    MODE_LABELS,
+    RESULT_LABELS,
+)
+from node.catalog.publishing import etag_matches, our_catalog
+from node.catalog.refresher import CatalogRefresher
 from node.federation.runtime import Federation
 from node.http_errors import ApiError
 from protocol.catalog import MODES, Item
@@ -41,7 +50,7 @@ def _summary(item: Item, fed: Federation) -> dict[str, Any]:
         "handling_region_name": _region_name(fed, item.handling_region),
         "own": item.handling_region == fed.identity.region,
         "modes": list(item.modes),
-        "mode_labels": [service.MODE_LABELS[m] for m in item.modes],
+        "mode_labels": [MODE_LABELS[m] for m in item.modes],
         "legal_limit_days": item.legal_limit_days,
         "promised_limit_days": item.promised_limit_days,
         "inspection_required": item.inspection.required,
@@ -59,13 +68,13 @@ def _full(item: Item, fed: Federation) -> dict[str, Any]:
     data["handling_region_name"] = _region_name(fed, item.handling_region)
     data["own"] = item.handling_region == fed.identity.region
     data["retired"] = item.retired
-    data["mode_labels"] = [service.MODE_LABELS[m] for m in item.modes]
-    data["result_type_label"] = service.RESULT_LABELS[item.result_type]
-    data["delivery_labels"] = [service.DELIVERY_LABELS[d] for d in item.delivery]
+    data["mode_labels"] = [MODE_LABELS[m] for m in item.modes]
+    data["result_type_label"] = RESULT_LABELS[item.result_type]
+    data["delivery_labels"] = [DELIVERY_LABELS[d] for d in item.delivery]
     for material in data["materials"]:
-        material["form_label"] = service.FORM_LABELS[material["form"]]
+        material["form_label"] = FORM_LABELS[material["form"]]
     for form_field in data["form_fields"]:
-        form_field["type_label"] = service.FIELD_TYPE_LABELS[form_field["type"]]
+        form_field["type_label"] = FIELD_TYPE_LABELS[form_field["type"]]
     return data
 
 
@@ -85,9 +94,9 @@ def routes() -> web.RouteTableDef:
     @table.get("/federation/v1/catalog")
     async def signed_catalog(request: web.Request) -> web.Response:
         fed = request.app[FEDERATION]
-        published = await service.our_catalog(request.app[DATABASE], fed.identity)
+        published = await our_catalog(request.app[DATABASE], fed.identity)
         headers = {"ETag": published.etag, "Cache-Control": "no-cache"}
-        if service.etag_matches(request.headers.get("If-None-Match"), published.etag):
+        if etag_matches(request.headers.get("If-None-Match"), published.etag):
             return web.Response(status=304, headers=headers)
         return web.Response(
             body=published.token.encode("ascii"), content_type=JOSE, headers=headers
@@ -106,8 +115,8 @@ def routes() -> web.RouteTableDef:
                 "invalid_mode",
                 "办理模式应为 proxy（异地代收代办）、online（全程网办）或 joint（多地联办）",
             )
-        found = await service.our_items(db) + await service.partner_items(db)
-        status = await service.partner_catalog_status(db)
+        found = await catalog_items.our_items(db) + await catalog_items.partner_items(db)
+        status = await catalog_items.partner_catalog_status(db)
         return web.json_response(
             {
                 "items": [_summary(i, fed) for i in found if _matches(i, region, mode, query)],
@@ -125,7 +134,7 @@ def routes() -> web.RouteTableDef:
 
     @table.get("/api/v1/catalog/{code}")
     async def get_item(request: web.Request) -> web.Response:
-        item = await service.get_item(request.app[DATABASE], request.match_info["code"])
+        item = await catalog_items.get_item(request.app[DATABASE], request.match_info["code"])
         if item is None:
             raise ApiError(404, "item_not_found", "事项不存在")
         return web.json_response(_full(item, request.app[FEDERATION]))
@@ -137,7 +146,7 @@ def routes() -> web.RouteTableDef:
         fed = request.app[FEDERATION]
         refresher = request.app.get(CATALOG_REFRESHER)
         if refresher is None:
-            refresher = service.CatalogRefresher(
+            refresher = CatalogRefresher(
                 request.app[DATABASE], fed.trust, fed.client, learn_keys=fed.refresher.refresh
             )
         results = await refresher.refresh_now()

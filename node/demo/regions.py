@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from node.accounts.service import UserExists, create_user, list_users
-from node.catalog.service import load_catalog_file
+from node.catalog.loading import load_catalog_file
 from node.config import CONFIG_FILE, NodeConfig
 from node.provisioning import init_node, link_all
 from node.storage.database import Database

@@ -27,7 +27,7 @@ from node.api.files import store_chunks
 from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, IDENTITY
 from node.cases import validation
 from node.cases.errors import CaseError
-from node.catalog.service import get_item
+from node.catalog.items import get_item
 from node.identity.caller import as_citizen, citizen_session
 from node.identity.session import CitizenSession, set_session, unverified_session
 from node.identity.views import NO_STORE, UNAVAILABLE, login_url, redirect

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from node.appkeys import CONFIG, DATABASE
-from node.catalog import service as catalog
+from node.catalog.labels import DELIVERY_LABELS, FORM_LABELS, MODE_LABELS, RESULT_LABELS
 from node.catalog.snapshot import CatalogSnapshot, RegionCatalog, catalog_snapshot
 from node.config import NodeConfig
 from node.pages.office import region_names
@@ -164,12 +164,12 @@ def item_view(
         "version": region.version,
         "changed_at": region.changed_at,
         "own_catalog": region.own,
-        "modes": [(m, catalog.MODE_LABELS[m], m in item.modes) for m in MODES],
+        "modes": [(m, MODE_LABELS[m], m in item.modes) for m in MODES],
         "materials": [
-            {"m": m, "form_label": catalog.FORM_LABELS.get(m.form, m.form)} for m in item.materials
+            {"m": m, "form_label": FORM_LABELS.get(m.form, m.form)} for m in item.materials
         ],
-        "result": catalog.RESULT_LABELS.get(item.result_type, item.result_type),
-        "delivery": [catalog.DELIVERY_LABELS.get(d, d) for d in item.delivery],
+        "result": RESULT_LABELS.get(item.result_type, item.result_type),
+        "delivery": [DELIVERY_LABELS.get(d, d) for d in item.delivery],
         "fee": _fee(item),
         "channels": _channels(item, config, names),
     }
@@ -198,7 +198,7 @@ def _summary(item: Item, names: dict[str, str]) -> dict[str, Any]:
         "department": item.department,
         "region": item.handling_region,
         "region_name": names.get(item.handling_region, item.handling_region),
-        "modes": [catalog.MODE_LABELS[m] for m in item.modes],
+        "modes": [MODE_LABELS[m] for m in item.modes],
         "promised_limit_days": item.promised_limit_days,
         "href": f"/guide/{item.handling_region}/{item.code}",
     }

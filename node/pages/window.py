@@ -32,7 +32,8 @@ from node.cases.lifecycle import ACTIONS, CLOSED, OPEN, Status
 from node.cases.models import bundles, cases
 from node.cases.personal import query_matches
 from node.cases.validation import ID_TYPES
-from node.catalog import service as catalog
+from node.catalog.items import get_item, partner_fetched_at
+from node.catalog.labels import DELIVERY_LABELS, FORM_LABELS, MODE_LABELS, RESULT_LABELS
 from node.catalog.search import PAGE_SIZE, Entry, SearchError, SearchQuery, search
 from node.clock import today_in_china
 from node.http_json import path_int
@@ -108,7 +109,7 @@ def routes() -> web.RouteTableDef:
             problem = exc.message
             query = SearchQuery()
         found = await search(db, query, page_size=PAGE_SIZE)
-        fetched = await catalog.partner_fetched_at(db, {e.handling_region for e in found.entries})
+        fetched = await partner_fetched_at(db, {e.handling_region for e in found.entries})
         paged = Paged(found.entries, found.page, found.pages, found.total, PAGE_SIZE)
         shown = {k: v for k, v in params.items() if v and k != "page" and not problem}
         response = await render_page(
@@ -119,7 +120,7 @@ def routes() -> web.RouteTableDef:
             province=query.province,
             mode=query.mode,
             provinces=sorted(PROVINCES.items()),
-            modes=[(m, catalog.MODE_LABELS[m]) for m in MODES],
+            modes=[(m, MODE_LABELS[m]) for m in MODES],
             problem=problem,
             groups=_groups(request, found.entries, fetched),
             paged=paged,
@@ -136,7 +137,7 @@ def routes() -> web.RouteTableDef:
     @table.get("/window/items/{code}")
     async def item_page(request: web.Request) -> web.Response:
         staff = await session.page_staff(request, *VIEWERS)
-        item = await catalog.get_item(request.app[DATABASE], request.match_info["code"])
+        item = await get_item(request.app[DATABASE], request.match_info["code"])
         if item is None or item.retired:
             raise web.HTTPNotFound()
         mode = _window_mode(request, item)
@@ -264,7 +265,7 @@ def routes() -> web.RouteTableDef:
         details = case["details"]
         withdrawal = details.get("withdrawal", {})
         outstanding = [m for m in case["deferred"] if not m["caught_up"]]
-        item = await catalog.get_item(request.app[DATABASE], case["item_code"])
+        item = await get_item(request.app[DATABASE], case["item_code"])
         can_submit = staff.role == "clerk"
         return await render_page(
             request,
@@ -355,7 +356,7 @@ def _entry_summary(request: web.Request, entry: Entry) -> dict[str, Any]:
         "department": entry.department,
         "handling_region": entry.handling_region,
         "handling_region_name": _region_name(request, entry.handling_region),
-        "modes": [catalog.MODE_LABELS[m] for m in modes if m in catalog.MODE_LABELS],
+        "modes": [MODE_LABELS[m] for m in modes if m in MODE_LABELS],
         "joint": "joint" in modes,
         "window_mode": window_mode,
         "promised_limit_days": facts.get("promised"),
@@ -372,7 +373,7 @@ async def _joint_items(request: web.Request, codes: list[str]) -> list[Item]:
     """The current items of ``codes`` that can be handled jointly, in the order given (others
     are dropped: a retired item, a code no catalogue lists, an item without 多地联办)."""
     db = request.app[DATABASE]
-    found = [await catalog.get_item(db, code) for code in codes]
+    found = [await get_item(db, code) for code in codes]
     return [i for i in found if i is not None and not i.retired and "joint" in i.modes]
 
 
@@ -392,7 +393,7 @@ def _item_summary(request: web.Request, item: Item) -> dict[str, Any]:
         "department": item.department,
         "handling_region": item.handling_region,
         "handling_region_name": _region_name(request, item.handling_region),
-        "modes": [catalog.MODE_LABELS[m] for m in item.modes],
+        "modes": [MODE_LABELS[m] for m in item.modes],
         "joint": "joint" in item.modes,
         "window_mode": _window_mode(request, item),
         "promised_limit_days": item.promised_limit_days,
@@ -410,13 +411,13 @@ def _item_view(request: web.Request, item: Item) -> dict[str, Any]:
     return {
         "region_name": _region_name(request, item.handling_region),
         "own": item.handling_region == request.app[CONFIG].region,
-        "modes": [catalog.MODE_LABELS[m] for m in item.modes],
-        "result": catalog.RESULT_LABELS.get(item.result_type, item.result_type),
-        "delivery": [(d, catalog.DELIVERY_LABELS.get(d, d)) for d in item.delivery],
+        "modes": [MODE_LABELS[m] for m in item.modes],
+        "result": RESULT_LABELS.get(item.result_type, item.result_type),
+        "delivery": [(d, DELIVERY_LABELS.get(d, d)) for d in item.delivery],
         "materials": [
             {
                 "m": m,
-                "form_label": catalog.FORM_LABELS.get(m.form, m.form),
+                "form_label": FORM_LABELS.get(m.form, m.form),
                 "types": "、".join(TYPE_NAMES.get(t, t) for t in m.media_types),
                 "accept": ",".join(m.media_types),
                 "max_mb": max(1, m.max_bytes // (1024 * 1024)),
@@ -531,7 +532,7 @@ async def _receipt(request: web.Request, staff: Staff, *, code: str | None) -> w
     shown = (
         code if code is not None and _code_matches(request, case["case_no"], code, stored) else None
     )
-    item = await catalog.get_item(request.app[DATABASE], case["item_code"])
+    item = await get_item(request.app[DATABASE], case["item_code"])
     estimate = await _estimate(request, item) if item is not None else None
     response = await render_page(
         request,
@@ -569,7 +570,7 @@ async def _bundle_receipt(request: web.Request, *, code: str | None) -> web.Resp
     parts = []
     for row in rows:
         case = await request.app[CASES].get(staff, row.id)
-        item = await catalog.get_item(request.app[DATABASE], case["item_code"])
+        item = await get_item(request.app[DATABASE], case["item_code"])
         parts.append(_part_view(request, case, item) | {"hash": row.query_hash})
     shown = (
         code

@@ -27,7 +27,7 @@ from inspection.models import inspection_items
 from node.accounts.auth import authenticate, require_role
 from node.accounts.staff import Staff
 from node.appkeys import CASES, DATABASE, VIDEO_DESK
-from node.catalog.service import get_item
+from node.catalog.items import get_item
 from node.http_json import path_int, read_json
 from node.pages.rendering import add_template_folder, render, render_page
 from node.pages.session import page_staff

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.catalog.service import refresh_partner_catalog
+from node.catalog.partner_cache import refresh_partner_catalog
 from node.config import CONFIG_FILE, NodeConfig
 from tests.support.databases import DatabaseFactory
 from tests.support.nodes import RunningNode, make_configs

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from node.accounts.service import create_user
-from node.catalog.service import load_catalog_file, refresh_partner_catalog
+from node.catalog.loading import load_catalog_file
+from node.catalog.partner_cache import refresh_partner_catalog
 from node.config import NodeConfig
 from node.storage.database import Database
 from tests.support.api import PASSWORD, ApiClient, pdf

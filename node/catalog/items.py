@@ -1,0 +1,117 @@
+"""Reading the catalogue: our items, partners' cached ones, one item by code, and how current
+each partner's cached catalogue is."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from node.catalog.models import items as items_table
+from node.catalog.models import partner_catalogs
+from node.storage.database import Database
+from protocol.catalog import ITEM_CODE_RE, Item
+
+
+async def our_items(db: Database, *, include_retired: bool = False) -> list[Item]:
+    """Our catalogue, by code; retired items only when asked for."""
+    query = select(items_table.c.data, items_table.c.retired).order_by(items_table.c.code)
+    if not include_retired:
+        query = query.where(items_table.c.retired.is_(False))
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [Item.from_dict(json.loads(r.data), retired=bool(r.retired)) for r in rows]
+
+
+def _cached_item(entry: Mapping[str, Any]) -> Item:
+    data = {k: v for k, v in entry.items() if k != "retired"}
+    return Item.from_dict(data, retired=bool(entry.get("retired", False)))
+
+
+async def partner_items(
+    db: Database, region: str | None = None, *, include_retired: bool = False
+) -> list[Item]:
+    """Partners' cached items (of one partner if ``region`` is given), by region and code."""
+    query = select(partner_catalogs.c["items"]).order_by(partner_catalogs.c.region)
+    if region is not None:
+        query = query.where(partner_catalogs.c.region == region)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    found = [_cached_item(e) for r in rows for e in json.loads(r._mapping["items"])]
+    return sorted(
+        (i for i in found if include_retired or not i.retired),
+        key=lambda i: (i.handling_region, i.code),
+    )
+
+
+async def get_item(db: Database, code: str) -> Item | None:
+    """Our item ``code`` or a partner's cached one, retired ones included (``item.retired``
+    tells): old cases must resolve their item; new applications should refuse a retired one.
+    ``item.handling_region`` says whose it is."""
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                select(items_table.c.data, items_table.c.retired).where(items_table.c.code == code)
+            )
+        ).first()
+        if row is not None:
+            return Item.from_dict(json.loads(row.data), retired=bool(row.retired))
+        query = select(partner_catalogs.c["items"])
+        match = ITEM_CODE_RE.fullmatch(code)
+        if match is not None:
+            query = query.where(partner_catalogs.c.region == match.group(1))
+        rows = (await conn.execute(query)).all()
+    for cached in rows:
+        for entry in json.loads(cached._mapping["items"]):
+            if entry.get("code") == code:
+                return _cached_item(entry)
+    return None
+
+
+@dataclass(frozen=True)
+class PartnerCatalogStatus:
+    """How current our copy of a partner's catalogue is."""
+
+    region: str
+    items: int
+    issued_at: float | None
+    fetched_at: float | None
+    attempted_at: float | None
+    error: str | None
+
+
+async def partner_catalog_status(db: Database) -> list[PartnerCatalogStatus]:
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(select(partner_catalogs).order_by(partner_catalogs.c.region))
+        ).all()
+    return [
+        PartnerCatalogStatus(
+            region=r.region,
+            items=sum(1 for e in json.loads(r._mapping["items"]) if not e.get("retired")),
+            issued_at=r.issued_at,
+            fetched_at=r.fetched_at,
+            attempted_at=r.attempted_at,
+            error=r.error,
+        )
+        for r in rows
+    ]
+
+
+async def partner_fetched_at(db: Database, regions: Iterable[str]) -> dict[str, float | None]:
+    """When the cached catalogue of each of ``regions`` was fetched (partners' only)."""
+    wanted = sorted(set(regions))
+    if not wanted:
+        return {}
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(partner_catalogs.c.region, partner_catalogs.c.fetched_at).where(
+                    partner_catalogs.c.region.in_(wanted)
+                )
+            )
+        ).all()
+    return {r.region: r.fetched_at for r in rows}

@@ -1,0 +1,218 @@
+"""The refresher that keeps every partner's catalogue current (on the plan of
+node/catalog/schedule.py, every 30 minutes and on demand), and its wiring into the app."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from sqlalchemy import select
+
+from node.appkeys import CATALOG_REFRESHER, DATABASE, FEDERATION
+from node.catalog.index import ensure_index
+from node.catalog.models import partner_catalogs
+from node.catalog.partner_cache import CatalogRefreshError, refresh_partner_catalog
+from node.catalog.schedule import DEFAULT_JITTER, DEFAULT_START_RATE, RefreshSchedule
+from node.federation.client import PartnerClient
+from node.federation.trust import TrustStore
+from node.storage.database import Database
+from node.waiting import wait_event
+
+log = logging.getLogger(__name__)
+
+#: How often every partner's catalogue is fetched, seconds.
+REFRESH_INTERVAL = 30 * 60.0
+#: First retry after a failed fetch, seconds; doubles per failure up to REFRESH_INTERVAL.
+RETRY_INTERVAL = 30.0
+#: How often the refresher looks for partners added to partners.toml, seconds.
+PARTNER_CHECK_INTERVAL = 5.0
+#: Partner catalogues fetched at once, at most.
+REFRESH_CONCURRENCY = 8
+
+
+class CatalogRefresher:
+    """Keeps every partner's catalogue current, on the plan of :class:`RefreshSchedule`:
+    first fetches spread over time (at most ``start_rate`` a second), then every ``interval``
+    seconds ± jitter after each partner's last check; a failed fetch is retried after
+    ``retry_interval``, doubling up to ``interval``, for that partner alone. At most
+    ``concurrency`` fetches run at once, and a slow partner holds only its own slot. Partners
+    added to partners.toml are planned within seconds. :meth:`refresh_soon` and
+    :meth:`refresh_now` fetch on demand."""
+
+    def __init__(
+        self,
+        db: Database,
+        trust: TrustStore,
+        client: PartnerClient,
+        *,
+        interval: float = REFRESH_INTERVAL,
+        retry_interval: float = RETRY_INTERVAL,
+        learn_keys: Callable[[str], Awaitable[bool]] | None = None,
+        concurrency: int = REFRESH_CONCURRENCY,
+        jitter: float = DEFAULT_JITTER,
+        start_rate: float = DEFAULT_START_RATE,
+    ) -> None:
+        self._db = db
+        self._trust = trust
+        self._client = client
+        self._learn_keys = learn_keys
+        self._schedule = RefreshSchedule(
+            interval, retry_interval, jitter=jitter, start_rate=start_rate
+        )
+        self._concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: dict[str, asyncio.Task[str | None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def schedule(self) -> RefreshSchedule:
+        return self._schedule
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="catalog-refresher")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        tasks = [t for t in [task, *self._running.values()] if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
+
+    def refresh_soon(self, region: str | None = None) -> None:
+        """Fetch ``region``'s catalogue (every partner's if None) at once, in the background."""
+        now = time.time()
+        for name in [region] if region else list(self._trust.partners):
+            if name not in self._running:
+                self._schedule.soon(name, now)
+        self._wake.set()
+
+    async def refresh_now(self, region: str | None = None) -> dict[str, str | None]:
+        """Fetch now and wait (``concurrency`` at a time): partner region → None on success,
+        else the reason."""
+        regions = [region] if region else sorted(self._trust.partners)
+        results = await asyncio.gather(*(self.refresh(r) for r in regions))
+        return dict(zip(regions, results, strict=True))
+
+    async def refresh(self, region: str) -> str | None:
+        """Fetch one partner's catalogue; None on success, else the reason (also recorded)."""
+        lock = self._locks.setdefault(region, asyncio.Lock())
+        try:
+            async with lock, self._slots:
+                self._schedule.started(region)
+                try:
+                    await refresh_partner_catalog(
+                        self._db, self._trust, self._client, region, learn_keys=self._learn_keys
+                    )
+                except CatalogRefreshError as exc:
+                    delay = self._schedule.failed(region, time.time())
+                    log.warning(
+                        "partner catalogue not refreshed",
+                        extra={"partner": region, "why": exc.reason, "retry_in": round(delay)},
+                    )
+                    return exc.reason
+                except Exception as exc:
+                    self._schedule.failed(region, time.time())
+                    log.exception(
+                        "refreshing a partner catalogue failed", extra={"partner": region}
+                    )
+                    return f"{type(exc).__name__}: {exc}"
+                self._schedule.succeeded(region, time.time())
+                return None
+        finally:
+            self._wake.set()
+
+    async def _admit(self, now: float) -> None:
+        """Plan partners new to the schedule (from their last check); forget removed ones."""
+        partners = set(self._trust.partners)
+        for region in self._schedule.regions():
+            if region not in partners and region not in self._running:
+                self._schedule.forget(region)
+        new = sorted(partners.difference(self._schedule.regions()))
+        if not new:
+            return
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        partner_catalogs.c.region,
+                        partner_catalogs.c.checked_at,
+                        partner_catalogs.c.fetched_at,
+                    ).where(partner_catalogs.c.region.in_(new))
+                )
+            ).all()
+        last = {r.region: max(r.checked_at or 0.0, r.fetched_at or 0.0) or None for r in rows}
+        self._schedule.admit(new, now, last)
+
+    def _launch(self, region: str) -> None:
+        self._schedule.started(region)
+        task = asyncio.create_task(self.refresh(region), name=f"catalog-refresh-{region}")
+        self._running[region] = task
+        task.add_done_callback(functools.partial(self._finished, region))
+
+    def _finished(self, region: str, _task: asyncio.Task[str | None]) -> None:
+        self._running.pop(region, None)
+
+    async def _run(self) -> None:
+        while True:
+            now = time.time()
+            try:
+                await self._admit(now)
+            except Exception:
+                log.exception("planning partner catalogue refreshes failed")
+            for region in self._schedule.due(now):
+                if len(self._running) >= self._concurrency:
+                    break
+                if region not in self._running:
+                    self._launch(region)
+            next_at = self._schedule.next_at()
+            wait = PARTNER_CHECK_INTERVAL
+            if next_at is not None:
+                wait = min(max(0.0, next_at - time.time()), PARTNER_CHECK_INTERVAL)
+            if len(self._running) >= self._concurrency:
+                wait = PARTNER_CHECK_INTERVAL  # a finished fetch wakes the loop
+            await wait_event(self._wake, wait)
+            self._wake.clear()
+
+
+# -- wiring into the app ---------------------------------------------------------------------
+
+
+async def start_catalog_refresher(app: web.Application) -> CatalogRefresher:
+    """Bring the search index up to date with the cached catalogues (node/catalog/index.py
+    ``ensure_index``) and start refreshing partners' catalogues. Call after the federation has
+    started (it needs the loaded trust store and the started HTTP client)."""
+    fed = app[FEDERATION]
+    names = {region: partner.name for region, partner in fed.trust.partners.items()}
+    names[fed.identity.region] = fed.identity.name
+    await ensure_index(app[DATABASE], fed.identity.region, names)
+    refresher = CatalogRefresher(
+        app[DATABASE], fed.trust, fed.client, learn_keys=fed.refresher.refresh
+    )
+    app[CATALOG_REFRESHER] = refresher
+    refresher.start()
+    return refresher
+
+
+async def stop_catalog_refresher(app: web.Application) -> None:
+    """Stop the refresher started by :func:`start_catalog_refresher` (before the federation
+    stops)."""
+    refresher = app.get(CATALOG_REFRESHER)
+    if refresher is not None:
+        await refresher.stop()
+
+
+async def catalog_refresher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """For ``app.cleanup_ctx``, appended after the context that starts the federation."""
+    await start_catalog_refresher(app)
+    try:
+        yield
+    finally:
+        await stop_catalog_refresher(app)
