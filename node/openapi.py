@@ -300,10 +300,21 @@ def spec() -> dict[str, Any]:
                 auth=False,
                 tag="catalog",
                 params=[
-                    _q("region", "handling region"),
+                    _q("q", "code, name, department or place"),
                     _q("mode", "proxy | online | joint"),
-                    _q("q", "name or code"),
+                    _q("province", "2-digit province code"),
+                    _q("region", "6-digit region code or part of its name"),
+                    _q("page", "from 1"),
+                    _q("per_page", "1..100, default 20"),
                 ],
+            )
+        },
+        "/api/v1/catalog/partners": {
+            "get": _op(
+                "how current our copy of each partner's catalogue is",
+                auth=False,
+                tag="catalog",
+                params=[_q("page", "from 1"), _q("per_page", "1..100, default 100")],
             )
         },
         "/api/v1/catalog/{code}": {

@@ -290,15 +290,34 @@ async def test_public_catalogue_lists_own_and_partner_items(pair: list[RunningNo
     assert health["handling_region_name"] == "衡阳市" and not health["own"]
     assert health["modes"] == ["proxy", "online"]
     assert health["mode_labels"] == ["异地代收代办", "全程网办"]
-    assert body["partners"][0]["region"] == "430400"
-    assert body["partners"][0]["name"] == "衡阳市" and body["partners"][0]["items"] == 3
+    assert (body["page"], body["pages"], body["total"], body["capped"]) == (1, 1, 5, False)
 
     _status, body = await get_json(f"{shaoyang.url}/api/v1/catalog?region=430400&mode=joint")
     assert [i["code"] for i in body["items"]] == ["430400-DJ-0001"]
     _status, body = await get_json(f"{shaoyang.url}/api/v1/catalog?q=卫生")
     assert [i["code"] for i in body["items"]] == ["430400-XK-0002"]
-    status, body = await get_json(f"{shaoyang.url}/api/v1/catalog?mode=window")
-    assert status == 400 and body["error"] == "invalid_mode"
+    _status, body = await get_json(f"{shaoyang.url}/api/v1/catalog?province=43&per_page=2&page=2")
+    assert [i["code"] for i in body["items"]] == ["430400-DJ-0001", "430400-XK-0001"]
+    assert (body["page"], body["pages"], body["per_page"], body["total"]) == (2, 3, 2, 5)
+    for query, code in (
+        ("mode=window", "invalid_mode"),
+        ("province=99", "invalid_province"),
+        ("page=0", "invalid_page"),
+        ("per_page=101", "invalid_per_page"),
+        ("per_page=x", "invalid_per_page"),
+    ):
+        status, body = await get_json(f"{shaoyang.url}/api/v1/catalog?{query}")
+        assert status == 400 and body["error"] == code, query
+
+    status, body = await get_json(f"{shaoyang.url}/api/v1/catalog/partners")
+    assert status == 200
+    assert [(p["region"], p["name"], p["items"]) for p in body["partners"]] == [
+        ("430400", "衡阳市", 3)
+    ]
+    assert body["partners"][0]["fetched_at"] is not None
+    assert (body["page"], body["pages"], body["total"]) == (1, 1, 1)
+    status, body = await get_json(f"{shaoyang.url}/api/v1/catalog/partners?page=abc")
+    assert status == 400 and body["error"] == "invalid_page"
 
 
 async def test_item_guide_has_everything_the_window_tells(pair: list[RunningNode]) -> None:

@@ -2,8 +2,11 @@
 
 - ``GET /federation/v1/catalog``: our catalogue, a JWS signed with the node key (docs/protocol.md),
   with an ETag; ``If-None-Match`` naming it answers 304 Not Modified.
-- ``GET /api/v1/catalog``: public list of our and partners' current items, with a summary of
-  each; filters ``?region=``, ``?mode=``, ``?q=`` (in code, name or department).
+- ``GET /api/v1/catalog``: public, one page of our and partners' current items from the search
+  index (node/catalog/search.py), ranked as the window's chooser ranks them, with a summary of
+  each; ``?q=``, ``?mode=``, ``?province=``, ``?region=``, ``?page=``, ``?per_page=`` (≤ 100).
+- ``GET /api/v1/catalog/partners``: public, how current our copy of each partner's catalogue
+  is, 100 partners a page (``?page=``, ``?per_page=``).
 - ``GET /api/v1/catalog/{code}``: one item in full, with Chinese labels: what the window tells
   the applicant at once (一次告知).
 - ``POST /api/v1/catalog/refresh`` (admin): fetch partners' catalogues now.
@@ -27,11 +30,16 @@ from node.catalog.labels import (
 )
 from node.catalog.publishing import etag_matches, our_catalog
 from node.catalog.refresher import CatalogRefresher
+from node.catalog.search import Entry, SearchError, SearchQuery, search
 from node.federation.runtime import Federation
 from node.http_errors import ApiError
-from protocol.catalog import MODES, Item
+from protocol.catalog import Item
 
 JOSE = "application/jose"
+#: Items and partners a page of the public lists, by default and at most.
+ITEMS_PER_PAGE = 20
+PARTNERS_PER_PAGE = 100
+MAX_PER_PAGE = 100
 
 
 def _region_name(fed: Federation, region: str) -> str:
@@ -39,28 +47,6 @@ def _region_name(fed: Federation, region: str) -> str:
         return fed.identity.name
     partner = fed.trust.partner(region)
     return partner.name if partner is not None else region
-
-
-def _summary(item: Item, fed: Federation) -> dict[str, Any]:
-    return {
-        "code": item.code,
-        "name": item.name,
-        "department": item.department,
-        "handling_region": item.handling_region,
-        "handling_region_name": _region_name(fed, item.handling_region),
-        "own": item.handling_region == fed.identity.region,
-        "modes": list(item.modes),
-        "mode_labels": [MODE_LABELS[m] for m in item.modes],
-        "legal_limit_days": item.legal_limit_days,
-        "promised_limit_days": item.promised_limit_days,
-        "inspection_required": item.inspection.required,
-        "materials": {
-            "total": len(item.materials),
-            "required": sum(1 for m in item.materials if m.required),
-            "deferrable": sum(1 for m in item.materials if m.deferrable),
-            "pledgeable": sum(1 for m in item.materials if m.pledgeable),
-        },
-    }
 
 
 def _full(item: Item, fed: Federation) -> dict[str, Any]:
@@ -78,14 +64,42 @@ def _full(item: Item, fed: Federation) -> dict[str, Any]:
     return data
 
 
-def _matches(item: Item, region: str | None, mode: str | None, query: str | None) -> bool:
-    if region and item.handling_region != region:
-        return False
-    if mode and mode not in item.modes:
-        return False
-    if query:
-        return any(query in text for text in (item.code, item.name, item.department))
-    return True
+def _entry_summary(entry: Entry, fed: Federation) -> dict[str, Any]:
+    """An index entry as the list shows it (the item's facts the index keeps with it)."""
+    facts = entry.summary
+    return {
+        "code": entry.code,
+        "name": entry.name,
+        "department": entry.department,
+        "handling_region": entry.handling_region,
+        "handling_region_name": _region_name(fed, entry.handling_region),
+        "own": entry.handling_region == fed.identity.region,
+        "modes": list(entry.modes),
+        "mode_labels": [MODE_LABELS[m] for m in entry.modes if m in MODE_LABELS],
+        "legal_limit_days": facts.get("legal"),
+        "promised_limit_days": facts.get("promised"),
+        "inspection_required": bool(facts.get("inspection")),
+        "materials": {
+            "total": facts.get("materials", 0),
+            "required": facts.get("required", 0),
+            "deferrable": facts.get("deferrable", 0),
+            "pledgeable": facts.get("pledgeable", 0),
+        },
+    }
+
+
+def _page(request: web.Request) -> int:
+    raw = request.query.get("page", "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise ApiError(400, "invalid_page", "页码应为正整数")
+    return int(raw)
+
+
+def _per_page(request: web.Request, default: int) -> int:
+    raw = request.query.get("per_page", "").strip() or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PER_PAGE:
+        raise ApiError(400, "invalid_per_page", f"每页条数应为 1–{MAX_PER_PAGE} 的整数")
+    return int(raw)
 
 
 def routes() -> web.RouteTableDef:
@@ -104,22 +118,39 @@ def routes() -> web.RouteTableDef:
 
     @table.get("/api/v1/catalog")
     async def list_items(request: web.Request) -> web.Response:
-        db = request.app[DATABASE]
+        """One page of the catalogue index, ranked as the window's chooser ranks it."""
+        try:
+            query = SearchQuery.parse(request.query)
+        except SearchError as exc:
+            raise ApiError(400, exc.code, exc.message) from exc
+        per_page = _per_page(request, ITEMS_PER_PAGE)
+        found = await search(request.app[DATABASE], query, page_size=per_page)
         fed = request.app[FEDERATION]
-        region = request.query.get("region") or None
-        mode = request.query.get("mode") or None
-        query = (request.query.get("q") or "").strip() or None
-        if mode is not None and mode not in MODES:
-            raise ApiError(
-                400,
-                "invalid_mode",
-                "办理模式应为 proxy（异地代收代办）、online（全程网办）或 joint（多地联办）",
-            )
-        found = await catalog_items.our_items(db) + await catalog_items.partner_items(db)
-        status = await catalog_items.partner_catalog_status(db)
         return web.json_response(
             {
-                "items": [_summary(i, fed) for i in found if _matches(i, region, mode, query)],
+                "items": [_entry_summary(e, fed) for e in found.entries],
+                "page": found.page,
+                "pages": found.pages,
+                "per_page": per_page,
+                "total": found.total,
+                "capped": found.capped,
+            }
+        )
+
+    @table.get("/api/v1/catalog/partners")
+    async def list_partner_catalogs(request: web.Request) -> web.Response:
+        """How current our copy of each partner's catalogue is, a page of partners at a time."""
+        db = request.app[DATABASE]
+        fed = request.app[FEDERATION]
+        per_page = _per_page(request, PARTNERS_PER_PAGE)
+        total = await catalog_items.count_partner_catalogs(db)
+        pages = max(1, -(-total // per_page))
+        page = min(_page(request), pages)
+        status = await catalog_items.partner_catalog_status(
+            db, offset=(page - 1) * per_page, limit=per_page
+        )
+        return web.json_response(
+            {
                 "partners": [
                     {
                         "region": s.region,
@@ -129,6 +160,10 @@ def routes() -> web.RouteTableDef:
                     }
                     for s in status
                 ],
+                "page": page,
+                "pages": pages,
+                "per_page": per_page,
+                "total": total,
             }
         )
 
