@@ -31,6 +31,7 @@ from node.config import ConfigError, NodeConfig
 from node.identity.config import IdentitySettings
 from node.identity.devprovider import s256
 from node.identity.errors import IdentityError
+from node.identity.provider import RelyingParty
 from node.identity.session import SESSION_PLACE, session_cookie_name, unseal
 from node.identity.verification import KeySet, verify_id_token
 from tests.support.api import ApiClient, form_login
@@ -162,6 +163,33 @@ def test_the_identity_settings_refuse_secrets_and_unsafe_algorithms(tmp_path: Pa
             NodeConfig.from_dict(tmp_path, {**base, "identity": bad})
     config = NodeConfig.from_dict(tmp_path, base)
     assert not config.identity.configured and not config.identity.allow_unverified_online
+
+
+async def test_a_jwks_file_that_does_not_load_is_a_provider_unavailable(tmp_path: Path) -> None:
+    """A provider's keys handed over as a file: a missing or broken file refuses the token
+    with ``identity_provider_unavailable`` (503), like a provider that does not answer,
+    never an unexpected error."""
+    settings = IdentitySettings(
+        issuer=ISSUER,
+        client_id=CLIENT_ID,
+        authorization_endpoint=f"{ISSUER}/authorize",
+        token_endpoint=f"{ISSUER}/token",
+        jwks_file="ids-jwks.json",
+    )
+    token = rs256(claims())
+    for content in (None, "{not json", "[]"):
+        path = tmp_path / "ids-jwks.json"
+        path.unlink(missing_ok=True)
+        if content is not None:
+            path.write_text(content)
+        rp = RelyingParty(settings, tmp_path, redirect_uri="http://127.0.0.1/citizen/callback")
+        with pytest.raises(IdentityError) as refused:
+            await rp.verify(token, nonce="n-1")
+        assert refused.value.code == "identity_provider_unavailable", content
+        assert refused.value.status == 503
+    (tmp_path / "ids-jwks.json").write_text(json.dumps(JWKS))
+    rp = RelyingParty(settings, tmp_path, redirect_uri="http://127.0.0.1/citizen/callback")
+    assert (await rp.verify(token, nonce="n-1")).id_number == NUMBER
 
 
 # -- on a running node ----------------------------------------------------------------------
