@@ -20,6 +20,7 @@ from inspection.models import inspection_items
 from node.cases import validation
 from node.cases.errors import CaseError
 from node.cases.models import uploads
+from node.cases.personal import mask_phone
 from node.clock import CHINA
 from node.storage.database import Database
 from node.storage.sealing import SealsValues
@@ -39,11 +40,6 @@ RATING_CHANNEL = "video"
 
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def mask_phone(phone: str) -> str:
-    digits = phone.replace("-", "")
-    return digits[:3] + "****" + digits[-4:]
 
 
 @dataclass(frozen=True)

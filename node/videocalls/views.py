@@ -308,8 +308,9 @@ def routes() -> web.RouteTableDef:
         row = await _own_row(request, staff)
         body = await read_json(request)
         code = body.get("item_code") if isinstance(body, dict) else None
-        known = isinstance(code, str) and ITEM_CODE_RE.fullmatch(code) is not None
-        item = await get_item(request.app[DATABASE], code) if known else None
+        item = None
+        if isinstance(code, str) and ITEM_CODE_RE.fullmatch(code):
+            item = await get_item(request.app[DATABASE], code)
         if item is None or item.retired:
             raise VideoCallError(
                 "invalid_input",
