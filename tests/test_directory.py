@@ -314,6 +314,19 @@ def test_authority_key_is_private_and_nodes_get_only_the_public_half(tmp_path: P
         init_authority(tmp_path / "b", "bad id!")
 
 
+@pytest.mark.parametrize("toml", ["", "authority = 430000\n", 'authority = "bad id!"\n'])
+def test_an_authority_folder_without_a_good_authority_id_is_refused(
+    tmp_path: Path, toml: str
+) -> None:
+    """A hand-edited authority.toml that names no authority id (or a malformed one) is an
+    AuthorityError naming the file, never a traceback or a directory signed as someone else."""
+    folder = tmp_path / "a"
+    init_authority(folder, AUTHORITY)
+    (folder / "authority.toml").write_text(toml)
+    with pytest.raises(AuthorityError, match=r"authority\.toml"):
+        load_authority(folder)
+
+
 async def test_build_takes_partner_files_and_descriptors_and_sign_always_raises_the_serial(
     tmp_path: Path, databases: DatabaseFactory
 ) -> None:

@@ -7,6 +7,7 @@ development provider, browser-less."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -29,8 +31,9 @@ from node.appkeys import CASES, CITIZEN_LIMITER
 from node.cases.models import cases
 from node.config import ConfigError, NodeConfig
 from node.identity.config import IdentitySettings
-from node.identity.devprovider import s256
+from node.identity.devprovider import DevProvider, s256
 from node.identity.errors import IdentityError
+from node.identity.provider import RelyingParty, _form_escape
 from node.identity.session import SESSION_PLACE, session_cookie_name, unseal
 from node.identity.verification import KeySet, verify_id_token
 from tests.support.api import ApiClient, form_login
@@ -162,6 +165,47 @@ def test_the_identity_settings_refuse_secrets_and_unsafe_algorithms(tmp_path: Pa
             NodeConfig.from_dict(tmp_path, {**base, "identity": bad})
     config = NodeConfig.from_dict(tmp_path, base)
     assert not config.identity.configured and not config.identity.allow_unverified_online
+
+
+async def test_a_jwks_file_that_does_not_load_is_a_provider_unavailable(tmp_path: Path) -> None:
+    """A provider's keys handed over as a file: a missing or broken file refuses the token
+    with ``identity_provider_unavailable`` (503), like a provider that does not answer,
+    never an unexpected error."""
+    settings = IdentitySettings(
+        issuer=ISSUER,
+        client_id=CLIENT_ID,
+        authorization_endpoint=f"{ISSUER}/authorize",
+        token_endpoint=f"{ISSUER}/token",
+        jwks_file="ids-jwks.json",
+    )
+    token = rs256(claims())
+    for content in (None, "{not json", "[]"):
+        path = tmp_path / "ids-jwks.json"
+        path.unlink(missing_ok=True)
+        if content is not None:
+            path.write_text(content)
+        rp = RelyingParty(settings, tmp_path, redirect_uri="http://127.0.0.1/citizen/callback")
+        with pytest.raises(IdentityError) as refused:
+            await rp.verify(token, nonce="n-1")
+        assert refused.value.code == "identity_provider_unavailable", content
+        assert refused.value.status == 503
+    (tmp_path / "ids-jwks.json").write_text(json.dumps(JWKS))
+    rp = RelyingParty(settings, tmp_path, redirect_uri="http://127.0.0.1/citizen/callback")
+    assert (await rp.verify(token, nonce="n-1")).id_number == NUMBER
+
+
+def test_the_dev_provider_decodes_form_encoded_client_credentials() -> None:
+    """RFC 6749 2.3.1: the relying party form-encodes client id and secret before Basic
+    authentication (node/identity/provider.py); the development provider decodes them, so a
+    secret with ``+``, ``/`` or ``=`` authenticates."""
+    provider = DevProvider(issuer=ISSUER, alg="ES256")
+    provider.register("node-1", "http://127.0.0.1/citizen/callback", secret="a+b/c=d%e")
+    for secret, known in (("a+b/c=d%e", True), ("a b/c=d%e", False)):
+        pair = f"{_form_escape('node-1')}:{_form_escape(secret)}".encode()
+        header = "Basic " + base64.b64encode(pair).decode()
+        request = make_mocked_request("POST", "/token", headers={"Authorization": header})
+        client = provider._client_of(request, {})
+        assert (client is not None and client.client_id == "node-1") is known, secret
 
 
 # -- on a running node ----------------------------------------------------------------------

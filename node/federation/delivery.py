@@ -230,23 +230,29 @@ class PartnerQueue:
                 self._done.clear()
                 await wait_event(self._done, lease / 3)
                 continue
-            if self.backoff_until > time.monotonic():
-                # Backing off: the scheduler wakes the sender when the backoff ends.
-                delivery.scheduler.at(self.region, self.backoff_until)
+            if self._may_stop(next_due):
                 return
-            if self._wake.is_set():
-                # Woken while claiming (a commit the claim may not have seen), or the
-                # partner spoke during a backoff: look again.
-                continue
-            if next_due is not None:
-                # Rows wait (their own retry time, or another worker's claim): wake then.
-                # Never sooner than a moment from now (a row another replica is claiming
-                # this instant looks due).
-                soon = time.monotonic() + min(0.05, settings.poll_interval)
-                delivery.scheduler.at(
-                    self.region, max(soon, time.monotonic() + next_due - time.time())
-                )
-            return
+
+    def _may_stop(self, next_due: float | None) -> bool:
+        """Nothing on the wire and nothing claimed: whether the sender may end now, having
+        told the scheduler when to wake it (False: it was woken meanwhile, look again).
+        ``next_due``: when the partner's next waiting row falls due (UNIX time), if any."""
+        scheduler = self._delivery.scheduler
+        if self.backoff_until > time.monotonic():
+            # Backing off: the scheduler wakes the sender when the backoff ends.
+            scheduler.at(self.region, self.backoff_until)
+            return True
+        if self._wake.is_set():
+            # Woken while claiming (a commit the claim may not have seen), or the partner
+            # spoke during a backoff: look again.
+            return False
+        if next_due is not None:
+            # Rows wait (their own retry time, or another worker's claim): wake then. Never
+            # sooner than a moment from now (a row another replica is claiming this instant
+            # looks due).
+            soon = time.monotonic() + min(0.05, self._delivery.settings.poll_interval)
+            scheduler.at(self.region, max(soon, time.monotonic() + next_due - time.time()))
+        return True
 
     def _after(self, results: list[_Result]) -> None:
         """Health bookkeeping once ``results`` are recorded."""

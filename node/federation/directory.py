@@ -35,7 +35,7 @@ from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from protocol.claims import CLOCK_SKEW
 from protocol.directory import MAX_DIRECTORY_BYTES, Directory, verify_directory
-from protocol.errors import ProtocolError
+from protocol.errors import ErrorCode, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class DirectoryFollower:
         directory = self.in_force
         if directory is not None and directory.exp < time.time() - CLOCK_SKEW:
             await self._trust.apply_directory(None, own_region=self._config.region)
-            self._record_error("directory_stale", f"serial {directory.serial} expired")
+            self._record_error(ErrorCode.DIRECTORY_STALE, f"serial {directory.serial} expired")
             log.warning("partner directory expired", extra={"serial": directory.serial})
 
     def _record_error(self, code: str, detail: str) -> str:

@@ -89,7 +89,10 @@ def load_authority(folder: Path) -> Authority:
         ) from exc
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         raise AuthorityError(f"{folder}: {exc}") from exc
-    return Authority(authority=str(data["authority"]), key=key)
+    authority = data.get("authority")
+    if not isinstance(authority, str) or not AUTHORITY_RE.match(authority):
+        raise AuthorityError(f"{folder / CONFIG_FILE}: authority is an authority id string")
+    return Authority(authority=authority, key=key)
 
 
 def entries_from(paths: list[Path], *, now: float) -> list[DirectoryEntry]:

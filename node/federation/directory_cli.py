@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -37,7 +38,7 @@ from node.federation.directory_authority import (
 )
 from node.federation.directory_server import directory_app
 from node.federation.directory_state import report
-from protocol.directory import TYP
+from protocol.directory import MAX_DIRECTORY_BYTES, TYP
 from protocol.errors import ProtocolError
 from protocol.jws import parse
 
@@ -110,7 +111,7 @@ def _build(args: argparse.Namespace) -> int:
 def _previous_serial(path: Path) -> int:
     """The serial of the directory already at ``path`` (our own output), or 0."""
     try:
-        claims = parse(path.read_bytes().strip(), typ=TYP, max_size=64 * 1024 * 1024).claims
+        claims = parse(path.read_bytes().strip(), typ=TYP, max_size=MAX_DIRECTORY_BYTES).claims
     except (OSError, ProtocolError):
         return 0
     serial = claims.get("serial")
@@ -150,14 +151,14 @@ def _status(args: argparse.Namespace) -> int:
     found = report(config, now)
     if args.json:
         print(json.dumps(found.to_json(now), ensure_ascii=False, indent=1))
-        return 0 if found.in_force is not None or not found.configured else 1
-    for line in status_lines(found.to_json(now)):
-        print(line)
+    else:
+        for line in status_lines(found.to_json(now), now):
+            print(line)
     return 0 if found.in_force is not None or not found.configured else 1
 
 
-def status_lines(data: dict[str, object]) -> list[str]:
-    """The report for people (zh-CN first)."""
+def status_lines(data: dict[str, Any], now: float) -> list[str]:
+    """The report (``DirectoryReport.to_json`` at ``now``) for people (zh-CN first)."""
     if not data["configured"]:
         return ["未配置伙伴目录 no [directory] in tongban.toml: partners.toml only"]
     lines = [f"目录地址 url: {data['url']}"]
@@ -172,7 +173,7 @@ def status_lines(data: dict[str, object]) -> list[str]:
         why = data["kept_refused"] or "none fetched yet"
         lines.append(f"无生效目录 no directory in force ({why})")
     if data["checked_at"]:
-        ago = time.time() - float(str(data["checked_at"]))
+        ago = now - float(data["checked_at"])
         lines.append(f"上次检查 last checked: {ago:.0f} s ago")
     if data["last_error"]:
         lines.append(f"上次错误 last error: {data['last_error']} ({data['last_error_detail']})")

@@ -86,6 +86,8 @@ def load_status(config: NodeConfig) -> FetchStatus:
         data = json.loads((folder(config) / STATUS_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return FetchStatus()
+    if not isinstance(data, dict):
+        return FetchStatus()
     known = FetchStatus.__dataclass_fields__
     return FetchStatus(**{k: v for k, v in data.items() if k in known})
 

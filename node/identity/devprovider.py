@@ -20,7 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote_plus, urlencode, urlsplit
 
 import jwt
 from aiohttp import web
@@ -276,7 +276,8 @@ class DevProvider:
                 pair = base64.b64decode(header[6:]).decode()
             except ValueError:
                 return None
-            client_id, _, secret = pair.partition(":")
+            # Both halves are form-encoded before they are joined (RFC 6749 2.3.1).
+            client_id, _, secret = (unquote_plus(half) for half in pair.partition(":"))
             client = self.clients.get(client_id)
             if client is None or client.secret is None:
                 return None

@@ -40,15 +40,14 @@ STATUS: dict[IdentityErrorCode, int] = {
 }
 
 
+#: What a person reads when a token is refused and no more specific message applies.
 REFUSED = "身份认证未通过，请重新登录"
 
 
 class IdentityError(Exception):
     """A refused identity: ``code`` for programs, ``message`` in Chinese for people."""
 
-    def __init__(
-        self, code: IdentityErrorCode, message: str = "身份认证未通过，请重新登录"
-    ) -> None:
+    def __init__(self, code: IdentityErrorCode, message: str = REFUSED) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message

@@ -126,20 +126,27 @@ class RelyingParty:
                 return self._keys
             if self._keys is not None and now - self._keys_at < REFRESH_INTERVAL:
                 return self._keys
-            path = self.settings.jwks_path(self.base_dir)
-            if path is not None:
-                document = json.loads(path.read_text(encoding="utf-8"))
-            else:
-                url = (await self.endpoints()).jwks
-                if not url:
-                    raise IdentityError(C.PROVIDER_UNAVAILABLE, MISCONFIGURED)
-                document = await self._get_json(url)
             try:
-                self._keys = KeySet.from_jwks(document)
+                self._keys = KeySet.from_jwks(await self._jwks_document())
             except ValueError as exc:
                 raise IdentityError(C.PROVIDER_UNAVAILABLE, MISCONFIGURED) from exc
             self._keys_at = now
             return self._keys
+
+    async def _jwks_document(self) -> Any:
+        """The provider's JWKS as parsed JSON: from ``jwks_file`` when one is configured (a
+        file that cannot be read or parsed is a misconfigured provider), else fetched."""
+        path = self.settings.jwks_path(self.base_dir)
+        if path is None:
+            url = (await self.endpoints()).jwks
+            if not url:
+                raise IdentityError(C.PROVIDER_UNAVAILABLE, MISCONFIGURED)
+            return await self._get_json(url)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("identity provider: jwks_file does not load (%s)", type(exc).__name__)
+            raise IdentityError(C.PROVIDER_UNAVAILABLE, MISCONFIGURED) from exc
 
     # -- verifying --------------------------------------------------------------------------
 
@@ -201,7 +208,7 @@ class RelyingParty:
         try:
             answer = json.loads(body)
         except ValueError as exc:
-            raise IdentityError(C.PROVIDER_UNAVAILABLE) from exc
+            raise IdentityError(C.PROVIDER_UNAVAILABLE, DOWN) from exc
         token = answer.get("id_token") if isinstance(answer, dict) else None
         if not isinstance(token, str):
             raise IdentityError(C.LOGIN_FAILED, "登录未完成，请重新登录")

@@ -27,12 +27,14 @@ from node.api.files import store_chunks
 from node.appkeys import CASES, CITIZEN_LIMITER, CONFIG, DATABASE, IDENTITY
 from node.cases import validation
 from node.cases.errors import CaseError
+from node.cases.personal import mask_id_number
 from node.catalog.items import get_item
 from node.identity.caller import as_citizen, citizen_session
 from node.identity.session import CitizenSession, set_session, unverified_session
 from node.identity.views import NO_STORE, UNAVAILABLE, login_url, redirect
 from node.pages.rendering import render
 from node.pages.session import PageAnswer
+from protocol.catalog import Item
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +45,12 @@ MAX_PARTS = 200
 DELIVERY_LABELS = {"window": "窗口领取", "mail": "邮寄送达"}
 
 
-async def own_online_item(request: web.Request) -> Any:
+async def own_online_item(request: web.Request) -> Item:
     """The item of the path if it is this node's own, in use, and offered 全程网办; else 404."""
     code = request.match_info["item_code"]
     item = await get_item(request.app[DATABASE], code) if len(code) <= 64 else None
     region = request.app[CONFIG].region
-    if (
-        item is None
-        or getattr(item, "retired", False)
-        or item.handling_region != region
-        or "online" not in item.modes
-    ):
+    if item is None or item.retired or item.handling_region != region or "online" not in item.modes:
         raise PageAnswer("not_found.html", 404)
     return item
 
@@ -65,7 +62,7 @@ def _answer(response: web.Response) -> web.Response:
 
 def _form_page(
     request: web.Request,
-    item: Any,
+    item: Item,
     citizen: CitizenSession,
     *,
     values: dict[str, str] | None = None,
@@ -82,9 +79,7 @@ def _form_page(
             status=status,
             item=item,
             citizen=citizen,
-            masked_id=citizen.id_number[:3] + "*" * 11 + citizen.id_number[-4:]
-            if citizen.verified
-            else "",
+            masked_id=mask_id_number(citizen.id_number) if citizen.verified else "",
             values=values,
             errors=errors or {},
             kept=kept or {},
@@ -125,12 +120,16 @@ class _Posted:
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
         self.pledged: set[str] = set()
+        #: By material code: the stored upload, or ``{"sha256", "kept": True}`` for a file
+        #: taken by an earlier, refused, submission of the form.
         self.files: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}
+        #: Materials a file part came for (one each: a form cannot store without bound).
+        self.file_parts: set[str] = set()
 
 
 async def _read_form(
-    request: web.Request, item: Any, citizen: CitizenSession
+    request: web.Request, item: Item, citizen: CitizenSession
 ) -> _Posted | web.Response:
     """Read the multipart form: the CSRF token must be its first part (nothing is stored for
     a forged form); files are stored as they arrive, each checked by its first bytes."""
@@ -145,55 +144,61 @@ async def _read_form(
     ):
         raise PageAnswer("forbidden.html", 403)
     codes = {m.code for m in item.materials}
-    taken: set[str] = set()
     posted = _Posted()
-    service = request.app[CASES]
-    # Each file costs an upload of the public API's bucket, as a separate upload would.
-    limiter = request.app[CITIZEN_LIMITER]
     for _ in range(MAX_PARTS):
         part = await reader.next()
         if part is None:
-            break
+            return posted
         if not isinstance(part, BodyPartReader):
             continue
         name = part.name or ""
         if name.startswith("file.") and name[5:] in codes:
-            code = name[5:]
-            if not part.filename:
-                await _text(part)
-                continue
-            if code in taken:  # one file per material: a form cannot store without bound
-                raise PageAnswer("forbidden.html", 403)
-            taken.add(code)
-            if not limiter.hit(f"upload:{request.remote}"):
-                posted.errors[f"materials.{code}"] = "上传过于频繁，请稍后再试"
-                await _drain(part)
-                continue
-            try:
-                stored = await store_chunks(
-                    request.app, _chunks(part), part.filename, "citizen", now=service.clock()
-                )
-            except CaseError as exc:
-                posted.errors[f"materials.{code}"] = exc.message
-                await _drain(part)
-                continue
-            if stored["size"] > 0:
-                posted.files[code] = stored
-            continue
-        value = await _text(part)
-        if name.startswith("pledge.") and name[7:] in codes and value:
-            posted.pledged.add(name[7:])
-        elif name.startswith("kept.") and name[5:] in codes:
-            if validation.SHA256_RE.match(value) and name[5:] not in posted.files:
-                posted.files[name[5:]] = {"sha256": value, "name": "", "kept": True}
+            await _take_file(request, part, name[5:], posted)
         else:
-            posted.values[name] = value
-    else:
+            _take_field(name, await _text(part), codes, posted)
+    raise PageAnswer("forbidden.html", 403)
+
+
+async def _take_file(
+    request: web.Request, part: BodyPartReader, code: str, posted: _Posted
+) -> None:
+    """The file part of material ``code``: stored through the upload path of the API, or its
+    fault noted in ``posted.errors`` (the rest of the part is read and dropped)."""
+    if not part.filename:
+        await _drain(part)
+        return
+    if code in posted.file_parts:
         raise PageAnswer("forbidden.html", 403)
-    return posted
+    posted.file_parts.add(code)
+    # Each file costs an upload of the public API's bucket, as a separate upload would.
+    if not request.app[CITIZEN_LIMITER].hit(f"upload:{request.remote}"):
+        posted.errors[f"materials.{code}"] = "上传过于频繁，请稍后再试"
+        await _drain(part)
+        return
+    now = request.app[CASES].clock()
+    try:
+        stored = await store_chunks(request.app, _chunks(part), part.filename, "citizen", now=now)
+    except CaseError as exc:
+        posted.errors[f"materials.{code}"] = exc.message
+        await _drain(part)
+        return
+    if stored["size"] > 0:
+        posted.files[code] = stored
 
 
-def _payload(item: Any, posted: _Posted, citizen: CitizenSession) -> dict[str, Any]:
+def _take_field(name: str, value: str, codes: set[str], posted: _Posted) -> None:
+    """A text part: a pledge (告知承诺) of a material, a file kept from an earlier submission
+    (by its digest), or a field of the form."""
+    if name.startswith("pledge.") and name[7:] in codes and value:
+        posted.pledged.add(name[7:])
+    elif name.startswith("kept.") and name[5:] in codes:
+        if validation.SHA256_RE.match(value) and name[5:] not in posted.files:
+            posted.files[name[5:]] = {"sha256": value, "name": "", "kept": True}
+    else:
+        posted.values[name] = value
+
+
+def _payload(item: Item, posted: _Posted, citizen: CitizenSession) -> dict[str, Any]:
     materials = []
     for spec in item.materials:
         stored = posted.files.get(spec.code)
@@ -240,6 +245,46 @@ def _field_errors(exc: CaseError) -> dict[str, str]:
     return errors
 
 
+def _unverified_form(request: web.Request, item: Item) -> web.Response:
+    """No provider, and the operator takes unverified applications: the form asks for name
+    and ID number (staff check them at the window before 受理) under a new unverified
+    session, which only carries the form's CSRF token."""
+    rp = request.app[IDENTITY]
+    config = request.app[CONFIG]
+    lifetime = rp.settings.session_minutes * 60
+    citizen = unverified_session(rp.clock(), lifetime)
+    response = _form_page(request, item, citizen)
+    set_session(
+        response,
+        request.app[CASES].sealer,
+        config.region,
+        citizen,
+        lifetime=lifetime,
+        secure=config.url.startswith("https://"),
+    )
+    return response
+
+
+def _refused(
+    request: web.Request,
+    item: Item,
+    citizen: CitizenSession,
+    posted: _Posted,
+    errors: dict[str, str],
+) -> web.Response:
+    """The form again with ``errors``, as filled in, the files already stored kept."""
+    return _form_page(
+        request,
+        item,
+        citizen,
+        values=posted.values,
+        errors=errors,
+        kept=posted.files,
+        pledged=posted.pledged,
+        status=400,
+    )
+
+
 def routes() -> web.RouteTableDef:
     table = web.RouteTableDef()
 
@@ -257,21 +302,7 @@ def routes() -> web.RouteTableDef:
                 return _answer(
                     render(request, "citizen/apply_closed.html", item=item, message=UNAVAILABLE)
                 )
-            # No provider, and the operator takes unverified applications: the applicant
-            # types name and ID number, and staff check them at the window before 受理.
-            lifetime = rp.settings.session_minutes * 60
-            citizen = unverified_session(rp.clock(), lifetime)
-            response = _form_page(request, item, citizen)
-            config = request.app[CONFIG]
-            set_session(
-                response,
-                request.app[CASES].sealer,
-                config.region,
-                citizen,
-                lifetime=lifetime,
-                secure=config.url.startswith("https://"),
-            )
-            return response
+            return _unverified_form(request, item)
         return _form_page(request, item, citizen)
 
     @table.post("/apply/{item_code}")
@@ -291,34 +322,15 @@ def routes() -> web.RouteTableDef:
         posted = await _read_form(request, item, citizen)
         if isinstance(posted, web.Response):
             return posted
-        kept = {code: f for code, f in posted.files.items()}
         if posted.errors:
-            return _form_page(
-                request,
-                item,
-                citizen,
-                values=posted.values,
-                errors=posted.errors,
-                kept=kept,
-                pledged=posted.pledged,
-                status=400,
-            )
+            return _refused(request, item, citizen, posted, posted.errors)
         try:
             identity = as_citizen(citizen) if citizen.verified else None
             result = await request.app[CASES].receive_online(
                 _payload(item, posted, citizen), identity
             )
         except CaseError as exc:
-            return _form_page(
-                request,
-                item,
-                citizen,
-                values=posted.values,
-                errors=_field_errors(exc),
-                kept=kept,
-                pledged=posted.pledged,
-                status=400,
-            )
+            return _refused(request, item, citizen, posted, _field_errors(exc))
         case = result["case"]
         log.info("online application %s received on the phone page", case["case_no"])
         return _answer(

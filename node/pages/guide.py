@@ -128,26 +128,17 @@ def _channels(item: Item, config: NodeConfig, names: dict[str, str]) -> list[dic
             }
         )
     if "online" in item.modes:
-        if own:
-            out.append(
-                {
-                    "kind": "online",
-                    "title": "网上办理（全程网办）",
-                    "how": "在线填写申请、上传材料，不用到现场",
-                    "link": apply_url(item),
-                    "rows": [],
-                }
-            )
-        else:
-            out.append(
-                {
-                    "kind": "online",
-                    "title": "网上办理（全程网办）",
-                    "how": f"在{region_name}政务服务网申请",
-                    "link": None,
-                    "rows": [],
-                }
-            )
+        # Our own item is applied for on this node; a partner's on its own portal.
+        how = "在线填写申请、上传材料，不用到现场" if own else f"在{region_name}政务服务网申请"
+        out.append(
+            {
+                "kind": "online",
+                "title": "网上办理（全程网办）",
+                "how": how,
+                "link": apply_url(item) if own else None,
+                "rows": [],
+            }
+        )
     return out
 
 
@@ -181,14 +172,11 @@ def _qr_label(item: Item) -> str:
 
 def _sheet_cells(config: NodeConfig, items: list[Item]) -> list[dict[str, Any]]:
     """The QR sheet's cells (run in a thread: making codes is CPU work)."""
-    return [
-        {
-            "item": item,
-            "url": guide_url(config, item),
-            "qr": qr_svg(guide_url(config, item), label=_qr_label(item)),
-        }
-        for item in items
-    ]
+    cells = []
+    for item in items:
+        url = guide_url(config, item)
+        cells.append({"item": item, "url": url, "qr": qr_svg(url, label=_qr_label(item))})
+    return cells
 
 
 def _summary(item: Item, names: dict[str, str]) -> dict[str, Any]:
@@ -240,9 +228,11 @@ def _fresh(response: web.Response) -> web.Response:
     return response
 
 
-def _not_found(request: web.Request, message: str) -> web.Response:
+def _error_page(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    """The guide's page for an unknown item or region, or bad paging: a Chinese message and
+    the stable ``data-error`` code."""
     return _fresh(
-        render(request, "guide/not_found.html", status=404, message=message, error_code="not_found")
+        render(request, "guide/not_found.html", status=status, message=message, error_code=code)
     )
 
 
@@ -297,20 +287,12 @@ def routes() -> web.RouteTableDef:
         code = request.query.get("region", "").strip() or config.region
         region = snapshot.region(code)
         if region is None:
-            return _not_found(request, "没有这个办理地的事项目录。")
+            return _error_page(request, 404, "not_found", "没有这个办理地的事项目录。")
         try:
             page = _page_number(request)
             pages = _paged(len(region.items), page, QR_PAGE_SIZE)
         except GuideError as exc:
-            return _fresh(
-                render(
-                    request,
-                    "guide/not_found.html",
-                    status=exc.status,
-                    message=exc.message,
-                    error_code=exc.code,
-                )
-            )
+            return _error_page(request, exc.status, exc.code, exc.message)
         names = region_names(request)
         shown = list(region.items[(page - 1) * QR_PAGE_SIZE : page * QR_PAGE_SIZE])
         loop = asyncio.get_running_loop()
@@ -333,8 +315,10 @@ def routes() -> web.RouteTableDef:
         region = snapshot.region(request.match_info["region"])
         item = region.item(request.match_info["code"]) if region is not None else None
         if region is None or item is None:
-            return _not_found(
+            return _error_page(
                 request,
+                404,
+                "not_found",
                 "未找到该事项的办事指南：事项编码可能有误，或该事项已调整。请返回办事指南重新查找。",
             )
         view = item_view(item, region, request.app[CONFIG], region_names(request))

@@ -30,6 +30,7 @@ from inspection.hub import aiortc_servers, ice_servers
 from inspection.session import LiveSession
 from node.accounts.ratelimit import RateLimiter
 from node.accounts.staff import Staff
+from node.cases.personal import mask_phone
 from node.clock import CHINA
 from node.config import InspectionSettings
 from node.storage.blobs import BlobStore
@@ -67,6 +68,25 @@ class CallSession(LiveSession):
 
     async def _save(self, **values: Any) -> None:
         return None
+
+
+def _session_row(call_id: str, created_at: float) -> SimpleNamespace:
+    """What a LiveSession reads of its ``inspection_sessions`` row, for a call (which has no
+    case and no such row: snapshots are kept under the call's id)."""
+    return SimpleNamespace(
+        id=call_id,
+        case_id=0,
+        case_no="video-call",
+        xt_id="",
+        kind="call",
+        checklist="[]",
+        results="{}",
+        participants="[]",
+        site_address=None,
+        scheduled_at=created_at,
+        started_at=None,
+        status="live",
+    )
 
 
 @dataclass
@@ -152,7 +172,7 @@ class CallDesk:
             asked.consent,
             asked.item_code,
             asked.topic,
-            service.mask_phone(asked.phone) if asked.phone else None,
+            mask_phone(asked.phone) if asked.phone else None,
         )
         log.info("video call %s waiting (queue %d)", call_id, len(self.queue))
         task = asyncio.ensure_future(self._unless_joined(call_id))
@@ -173,8 +193,8 @@ class CallDesk:
             await self.citizen_left(call_id, "never_joined")
 
     def position(self, call_id: str) -> int | None:
-        for index, waiting in enumerate(self.queue):
-            if waiting == call_id:
+        for index, queued_id in enumerate(self.queue):
+            if queued_id == call_id:
                 return index + 1
         return None
 
@@ -255,22 +275,8 @@ class CallDesk:
         )
         if not won:
             raise VideoCallError("call_taken")
-        row = SimpleNamespace(
-            id=call_id,
-            case_id=0,
-            case_no="video-call",
-            xt_id="",
-            kind="call",
-            checklist="[]",
-            results="{}",
-            participants="[]",
-            site_address=None,
-            scheduled_at=waiting.created_at,
-            started_at=None,
-            status="live",
-        )
         live = CallSession(
-            row,
+            _session_row(call_id, waiting.created_at),
             clerk=staff.username,
             db=self.db,
             blobs=self.blobs,

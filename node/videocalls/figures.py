@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from node.clock import CHINA
 from node.storage.database import Database
+from node.videocalls import service
 from node.videocalls.desk import CallDesk
-from node.videocalls.models import video_callbacks, video_calls
+from node.videocalls.models import video_calls
 
 DAYS = 7
 
@@ -71,13 +72,6 @@ async def compute(db: Database, desk: CallDesk, *, now: float | None = None) -> 
                 ).where(video_calls.c.created_at >= since)
             )
         ).all()
-        open_callbacks = len(
-            (
-                await conn.execute(
-                    select(video_callbacks.c.id).where(video_callbacks.c.status == "open")
-                )
-            ).all()
-        )
     by_day: dict[str, list[Any]] = {}
     for row in rows:
         day = datetime.fromtimestamp(row.created_at, CHINA).date().isoformat()
@@ -93,7 +87,7 @@ async def compute(db: Database, desk: CallDesk, *, now: float | None = None) -> 
             "in_calls": len(desk.live),
             "answering": desk.answering(now),
             "open": await desk.open_now(now),
-            "callbacks_open": open_callbacks,
+            "callbacks_open": await service.count_open_callbacks(db),
         },
         "period": {"from": first.isoformat(), "to": today.isoformat()} | _summary(list(rows)),
         "days": list(reversed(days)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -19,6 +20,7 @@ from inspection.models import inspection_items
 from node.cases import validation
 from node.cases.errors import CaseError
 from node.cases.models import uploads
+from node.cases.personal import mask_phone
 from node.clock import CHINA
 from node.storage.database import Database
 from node.storage.sealing import SealsValues
@@ -38,11 +40,6 @@ RATING_CHANNEL = "video"
 
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def mask_phone(phone: str) -> str:
-    digits = phone.replace("-", "")
-    return digits[:3] + "****" + digits[-4:]
 
 
 @dataclass(frozen=True)
@@ -249,6 +246,38 @@ async def request_callback(db: Database, sealer: SealsValues, data: Any) -> int:
     return int(key[0])
 
 
+async def open_callbacks(db: Database, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The open callback requests, oldest first, with the phone masked."""
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    video_callbacks.c.id,
+                    video_callbacks.c.created_at,
+                    video_callbacks.c.phone_masked,
+                    video_callbacks.c.item_code,
+                    video_callbacks.c.topic,
+                )
+                .where(video_callbacks.c.status == "open")
+                .order_by(video_callbacks.c.created_at)
+                .limit(limit)
+            )
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def count_open_callbacks(db: Database) -> int:
+    async with db.read() as conn:
+        count = (
+            await conn.execute(
+                select(func.count())
+                .select_from(video_callbacks)
+                .where(video_callbacks.c.status == "open")
+            )
+        ).scalar()
+    return int(count or 0)
+
+
 async def take_callback(
     db: Database, sealer: SealsValues, callback_id: int, username: str
 ) -> dict[str, Any]:
@@ -326,7 +355,38 @@ def check_appointment(data: Any, *, now: float) -> tuple[str, str | None]:
     return at, note
 
 
-# -- 视频收件: the call's snapshots as uploads of a window application ----------------------------
+async def book_appointment(db: Database, call_id: str, at: str, note: str | None) -> None:
+    """Record the slot booked during a call (answered, in progress or ended)."""
+    await set_status(db, call_id, frm=("active", "ended"), appointment_at=at, appointment_note=note)
+
+
+# -- snapshots, and 视频收件: the call's snapshots as uploads of a window application ------------
+
+
+async def snapshots(db: Database, call_id: str) -> list[dict[str, Any]]:
+    """The call's snapshots, oldest first (``inspection_items`` rows under the call's id)."""
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(inspection_items)
+                .where(
+                    inspection_items.c.session_id == call_id,
+                    inspection_items.c.kind == "snapshot",
+                )
+                .order_by(inspection_items.c.id)
+            )
+        ).all()
+    return [
+        {
+            "sha256": r.sha256,
+            "name": r.name,
+            "size": r.size,
+            "media_type": r.media_type,
+            "taken_at": r.taken_at,
+            "data": json.loads(r.data or "{}"),
+        }
+        for r in rows
+    ]
 
 
 async def offer_uploads(

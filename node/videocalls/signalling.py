@@ -68,32 +68,46 @@ class Connection:
         return self.citizen or self.staff is not None
 
     async def join(self, message: dict[str, Any], cookie: Staff | None) -> None:
+        """The citizen (with the call's ``key``) or the clerk who answered joins."""
         row = await service.get_call(self.desk.db, self.call_id)
         servers = ice_servers(self.request.app[CONFIG].inspection)
         if "key" in message:
-            service.check_key(row, message["key"])
-            if row.status in service.OVER or (
-                row.status == "active" and self.call_id not in self.desk.live
-            ):
-                raise VideoCallError("call_over")
-            if self.call_id in self.desk.citizens:
-                await self.desk.citizens[self.call_id](_error("call_over", "已在其他页面打开"))
-            self.citizen = True
-            self.desk.citizens[self.call_id] = self.send
-            position = self.desk.position(self.call_id)
-            await self.send(
-                {
-                    "type": "joined",
-                    "role": "citizen",
-                    "status": row.status,
-                    "position": position,
-                    "estimate_s": await self.desk.estimate(position) if position else 0,
-                    "consent": bool(row.consent),
-                    "clerk_name": row.clerk_name,
-                    "ice_servers": servers,
-                }
-            )
-            return
+            await self._join_citizen(row, message["key"], servers)
+        else:
+            await self._join_staff(row, message, cookie, servers)
+
+    async def _join_citizen(self, row: Any, key: Any, servers: list[dict[str, Any]]) -> None:
+        service.check_key(row, key)
+        if row.status in service.OVER or (
+            row.status == "active" and self.call_id not in self.desk.live
+        ):
+            raise VideoCallError("call_over")
+        if self.call_id in self.desk.citizens:
+            # The same call opened in another tab: the older page is told, this one wins.
+            await self.desk.citizens[self.call_id](_error("call_over", "已在其他页面打开"))
+        self.citizen = True
+        self.desk.citizens[self.call_id] = self.send
+        position = self.desk.position(self.call_id)
+        await self.send(
+            {
+                "type": "joined",
+                "role": "citizen",
+                "status": row.status,
+                "position": position,
+                "estimate_s": await self.desk.estimate(position) if position else 0,
+                "consent": bool(row.consent),
+                "clerk_name": row.clerk_name,
+                "ice_servers": servers,
+            }
+        )
+
+    async def _join_staff(
+        self,
+        row: Any,
+        message: dict[str, Any],
+        cookie: Staff | None,
+        servers: list[dict[str, Any]],
+    ) -> None:
         staff = (
             await staff_from_token(self.request, message["auth"]) if "auth" in message else cookie
         )

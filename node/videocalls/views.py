@@ -11,22 +11,19 @@ handler only together with its entry, and checks it before the handler runs.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from inspection.errors import InspectionError
-from inspection.models import inspection_items
 from node.accounts.auth import authenticate, require_role
 from node.accounts.staff import Staff
 from node.appkeys import CASES, DATABASE, VIDEO_DESK
+from node.cases.validation import SHA256_RE
 from node.catalog.items import get_item
 from node.http_json import path_int, read_json
 from node.pages.rendering import add_template_folder, render, render_page
@@ -34,11 +31,10 @@ from node.pages.session import page_staff
 from node.storage.blobs import blob_response
 from node.videocalls import figures, service, signalling
 from node.videocalls.errors import VideoCallError
-from node.videocalls.models import video_callbacks
+from protocol.catalog import ITEM_CODE_RE
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DESK = ("helper", "clerk")
 FIGURES = ("supervisor", "admin")
 
@@ -103,31 +99,6 @@ async def _own_row(request: web.Request, staff: Staff) -> Any:
     if row.clerk != staff.username:
         raise VideoCallError("not_your_call")
     return row
-
-
-async def _snapshots(request: web.Request, call_id: str) -> list[dict[str, Any]]:
-    async with request.app[DATABASE].read() as conn:
-        rows = (
-            await conn.execute(
-                select(inspection_items)
-                .where(
-                    inspection_items.c.session_id == call_id,
-                    inspection_items.c.kind == "snapshot",
-                )
-                .order_by(inspection_items.c.id)
-            )
-        ).all()
-    return [
-        {
-            "sha256": r.sha256,
-            "name": r.name,
-            "size": r.size,
-            "media_type": r.media_type,
-            "taken_at": r.taken_at,
-            "data": json.loads(r.data or "{}"),
-        }
-        for r in rows
-    ]
 
 
 def routes() -> web.RouteTableDef:
@@ -231,22 +202,8 @@ def routes() -> web.RouteTableDef:
 
     @staff_route(table, "GET", "/video/v1/callbacks")
     async def callbacks(request: web.Request, staff: Staff) -> web.StreamResponse:
-        async with request.app[DATABASE].read() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        video_callbacks.c.id,
-                        video_callbacks.c.created_at,
-                        video_callbacks.c.phone_masked,
-                        video_callbacks.c.item_code,
-                        video_callbacks.c.topic,
-                    )
-                    .where(video_callbacks.c.status == "open")
-                    .order_by(video_callbacks.c.created_at)
-                    .limit(200)
-                )
-            ).all()
-        return web.json_response({"callbacks": [dict(r._mapping) for r in rows]}, headers=NO_STORE)
+        found = await service.open_callbacks(request.app[DATABASE])
+        return web.json_response({"callbacks": found}, headers=NO_STORE)
 
     @staff_route(table, "POST", "/video/v1/callbacks/{callback_id}/take")
     async def take_callback(request: web.Request, staff: Staff) -> web.StreamResponse:
@@ -283,7 +240,7 @@ def routes() -> web.RouteTableDef:
             call=row,
             live=row.id in request.app[VIDEO_DESK].live,
             item_name=item.name if item is not None else "",
-            snapshots=await _snapshots(request, row.id),
+            snapshots=await service.snapshots(request.app[DATABASE], row.id),
             can_apply=staff.role == "clerk",
         )
 
@@ -302,7 +259,7 @@ def routes() -> web.RouteTableDef:
     async def file(request: web.Request, staff: Staff) -> web.StreamResponse:
         row = await _own_row(request, staff)
         sha256 = request.match_info["sha256"]
-        shots = {s["sha256"]: s for s in await _snapshots(request, row.id)}
+        shots = {s["sha256"]: s for s in await service.snapshots(request.app[DATABASE], row.id)}
         if not SHA256_RE.match(sha256) or sha256 not in shots:
             raise VideoCallError("call_not_found", "没有这张截图")
         blobs = request.app[CASES].blobs
@@ -342,13 +299,7 @@ def routes() -> web.RouteTableDef:
     async def appointment(request: web.Request, staff: Staff) -> web.StreamResponse:
         row = await _own_row(request, staff)
         at, note = service.check_appointment(await read_json(request), now=time.time())
-        await service.set_status(
-            request.app[DATABASE],
-            row.id,
-            frm=("active", "ended"),
-            appointment_at=at,
-            appointment_note=note,
-        )
+        await service.book_appointment(request.app[DATABASE], row.id, at, note)
         await request.app[VIDEO_DESK].tell(row.id, {"type": "appointment", "at": at, "note": note})
         return web.json_response({"at": at, "note": note}, status=201)
 
@@ -357,7 +308,9 @@ def routes() -> web.RouteTableDef:
         row = await _own_row(request, staff)
         body = await read_json(request)
         code = body.get("item_code") if isinstance(body, dict) else None
-        item = await get_item(request.app[DATABASE], code) if isinstance(code, str) else None
+        item = None
+        if isinstance(code, str) and ITEM_CODE_RE.fullmatch(code):
+            item = await get_item(request.app[DATABASE], code)
         if item is None or item.retired:
             raise VideoCallError(
                 "invalid_input",
@@ -365,7 +318,7 @@ def routes() -> web.RouteTableDef:
                     {"field": "item_code", "code": "unknown_item", "message": "请选择有效的事项"}
                 ],
             )
-        shots = await _snapshots(request, row.id)
+        shots = await service.snapshots(request.app[DATABASE], row.id)
         if not shots:
             raise VideoCallError("no_snapshots")
         await service.offer_uploads(
