@@ -14,9 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from node.catalog import versions
 from node.catalog.items import our_items
 from node.catalog.loading import SAMPLES_DIR, load_catalog, parse_catalog
-from node.catalog.snapshot import catalog_snapshot, catalog_version
+from node.catalog.versions import catalog_version, region_catalog
 from node.config import ConfigError, NodeConfig
 from node.pages.guide import QR_PAGE_SIZE
 from protocol.catalog import Item, check_item
@@ -210,10 +211,14 @@ async def test_search_by_name_keyword_and_region(regions: list[RunningNode]) -> 
 
     by_name = await page(f"{shaoyang.url}/guide?q=%E5%8D%AB%E7%94%9F")  # 卫生
     assert result_codes(by_name) == ["430400-XK-0002"]
-    # 开店 is only a keyword of the item (its name lacks it); 卫生证 too.
+    # 开店 is only a keyword of the item (its name lacks it); 卫生证 too. Keywords are matched
+    # within a chosen region (its items are read); across all regions the index searches code,
+    # name, department and place only (docs/pages.md).
     for keyword in ("开店", "卫生证"):
-        found = await page(f"{shaoyang.url}/guide?q={keyword}")
+        found = await page(f"{shaoyang.url}/guide?region=430400&q={keyword}")
         assert result_codes(found) == ["430400-XK-0002"], keyword
+        everywhere = await page(f"{shaoyang.url}/guide?q={keyword}")
+        assert result_codes(everywhere) == [], keyword
     # Two words: both must match (name and department).
     both = await page(f"{shaoyang.url}/guide?q=许可 邵阳县市场监督管理局")
     assert result_codes(both) == ["430523-XK-0002"]
@@ -275,15 +280,25 @@ async def test_results_are_paged(regions: list[RunningNode]) -> None:
 # -- the catalogue changes -----------------------------------------------------------------
 
 
-async def test_a_new_catalogue_changes_the_guide(regions: list[RunningNode]) -> None:
+async def test_a_new_catalogue_changes_the_guide(
+    regions: list[RunningNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
     shaoyang, hengyang = regions
     url = "/guide/430400/430400-XK-0002"
     before = await page(hengyang.url + url)
     old_version = catalog_version(await our_items(hengyang.db))
     assert old_version in by_id(before, "catalog-version").text
-    # Unchanged, the snapshot is reused; any load makes a new one.
-    kept = await catalog_snapshot(hengyang.db, "430400")
-    assert await catalog_snapshot(hengyang.db, "430400") is kept
+    # Unchanged, the region's version is digested once and then cached; any load changes it.
+    kept = await region_catalog(hengyang.db, "430400", "430400")
+    assert kept is not None and kept.version == old_version
+    digests: list[int] = []
+    digest = versions.catalog_version
+    monkeypatch.setattr(
+        versions, "catalog_version", lambda items: digests.append(1) or digest(items)
+    )
+    again = await region_catalog(hengyang.db, "430400", "430400")
+    assert again is not None and again.version == old_version and again.items == kept.items
+    assert digests == []
 
     # The admin loads a new version of the file: a new name, a shorter promise, one item gone.
     text = (SAMPLES_DIR / "430400.toml").read_text(encoding="utf-8")
@@ -298,7 +313,8 @@ async def test_a_new_catalogue_changes_the_guide(regions: list[RunningNode]) -> 
     after = await page(hengyang.url + url)
     new_version = catalog_version(await our_items(hengyang.db))
     assert new_version != old_version
-    assert (await catalog_snapshot(hengyang.db, "430400")).region("430400") != kept.region("430400")
+    changed = await region_catalog(hengyang.db, "430400", "430400")
+    assert changed is not None and changed.version == new_version and digests == [1]
     assert by_id(after, "item-title").text == "公共场所卫生许可（新办，告知承诺）"
     assert cell(after, "limits", "承诺办结时限").startswith("3 个工作日")
     assert new_version in by_id(after, "catalog-version").text
