@@ -299,6 +299,7 @@ def _version_row(version: RegionVersion | None, names: dict[str, str]) -> list[d
         return []
     return [
         {
+            "region": version.region,
             "name": names.get(version.region, version.region),
             "version": version.version,
             "changed_at": version.changed_at,
