@@ -423,12 +423,18 @@ async def test_region_versions_are_kept_in_a_small_cache(
 ) -> None:
     shaoyang, _ = regions
     monkeypatch.setattr(versions, "CACHED_VERSIONS", 1)
+    monkeypatch.setattr(versions, "CACHED_CATALOGS", 1)
     ours = await versions.region_version(shaoyang.db, "430523", "430523")
     theirs = await versions.region_version(shaoyang.db, "430523", "430400")
     assert ours is not None and ours.own and ours.version == catalog_version(sample("430523"))
     assert theirs is not None and not theirs.own
     assert theirs.version == catalog_version(sample("430400"))
     assert [key[0] for key in versions._versions[shaoyang.db]] == ["430400"]
+    assert [key[0] for key in versions._catalogs[shaoyang.db]] == ["430400"]
+    # A cached region's items are the ones read (same key, same object: nothing parsed again).
+    again = await versions.region_catalog(shaoyang.db, "430523", "430400")
+    assert again is versions._catalogs[shaoyang.db][next(iter(versions._catalogs[shaoyang.db]))]
+    assert again is not None and again.item("430400-XK-0002") is not None
     # A region we hold no catalogue of has no version (and is not cached).
     assert await versions.region_version(shaoyang.db, "430523", "110000") is None
     assert await versions.region_catalog(shaoyang.db, "430523", "110000") is None

@@ -6,8 +6,10 @@ SHA-256 of its current items in their wire form (canonical JSON, by code). It ch
 when the content does, and it is the same on every node, so a citizen at a partner's hall and
 one at the handling region's see the same version of that region's catalogue.
 
-Digesting a region's 200 items on every request would be wasted work, so versions are kept per
-database in a small LRU (:data:`CACHED_VERSIONS` regions), keyed by what changes a region's
+Parsing and digesting a region's 200 items on every request would be wasted work (some 50 ms
+for 衡阳's 220), so per database a small LRU keeps the versions of :data:`CACHED_VERSIONS`
+regions and a smaller one the parsed items of the :data:`CACHED_CATALOGS` regions read last
+(the hall's own and the few a visitor is browsing), both keyed by what changes a region's
 catalogue: for ours, our items' count and newest ``updated_at`` (every load that adds,
 changes, restores or retires an item moves them); for a partner's, its cache row's
 ``issued_at`` and ``fetched_at`` (every stored fetch moves them). Reading that key is one small
@@ -17,12 +19,14 @@ seen at the next request. Nothing here ever reads more than one region's catalog
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,6 +41,8 @@ from protocol.catalog import Item
 VERSION_DIGITS = 12
 #: Regions whose version a database's cache keeps (least recently used leaves first).
 CACHED_VERSIONS = 512
+#: Regions whose parsed items a database's cache keeps: a few MB each in memory at most.
+CACHED_CATALOGS = 8
 
 #: What changes a region's catalogue: (region, ours?, count or issued_at, updated_at or
 #: fetched_at). ``None`` when we hold no catalogue of the region.
@@ -70,10 +76,17 @@ class RegionCatalog(RegionVersion):
     items: tuple[Item, ...] = ()
 
     def item(self, code: str) -> Item | None:
-        return next((i for i in self.items if i.code == code), None)
+        return self._by_code.get(code)
+
+    @functools.cached_property
+    def _by_code(self) -> dict[str, Item]:
+        return {i.code: i for i in self.items}
 
 
 _versions: weakref.WeakKeyDictionary[Database, OrderedDict[VersionKey, str]] = (
+    weakref.WeakKeyDictionary()
+)
+_catalogs: weakref.WeakKeyDictionary[Database, OrderedDict[VersionKey, RegionCatalog]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -96,19 +109,32 @@ async def _version_key(conn: AsyncConnection, own_region: str, region: str) -> V
     return (region, False, row.issued_at, row.fetched_at)
 
 
-def _cached(db: Database, key: VersionKey) -> str | None:
-    cache = _versions.get(db)
+T = TypeVar("T")
+
+
+def _cached(
+    caches: weakref.WeakKeyDictionary[Database, OrderedDict[VersionKey, T]],
+    db: Database,
+    key: VersionKey,
+) -> T | None:
+    cache = caches.get(db)
     if cache is None or key not in cache:
         return None
     cache.move_to_end(key)
     return cache[key]
 
 
-def _remember(db: Database, key: VersionKey, version: str) -> None:
-    cache = _versions.setdefault(db, OrderedDict())
-    cache[key] = version
+def _remember(
+    caches: weakref.WeakKeyDictionary[Database, OrderedDict[VersionKey, T]],
+    db: Database,
+    key: VersionKey,
+    value: T,
+    size: int,
+) -> None:
+    cache = caches.setdefault(db, OrderedDict())
+    cache[key] = value
     cache.move_to_end(key)
-    while len(cache) > CACHED_VERSIONS:
+    while len(cache) > size:
         cache.popitem(last=False)
 
 
@@ -124,20 +150,25 @@ async def region_catalog(db: Database, own_region: str, region: str) -> RegionCa
         key = await _version_key(conn, own_region, region)
         if key is None:
             return None
+        cached = _cached(_catalogs, db, key)
+        if cached is not None:
+            return cached
         listed = await read_region_items(conn, own_region, region)
     if listed is None or (not listed and region != own_region):
         return None
-    version = _cached(db, key)
+    version = _cached(_versions, db, key)
     if version is None:
         version = catalog_version(listed)
-        _remember(db, key, version)
-    return RegionCatalog(
+        _remember(_versions, db, key, version, CACHED_VERSIONS)
+    catalog = RegionCatalog(
         region=region,
         own=region == own_region,
         version=version,
         changed_at=_changed_at(key),
         items=tuple(listed),
     )
+    _remember(_catalogs, db, key, catalog, CACHED_CATALOGS)
+    return catalog
 
 
 async def region_version(db: Database, own_region: str, region: str) -> RegionVersion | None:
@@ -146,7 +177,7 @@ async def region_version(db: Database, own_region: str, region: str) -> RegionVe
     async with db.read() as conn:
         key = await _version_key(conn, own_region, region)
     if key is not None:
-        version = _cached(db, key)
+        version = _cached(_versions, db, key)
         if version is not None:
             return RegionVersion(region, region == own_region, version, _changed_at(key))
     return await region_catalog(db, own_region, region)
