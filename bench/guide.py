@@ -8,8 +8,8 @@ What it does (see bench/README.md):
 1. Makes one fresh node (SQLite, in a temp dir) with ``init_node`` and loads ``--items`` items
    made from the demo catalogue of 衡阳市 (each a copy of a real item under its own code and
    name), then serves it in this process on a real socket.
-2. Times, over HTTP, ``--repeat`` times each: the search page (no query, a keyword, a region and
-   page 3), an item page (the first request of each item makes its QR code; later ones reuse
+2. Times, over HTTP, ``--repeat`` times each: the search page (no query; a name across regions,
+   from the index; a keyword in one region, from its items; a region and page 3), an item page (the first request of each item makes its QR code; later ones reuse
    it), and the hall's QR sheet cold (every code made) and warm.
 3. Prints a table (p50/p95 ms, bytes of the HTML) and writes the JSON (parameters, machine,
    figures).
@@ -97,7 +97,8 @@ async def run(items: int, repeat: int, tmp: Path) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
             cases = {
                 "search_all": "/guide",
-                "search_keyword": "/guide?q=卫生证",
+                "search_name": "/guide?q=卫生许可",  # across regions: the index
+                "search_keyword_region": f"/guide?region={REGION}&q=卫生证",  # its items
                 "search_region_page3": f"/guide?region={REGION}&page=3",
             }
             for name, path in cases.items():

@@ -6,18 +6,26 @@ the guide reads and the ``[hall]`` settings."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from node.catalog import items as items_module
+from node.catalog import search as search_module
+from node.catalog import versions
 from node.catalog.items import our_items
 from node.catalog.loading import SAMPLES_DIR, load_catalog, parse_catalog
-from node.catalog.snapshot import catalog_snapshot, catalog_version
+from node.catalog.search import SearchQuery
+from node.catalog.versions import catalog_version, region_catalog
 from node.config import ConfigError, NodeConfig
+from node.pages import guide
 from node.pages.guide import QR_PAGE_SIZE
 from protocol.catalog import Item, check_item
 from protocol.errors import ProtocolError
@@ -210,10 +218,14 @@ async def test_search_by_name_keyword_and_region(regions: list[RunningNode]) -> 
 
     by_name = await page(f"{shaoyang.url}/guide?q=%E5%8D%AB%E7%94%9F")  # 卫生
     assert result_codes(by_name) == ["430400-XK-0002"]
-    # 开店 is only a keyword of the item (its name lacks it); 卫生证 too.
+    # 开店 is only a keyword of the item (its name lacks it); 卫生证 too. Keywords are matched
+    # within a chosen region (its items are read); across all regions the index searches code,
+    # name, department and place only (docs/pages.md).
     for keyword in ("开店", "卫生证"):
-        found = await page(f"{shaoyang.url}/guide?q={keyword}")
+        found = await page(f"{shaoyang.url}/guide?region=430400&q={keyword}")
         assert result_codes(found) == ["430400-XK-0002"], keyword
+        everywhere = await page(f"{shaoyang.url}/guide?q={keyword}")
+        assert result_codes(everywhere) == [], keyword
     # Two words: both must match (name and department).
     both = await page(f"{shaoyang.url}/guide?q=许可 邵阳县市场监督管理局")
     assert result_codes(both) == ["430523-XK-0002"]
@@ -272,18 +284,184 @@ async def test_results_are_paged(regions: list[RunningNode]) -> None:
         assert result_codes(refused) == []
 
 
+# -- one region at a time -----------------------------------------------------------------
+
+
+def versions_shown(root: Element) -> list[str]:
+    """The regions whose catalogue version the search page names."""
+    line = by_id(root, "catalog-versions")
+    return [e.attrs["data-region"] for e in line.find_all("span") if "data-region" in e.attrs]
+
+
+async def test_a_search_across_regions_comes_from_the_index(
+    regions: list[RunningNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shaoyang, _ = regions
+    asked: list[SearchQuery] = []
+    real = guide.search
+
+    async def counting(db: Any, query: SearchQuery, **kwargs: Any) -> Any:
+        asked.append(query)
+        return await real(db, query, **kwargs)
+
+    monkeypatch.setattr(guide, "search", counting)
+    # A partner's item by (part of) its name, no region chosen: found through the index.
+    root = await page(f"{shaoyang.url}/guide?q=公共场所卫生许可")
+    assert result_codes(root) == ["430400-XK-0002"]
+    assert [q.text for q in asked] == ["公共场所卫生许可"]
+    first = root.find_all("li", "guide-item")[0]
+    assert "衡阳市" in first.text and "承诺 5 个工作日" in first.text
+    # Several words: all must match; the place (province and region name) counts too.
+    asked.clear()
+    both = await page(f"{shaoyang.url}/guide?q=卫生 衡阳市")
+    assert result_codes(both) == ["430400-XK-0002"]
+    assert [q.text for q in asked] == ["衡阳市"]  # the longest word, then filtered
+    # A chosen region is read from its own items, not the index.
+    asked.clear()
+    await page(f"{shaoyang.url}/guide?region=430400&q=开店")
+    assert asked == []
+    # A province narrows the search across regions.
+    hunan = await page(f"{shaoyang.url}/guide?province=43")
+    assert len(result_codes(hunan)) == len(sample("430523") + sample("430400"))
+    shandong = await page(f"{shaoyang.url}/guide?province=37")
+    assert result_codes(shandong) == []
+    # More matches than the index counts: only the first are listed, and the page says so.
+    monkeypatch.setattr(search_module, "MAX_RESULTS", 3)
+    capped = await page(f"{shaoyang.url}/guide?q=许可")
+    assert by_id(capped, "result-count").text == "3"
+    assert by_id(capped, "results-capped").text.startswith("符合条件的事项超过")
+
+
+async def test_the_search_names_one_region_and_lists_one_province(
+    regions: list[RunningNode],
+) -> None:
+    shaoyang, _ = regions
+    # No region chosen: our own catalogue's version, and our province's regions, ours first.
+    root = await page(f"{shaoyang.url}/guide")
+    assert versions_shown(root) == ["430523"]
+    own_version = catalog_version(sample("430523"))
+    assert own_version in by_id(root, "catalog-versions").text
+    options = [o.attrs["value"] for o in by_id(root, "region").find_all("option")]
+    assert options == ["", "430523", "430400"]
+    provinces = [o.attrs["value"] for o in by_id(root, "province").find_all("option")]
+    assert provinces[0] == "" and len(provinces) == 35  # 全国 and 34 provinces
+    assert not [o for o in by_id(root, "province").find_all("option") if "selected" in o.attrs]
+    # A partner's region chosen: its version only, its province selected.
+    theirs = await page(f"{shaoyang.url}/guide?region=430400")
+    assert versions_shown(theirs) == ["430400"]
+    assert catalog_version(sample("430400")) in by_id(theirs, "catalog-versions").text
+    chosen = [o for o in by_id(theirs, "province").find_all("option") if "selected" in o.attrs]
+    assert [o.attrs["value"] for o in chosen] == ["43"]
+    # Another province: its regions (none here) after our own; a region left selected from
+    # the old province is dropped (a visitor without script changed the province).
+    other = await page(f"{shaoyang.url}/guide?province=37&region=430400")
+    assert [o.attrs["value"] for o in by_id(other, "region").find_all("option")] == ["", "430523"]
+    assert result_codes(other) == []
+    assert versions_shown(other) == ["430523"]
+
+
+async def test_bad_search_parameters_are_refused(regions: list[RunningNode]) -> None:
+    shaoyang, _ = regions
+    for query, status, code in (
+        ("province=99", 400, "invalid_province"),
+        ("province=hunan", 400, "invalid_province"),
+        ("province=43&region=abc", 400, "unknown_region"),
+        ("region=4304", 400, "unknown_region"),
+        ("region=110000", 400, "unknown_region"),
+        ("region=<b>", 400, "unknown_region"),
+        ("page=2", 400, "invalid_page"),  # past the index's last page
+        ("q=许可&page=0", 400, "invalid_page"),
+        ("q=许可 卫生&page=5", 400, "invalid_page"),
+        ("region=430400&page=x", 400, "invalid_page"),
+    ):
+        refused = await page(f"{shaoyang.url}/guide?{query}", status=status)
+        assert by_id(refused, "guide-error").attrs["data-error"] == code, query
+        assert result_codes(refused) == [], query
+        # The form is still there to try again.
+        assert by_id(refused, "region").find_all("option"), query
+
+
+async def test_no_guide_request_reads_every_region(
+    regions: list[RunningNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guide reads at most one region's catalogue: the functions that read every region's
+    items are never called, wherever they were imported, and the whole-catalogue snapshot is
+    gone."""
+    shaoyang, hengyang = regions
+    assert importlib.util.find_spec("node.catalog.snapshot") is None
+    called: list[str] = []
+    for name in ("our_items", "partner_items"):
+        real = getattr(items_module, name)
+
+        async def refuse(*args: Any, _name: str = name, **kwargs: Any) -> Any:
+            called.append(_name)
+            raise AssertionError(f"{_name} read every region's items")
+
+        for module in list(sys.modules.values()):
+            if getattr(module, name, None) is real:
+                monkeypatch.setattr(module, name, refuse)
+    for node in (shaoyang, hengyang):
+        for path in (
+            "/guide",
+            "/guide?q=许可",
+            "/guide?q=许可 衡阳",
+            "/guide?province=43",
+            "/guide?region=430400&q=开店",
+            "/guide?region=430523",
+            "/guide/430400/430400-XK-0002",
+            "/guide/430523/430523-XK-0002",
+            "/guide/qr-sheet",
+            "/guide/qr-sheet?region=430400",
+        ):
+            status, _resp, _text = await get(node.url + path)
+            assert status == 200, (node.config.region, path)
+    assert called == []
+
+
+async def test_region_versions_are_kept_in_a_small_cache(
+    regions: list[RunningNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shaoyang, _ = regions
+    monkeypatch.setattr(versions, "CACHED_VERSIONS", 1)
+    monkeypatch.setattr(versions, "CACHED_CATALOGS", 1)
+    ours = await versions.region_version(shaoyang.db, "430523", "430523")
+    theirs = await versions.region_version(shaoyang.db, "430523", "430400")
+    assert ours is not None and ours.own and ours.version == catalog_version(sample("430523"))
+    assert theirs is not None and not theirs.own
+    assert theirs.version == catalog_version(sample("430400"))
+    assert [key[0] for key in versions._versions[shaoyang.db]] == ["430400"]
+    assert [key[0] for key in versions._catalogs[shaoyang.db]] == ["430400"]
+    # A cached region's items are the ones read (same key, same object: nothing parsed again).
+    again = await versions.region_catalog(shaoyang.db, "430523", "430400")
+    assert again is versions._catalogs[shaoyang.db][next(iter(versions._catalogs[shaoyang.db]))]
+    assert again is not None and again.item("430400-XK-0002") is not None
+    # A region we hold no catalogue of has no version (and is not cached).
+    assert await versions.region_version(shaoyang.db, "430523", "110000") is None
+    assert await versions.region_catalog(shaoyang.db, "430523", "110000") is None
+
+
 # -- the catalogue changes -----------------------------------------------------------------
 
 
-async def test_a_new_catalogue_changes_the_guide(regions: list[RunningNode]) -> None:
+async def test_a_new_catalogue_changes_the_guide(
+    regions: list[RunningNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
     shaoyang, hengyang = regions
     url = "/guide/430400/430400-XK-0002"
     before = await page(hengyang.url + url)
     old_version = catalog_version(await our_items(hengyang.db))
     assert old_version in by_id(before, "catalog-version").text
-    # Unchanged, the snapshot is reused; any load makes a new one.
-    kept = await catalog_snapshot(hengyang.db, "430400")
-    assert await catalog_snapshot(hengyang.db, "430400") is kept
+    # Unchanged, the region's version is digested once and then cached; any load changes it.
+    kept = await region_catalog(hengyang.db, "430400", "430400")
+    assert kept is not None and kept.version == old_version
+    digests: list[int] = []
+    digest = versions.catalog_version
+    monkeypatch.setattr(
+        versions, "catalog_version", lambda items: digests.append(1) or digest(items)
+    )
+    again = await region_catalog(hengyang.db, "430400", "430400")
+    assert again is not None and again.version == old_version and again.items == kept.items
+    assert digests == []
 
     # The admin loads a new version of the file: a new name, a shorter promise, one item gone.
     text = (SAMPLES_DIR / "430400.toml").read_text(encoding="utf-8")
@@ -298,7 +476,8 @@ async def test_a_new_catalogue_changes_the_guide(regions: list[RunningNode]) -> 
     after = await page(hengyang.url + url)
     new_version = catalog_version(await our_items(hengyang.db))
     assert new_version != old_version
-    assert (await catalog_snapshot(hengyang.db, "430400")).region("430400") != kept.region("430400")
+    changed = await region_catalog(hengyang.db, "430400", "430400")
+    assert changed is not None and changed.version == new_version and digests == [1]
     assert by_id(after, "item-title").text == "公共场所卫生许可（新办，告知承诺）"
     assert cell(after, "limits", "承诺办结时限").startswith("3 个工作日")
     assert new_version in by_id(after, "catalog-version").text

@@ -1,5 +1,5 @@
-"""Reading the catalogue: our items, partners' cached ones, one item by code, and how current
-each partner's cached catalogue is."""
+"""Reading the catalogue: our items, partners' cached ones, one region's items, one item by
+code, and how current each partner's cached catalogue is."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.catalog.models import catalog_regions, partner_catalogs
 from node.catalog.models import items as items_table
@@ -45,6 +46,43 @@ async def partner_items(
         (i for i in found if include_retired or not i.retired),
         key=lambda i: (i.handling_region, i.code),
     )
+
+
+async def read_region_items(
+    conn: AsyncConnection, own_region: str, region: str
+) -> list[Item] | None:
+    """One region's current items by code, on ``conn``: ours when ``region`` is
+    ``own_region``, else the partner's one cached row (only that row is parsed). None when we
+    hold no catalogue of ``region``."""
+    if region == own_region:
+        rows = (
+            await conn.execute(
+                select(items_table.c.data)
+                .where(items_table.c.retired.is_(False))
+                .order_by(items_table.c.code)
+            )
+        ).all()
+        return [Item.from_dict(json.loads(r.data)) for r in rows]
+    cached = (
+        await conn.execute(
+            select(partner_catalogs.c["items"]).where(partner_catalogs.c.region == region)
+        )
+    ).first()
+    if cached is None:
+        return None
+    found = (_cached_item(e) for e in json.loads(cached._mapping["items"]))
+    # A partner's row holds only its own region's items (partner_cache.py checks); the filter
+    # keeps a page of one region to that region whatever a row holds.
+    return sorted(
+        (i for i in found if not i.retired and i.handling_region == region),
+        key=lambda i: i.code,
+    )
+
+
+async def region_items(db: Database, own_region: str, region: str) -> list[Item] | None:
+    """One region's current items by code (:func:`read_region_items`)."""
+    async with db.read() as conn:
+        return await read_region_items(conn, own_region, region)
 
 
 async def get_item(db: Database, code: str) -> Item | None:

@@ -2,15 +2,18 @@
 partner's cached one, a search that works on a phone without JavaScript, and a printable sheet
 of QR codes for the hall, one per item, each leading to its guide page.
 
-- ``GET /guide``: search by name, code, department or keyword (``q``) and 办理地 (``region``),
-  paged (``page``, 20 a page).
+- ``GET /guide``: search by name, code or department (``q``) across every region through the
+  search index (node/catalog/search.py), narrowed by province (``province``) or to one 办理地
+  (``region``, whose own items are then read and matched on keywords too); paged (``page``,
+  20 a page).
 - ``GET /guide/{region}/{code}``: everything about one item, printable on A4.
 - ``GET /guide/qr-sheet?region=…``: the hall's sheet, one QR code per item of a region.
 
-Every page is rendered from the catalogue at request time (through the versioned snapshot of
-node/catalog/snapshot.py) and says which version of the region's catalogue it shows, so a
-loaded or refreshed catalogue changes the guide at the next request. Bad input (a page number
-that is not one, an unknown region) gets a Chinese page with a stable ``data-error`` code.
+No request reads more than one region's catalogue (node/catalog/versions.py reads a region's
+items with their version). Every page is rendered at request time and says which version of the
+region's catalogue it shows, so a loaded or refreshed catalogue changes the guide at the next
+request. Bad input (a page number that is not one, an unknown region or province) gets a
+Chinese page with a stable ``data-error`` code.
 """
 
 from __future__ import annotations
@@ -18,19 +21,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from node.appkeys import CONFIG, DATABASE
 from node.catalog.labels import DELIVERY_LABELS, FORM_LABELS, MODE_LABELS, RESULT_LABELS
-from node.catalog.snapshot import CatalogSnapshot, RegionCatalog, catalog_snapshot
+from node.catalog.search import MAX_RESULTS, Entry, SearchQuery, region_choices, search
+from node.catalog.versions import RegionCatalog, RegionVersion, region_catalog, region_version
 from node.config import NodeConfig
 from node.pages.office import region_names
 from node.pages.qr import qr_svg
 from node.pages.rendering import render
 from protocol.catalog import MODES, Item
+from protocol.regions import PROVINCES, province_of
 
 #: Items on one page of search results.
 PAGE_SIZE = 20
@@ -44,6 +51,7 @@ QR_PAGE_SIZE = 96
 _QR_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guide-qr")
 #: Longest search text kept, characters.
 MAX_QUERY = 50
+_REGION_CODE = re.compile(r"[1-9][0-9]{5}")
 #: What the guide writes for a field the catalogue (or the hall's settings) leaves out.
 NONE = "暂无"
 
@@ -87,10 +95,26 @@ def _page_number(request: web.Request) -> int:
     return int(raw)
 
 
-def _region_param(request: web.Request, snapshot: CatalogSnapshot) -> str:
+def _unknown_region() -> GuideError:
+    return GuideError(400, "unknown_region", "没有这个办理地的事项，请从列表中选择办理地。")
+
+
+def _province_param(request: web.Request) -> str:
+    province = request.query.get("province", "").strip()
+    if province and province not in PROVINCES:
+        raise GuideError(400, "invalid_province", "没有这个省份，请从列表中选择省份。")
+    return province
+
+
+def _region_param(request: web.Request, province: str) -> str:
+    """The chosen 办理地: a 6-digit code, or "" for every region. A region outside the chosen
+    province is dropped: on a page without script a visitor who picks another province leaves
+    the old region selected, and means the new province."""
     region = request.query.get("region", "").strip()
-    if region and snapshot.region(region) is None:
-        raise GuideError(400, "unknown_region", "没有这个办理地的事项，请从列表中选择办理地。")
+    if region and not _REGION_CODE.fullmatch(region):
+        raise _unknown_region()
+    if region and province and province_of(region) != province:
+        return ""
     return region
 
 
@@ -143,7 +167,7 @@ def _channels(item: Item, config: NodeConfig, names: dict[str, str]) -> list[dic
 
 
 def item_view(
-    item: Item, region: RegionCatalog, config: NodeConfig, names: dict[str, str]
+    item: Item, region: RegionVersion, config: NodeConfig, names: dict[str, str]
 ) -> dict[str, Any]:
     """Everything the item page shows, in Chinese."""
     url = guide_url(config, item)
@@ -192,6 +216,86 @@ def _summary(item: Item, names: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _entry_summary(entry: Entry, names: dict[str, str]) -> dict[str, Any]:
+    """A search result from the index row (no item is read)."""
+    return {
+        "code": entry.code,
+        "name": entry.name,
+        "department": entry.department,
+        "region": entry.handling_region,
+        "region_name": names.get(entry.handling_region, entry.region_name),
+        "modes": [MODE_LABELS[m] for m in entry.modes if m in MODE_LABELS],
+        "promised_limit_days": entry.summary.get("promised"),
+        "href": f"/guide/{entry.handling_region}/{entry.code}",
+    }
+
+
+def _entry_text(entry: Entry) -> str:
+    return " ".join((entry.code, entry.name, entry.department, entry.place)).lower()
+
+
+@dataclass(frozen=True)
+class _Found:
+    results: list[dict[str, Any]]
+    total: int
+    pages: int
+    #: More matches than the index counts (MAX_RESULTS): only the first are listed.
+    capped: bool = False
+
+
+async def _search_index(
+    request: web.Request, q: str, province: str, page: int, names: dict[str, str]
+) -> _Found:
+    """Every region's items matching ``q`` (code, name, department, place; not keywords),
+    ranked and capped by the index. Several words must all match: the index finds the longest
+    one (its first MAX_RESULTS matches), the others are tested on those rows."""
+    db = request.app[DATABASE]
+    terms = q.split()
+    if len(terms) <= 1:
+        found = await search(
+            db, SearchQuery(text=q, province=province, page=page), page_size=PAGE_SIZE
+        )
+        pages = _paged(found.total, page, PAGE_SIZE)
+        return _Found(
+            [_entry_summary(e, names) for e in found.entries], found.total, pages, found.capped
+        )
+    longest = max(terms, key=len)
+    rest = search_terms(" ".join(t for t in terms if t is not longest))
+    found = await search(db, SearchQuery(text=longest, province=province), page_size=MAX_RESULTS)
+    matching = [e for e in found.entries if all(t in _entry_text(e) for t in rest)]
+    pages = _paged(len(matching), page, PAGE_SIZE)
+    shown = matching[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    return _Found([_entry_summary(e, names) for e in shown], len(matching), pages, found.capped)
+
+
+async def _region_list(
+    request: web.Request, province: str, region: str, names: dict[str, str]
+) -> list[tuple[str, str]]:
+    """The 办理地 choices: our own region first, then the indexed regions of the province
+    shown (the chosen one, the chosen region's, else our own), and the chosen region."""
+    own = request.app[CONFIG].region
+    listed = await region_choices(request.app[DATABASE], province)
+    codes = [own, *(code for code, _name in listed if code != own)]
+    if region and region not in codes:
+        codes.append(region)
+    indexed = dict(listed)
+    return [(code, names.get(code) or indexed.get(code) or code) for code in codes]
+
+
+def _version_row(version: RegionVersion | None, names: dict[str, str]) -> list[dict[str, Any]]:
+    if version is None:
+        return []
+    return [
+        {
+            "region": version.region,
+            "name": names.get(version.region, version.region),
+            "version": version.version,
+            "changed_at": version.changed_at,
+            "own": version.own,
+        }
+    ]
+
+
 def _pager(
     request: web.Request, params: dict[str, str], page: int, pages: int, size: int
 ) -> dict[str, Any]:
@@ -236,56 +340,84 @@ def _error_page(request: web.Request, status: int, code: str, message: str) -> w
     )
 
 
-async def _snapshot(request: web.Request) -> CatalogSnapshot:
-    return await catalog_snapshot(request.app[DATABASE], request.app[CONFIG].region)
+async def _region(request: web.Request, region: str) -> RegionCatalog | None:
+    """One region's items and version (never more than that region's catalogue)."""
+    return await region_catalog(request.app[DATABASE], request.app[CONFIG].region, region)
 
 
 def routes() -> web.RouteTableDef:
     table = web.RouteTableDef()
 
     @table.get("/guide")
-    async def search(request: web.Request) -> web.Response:
-        snapshot = await _snapshot(request)
+    async def search_page(request: web.Request) -> web.Response:
+        own = request.app[CONFIG].region
         names = region_names(request)
         q = " ".join(request.query.get("q", "").split())[:MAX_QUERY]
-        regions = [
-            (r.region, names.get(r.region, r.region), len(r.items)) for r in snapshot.regions
-        ]
-        context: dict[str, Any] = {"q": q, "region": "", "regions": regions, "error": None}
+        context: dict[str, Any] = {
+            "q": q,
+            "region": "",
+            "province": "",
+            "provinces": sorted(PROVINCES.items()),
+            "own_region": own,
+            "error": None,
+            "capped": False,
+            "max_results": MAX_RESULTS,
+        }
+        province = region = ""
         try:
-            region = _region_param(request, snapshot)
-            context["region"] = region
+            province = _province_param(request)
+            region = _region_param(request, province)
+            context.update(province=province or province_of(region), region=region)
             page = _page_number(request)
-            terms = search_terms(q)
-            found = [i for i in snapshot.items(region or None) if matches(i, terms)]
-            pages = _paged(len(found), page, PAGE_SIZE)
+            if region:
+                # One region: its own items, matched on keywords too.
+                catalog = await _region(request, region)
+                if catalog is None:
+                    raise _unknown_region()
+                terms = search_terms(q)
+                matched = [i for i in catalog.items if matches(i, terms)]
+                pages = _paged(len(matched), page, PAGE_SIZE)
+                shown = matched[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+                found = _Found([_summary(i, names) for i in shown], len(matched), pages)
+                version: RegionVersion | None = catalog
+            else:
+                found = await _search_index(request, q, province, page, names)
+                version = await region_version(request.app[DATABASE], own, own)
         except GuideError as exc:
-            context.update(error=exc, total=0, results=[], pager=None, versions=[])
+            context.update(
+                error=exc,
+                total=0,
+                results=[],
+                pager=None,
+                versions=[],
+                regions=await _region_list(
+                    request, context["province"] or province_of(own), "", names
+                ),
+            )
             return _fresh(render(request, "guide/index.html", status=exc.status, **context))
-        shown = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         context.update(
-            total=len(found),
-            results=[_summary(i, names) for i in shown],
-            pager=_pager(request, {"q": q, "region": region}, page, pages, PAGE_SIZE),
-            versions=[
-                {
-                    "name": names.get(r.region, r.region),
-                    "version": r.version,
-                    "changed_at": r.changed_at,
-                    "own": r.own,
-                }
-                for r in snapshot.regions
-                if not region or r.region == region
-            ],
+            total=found.total,
+            capped=found.capped,
+            results=found.results,
+            pager=_pager(
+                request,
+                {"q": q, "province": province, "region": region},
+                page,
+                found.pages,
+                PAGE_SIZE,
+            ),
+            versions=_version_row(version, names),
+            regions=await _region_list(
+                request, context["province"] or province_of(own), region, names
+            ),
         )
         return _fresh(render(request, "guide/index.html", **context))
 
     @table.get("/guide/qr-sheet")
     async def qr_sheet(request: web.Request) -> web.Response:
         config = request.app[CONFIG]
-        snapshot = await _snapshot(request)
         code = request.query.get("region", "").strip() or config.region
-        region = snapshot.region(code)
+        region = await _region(request, code)
         if region is None:
             return _error_page(request, 404, "not_found", "没有这个办理地的事项目录。")
         try:
@@ -311,8 +443,7 @@ def routes() -> web.RouteTableDef:
 
     @table.get("/guide/{region}/{code}")
     async def item_page(request: web.Request) -> web.Response:
-        snapshot = await _snapshot(request)
-        region = snapshot.region(request.match_info["region"])
+        region = await _region(request, request.match_info["region"])
         item = region.item(request.match_info["code"]) if region is not None else None
         if region is None or item is None:
             return _error_page(
