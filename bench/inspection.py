@@ -1,6 +1,7 @@
 """Video inspection sessions: what a live session costs the node.
 
     python -m bench.inspection [--sessions 4] [--seconds 30] [--no-inspector] [--profile]
+                               [--loop asyncio|uvloop]
                                [--out bench/results/inspection.json]
 
 What it does (see docs/inspection.md, "Cost"):
@@ -49,6 +50,17 @@ from node.storage.database import Database
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-inspection-pw"
+#: How the node process is started, by event loop. ``uvloop`` (pip install uvloop) installs
+#: libuv's loop before the node starts: the node itself runs on asyncio's (measured: no win
+#: worth a dependency, docs/inspection.md "Cost").
+NODE_COMMAND = {
+    "asyncio": [sys.executable, "-m", "node.cli"],
+    "uvloop": [
+        sys.executable,
+        "-c",
+        "import sys, uvloop; uvloop.install(); from node.cli import main; sys.exit(main())",
+    ],
+}
 FPS = 20
 WIDTH, HEIGHT = 640, 480
 
@@ -315,14 +327,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     config, sessions = await make_node(tmp, args.sessions)
     log = open(tmp / "node.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "run", "--dir", str(config.dir)],
+        [*NODE_COMMAND[args.loop], "run", "--dir", str(config.dir)],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     peers: list[Peer] = []
-    result: dict[str, Any] = {"sessions": args.sessions, "seconds": args.seconds}
+    result: dict[str, Any] = {
+        "sessions": args.sessions,
+        "seconds": args.seconds,
+        "event_loop": args.loop,
+    }
     try:
         await wait_healthy(config.url, proc)
         video, audio = encode_video(), encode_audio()
@@ -439,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--no-inspector", action="store_true")
+    parser.add_argument(
+        "--loop", choices=sorted(NODE_COMMAND), default="asyncio", help="the node's event loop"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the node (needs py-spy)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "inspection.json")
     args = parser.parse_args(argv)
@@ -447,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
     keys = (
         "sessions",
+        "event_loop",
         "cpu_s_per_session_minute",
         "sessions_per_core",
         "memory_per_session_mib",
