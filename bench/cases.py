@@ -52,6 +52,7 @@ from node.cases.models import bundles, cases
 from node.clock import today_in_china
 from node.storage.database import Database
 from node.storage.migrate import upgrade
+from tests.support.databases import pg_connect
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -585,24 +586,11 @@ assert set(COLUMNS) | {"id"} == {c.name for c in cases.columns}
 
 
 async def _pg_admin(pg_url: str, sql: str, *, fetch: bool = False) -> Any:
-    conn = await _pg_connect(pg_url)
+    conn = await pg_connect(pg_url)
     try:
         return await conn.fetchval(sql) if fetch else await conn.execute(sql)
     finally:
         await conn.close()
-
-
-async def _pg_connect(url_text: str) -> Any:
-    import asyncpg
-
-    url = make_url(url_text)
-    return await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database or "postgres",
-    )
 
 
 @dataclass
@@ -657,7 +645,7 @@ async def fill(db: Database, fresh: Fresh, gen: Generator) -> dict[str, Any]:
     done = 0
     pg = None
     if not db.is_sqlite:
-        pg = await _pg_connect(fresh.url)
+        pg = await pg_connect(fresh.url)
     try:
         rows = gen.rows(skeletons)
         last_report = time.perf_counter()

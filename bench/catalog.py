@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -54,6 +53,7 @@ from node.storage.migrate import upgrade
 from protocol.catalog import Catalog, Item, check_item, sign_catalog
 from protocol.keys import generate_private_key
 from protocol.regions import PROVINCES
+from tests.support.databases import pg_connect
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "node" / "demo_catalog"
@@ -298,14 +298,7 @@ def make_items(
 
 
 async def _pg_admin(url: str, sql: str) -> None:
-    parsed = make_url(url)
-    conn = await asyncpg.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.database or "postgres",
-    )
+    conn = await pg_connect(url)
     try:
         await conn.execute(sql)
     finally:

@@ -41,46 +41,10 @@ from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.provisioning import init_node
 from node.storage.database import Database
-from protocol.directory import (
-    AuthorityKey,
-    DirectoryEntry,
-    directory_claims,
-    sign_directory,
-    verify_directory,
-)
-from protocol.keys import TrustedKey, generate_private_key, key_id, utc
+from protocol.directory import AuthorityKey, directory_claims, sign_directory, verify_directory
+from tests.support.directory import AUTHORITY, DAY, synthetic_entries
 
 REPO = Path(__file__).resolve().parents[1]
-DAY = 24 * 3600
-AUTHORITY = "430000"
-
-
-def entries(count: int) -> list[DirectoryEntry]:
-    now = time.time()
-    out = []
-    for number in range(500000, 500000 + count):
-        region = str(number)
-        keys = []
-        for _ in range(2):  # a region in the middle of a rotation lists two keys
-            public = generate_private_key().public_key()
-            keys.append(
-                TrustedKey(
-                    kid=key_id(region, public),
-                    region=region,
-                    public_key=public,
-                    not_before=utc(now - DAY),
-                    not_after=utc(now + 365 * DAY),
-                )
-            )
-        out.append(
-            DirectoryEntry(
-                region=region,
-                name=f"测试区{number}",
-                url=f"https://r{number}.tongban.example",
-                keys=tuple(keys),
-            )
-        )
-    return out
 
 
 def ms(start: float) -> float:
@@ -88,7 +52,7 @@ def ms(start: float) -> float:
 
 
 async def one_run(count: int, tmp: Path, serial: int) -> dict[str, Any]:
-    listed = entries(count)
+    listed = synthetic_entries(count, keys=2)  # every region in the middle of a rotation
     authority = init_authority(tmp / f"authority-{serial}", AUTHORITY)
     now = int(time.time())
 

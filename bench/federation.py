@@ -54,6 +54,7 @@ from node.storage.database import Database
 from node.storage.sealing import load_sealer
 from protocol import messages
 from protocol.errors import ProtocolError
+from tests.support.databases import pg_connect
 
 REPO = Path(__file__).resolve().parent.parent
 SENDER = ("430523", "邵阳县")
@@ -185,16 +186,7 @@ class Databases:
         self.created.clear()
 
     async def _admin(self, sql: str, *, fetch: bool = False) -> Any:
-        import asyncpg
-
-        url = make_url(self.pg_url)
-        conn = await asyncpg.connect(
-            host=url.host or "127.0.0.1",
-            port=url.port or 5432,
-            user=url.username or "postgres",
-            password=url.password,
-            database=url.database or "postgres",
-        )
+        conn = await pg_connect(self.pg_url)
         try:
             if fetch:
                 return await conn.fetchval(sql)

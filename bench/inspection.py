@@ -45,8 +45,10 @@ from bench import procstat
 from inspection import tokens
 from inspection.models import inspection_sessions
 from node.accounts.service import create_user
+from node.config import NodeConfig
 from node.provisioning import init_node
 from node.storage.database import Database
+from tests.support.nodes import wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-inspection-pw"
@@ -246,19 +248,16 @@ async def make_node(tmp: Path, sessions: int) -> tuple[Any, list[tuple[str, str]
     return config, made
 
 
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise RuntimeError("node exited")
-            try:
-                async with http.get(f"{url}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError("node did not come up")
+def spawn_node(config: NodeConfig, log: Path, loop: str = "asyncio") -> subprocess.Popen[bytes]:
+    """`tongban run` on ``config``'s folder (on ``loop``), its output into ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [*NODE_COMMAND[loop], "run", "--dir", str(config.dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
 
 
 IDLE_LEAVES = (
@@ -325,14 +324,7 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-inspection-"))
     config, sessions = await make_node(tmp, args.sessions)
-    log = open(tmp / "node.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [*NODE_COMMAND[args.loop], "run", "--dir", str(config.dir)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = spawn_node(config, tmp / "node.log", args.loop)
     peers: list[Peer] = []
     result: dict[str, Any] = {
         "sessions": args.sessions,
@@ -340,7 +332,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "event_loop": args.loop,
     }
     try:
-        await wait_healthy(config.url, proc)
+        await wait_healthy(proc, config.url, "node", timeout=30)
         video, audio = encode_video(), encode_audio()
         await asyncio.sleep(2)
         rss_idle = procstat.rss_mib(proc.pid)
@@ -430,7 +422,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(2)  # let the node finalize the recordings
         proc.terminate()
         proc.wait(timeout=30)
-        log.close()
     recordings = []
     for sid, _token in sessions:
         for path in sorted((config.dir / "inspections" / sid).glob("*.webm")):

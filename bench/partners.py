@@ -57,13 +57,12 @@ from node.config import NodeConfig
 from node.federation.identity import NodeIdentity
 from node.federation.models import inbound_envelopes, inbound_messages, outbox
 from node.federation.outbox import Outbox
-from node.federation.partners import Partner, load_partners, render_partners
 from node.provisioning import init_node, link_all
 from node.storage.database import Database
 from node.storage.sealing import load_sealer
 from protocol.envelope import new_claims, sign_envelope
-from protocol.keys import TrustedKey, generate_private_key, key_id, utc
 from protocol.messages import example_body
+from tests.support.partners import pad_partners_file
 
 REPO = Path(__file__).resolve().parent.parent
 HUB = ("430523", "邵阳县")
@@ -112,31 +111,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def unreachable(count: int) -> list[Partner]:
-    """``count`` partner regions with fresh keys and URLs to closed local ports."""
-    now = time.time()
-    out = []
-    for i in range(count):
-        region = f"{110000 + i:06d}"
-        public = generate_private_key().public_key()
-        key = TrustedKey(
-            kid=key_id(region, public),
-            region=region,
-            public_key=public,
-            not_before=utc(now - 86400),
-            not_after=utc(now + 365 * 86400),
-        )
-        out.append(
-            Partner(
-                region=region,
-                name=f"区域{i}",
-                url=f"http://127.0.0.1:{closed_port()}",
-                keys=(key,),
-            )
-        )
-    return out
 
 
 async def _wait_ready(url: str, spawned: float, timeout: float = 120.0) -> float:
@@ -394,9 +368,7 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
         await link_all(configs)
         hub, live, back = configs
         made = time.perf_counter()
-        listed = load_partners(hub.partners_file)
-        listed.update({p.region: p for p in unreachable(partners - len(listed))})
-        hub.partners_file.write_text(render_partners(list(listed.values())), encoding="utf-8")
+        listed = pad_partners_file(hub.partners_file, partners, port=closed_port)
         result["partners_file"] = {
             "entries": len(listed),
             "bytes": hub.partners_file.stat().st_size,

@@ -21,9 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +30,12 @@ import aiohttp
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from bench import procstat
-from bench.inspection import FPS, LoopTrack, encode_audio, encode_video, free_port, wait_healthy
+from bench.inspection import FPS, LoopTrack, encode_audio, encode_video, free_port, spawn_node
 from node.accounts.service import create_user
 from node.provisioning import init_node
 from node.storage.database import Database
 from node.videocalls.figures import percentile
+from tests.support.nodes import wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-videocalls-pw"
@@ -144,18 +142,11 @@ async def one_call(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-videocalls-"))
     config = await make_node(tmp)
-    log = open(tmp / "node.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "run", "--dir", str(config.dir)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = spawn_node(config, tmp / "node.log")
     samples: list[dict[str, float]] = []
     result: dict[str, Any] = {"calls": args.calls}
     try:
-        await wait_healthy(config.url, proc)
+        await wait_healthy(proc, config.url, "node", timeout=30)
         media = (encode_video(), encode_audio())
         async with aiohttp.ClientSession() as http:
             async with http.post(
@@ -167,7 +158,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        log.close()
     for key in ("queue_update_s", "picked_push_s", "pickup_to_first_frame_s"):
         values = [s[key] for s in samples]
         result[key] = {

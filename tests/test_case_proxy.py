@@ -20,7 +20,7 @@ from tests.support.api import ApiClient, pdf
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
 from tests.support.nodes import RunningNode
-from tests.support.regions import start_regions
+from tests.support.regions import materials_for, start_regions
 from tests.support.waiting import wait_until
 
 ITEM = "430400-XK-0001"  # 建筑工程施工许可（分阶段办理）, decided by 衡阳市
@@ -72,17 +72,7 @@ async def test_proxy_case_walks_from_window_to_rating_across_two_nodes(
         # The window tells the applicant everything at once: the partner's item is known here.
         item = await clerk.ok("GET", f"/api/v1/catalog/{ITEM}")
         assert item["handling_region"] == "430400"
-        materials = []
-        for material in item["materials"]:
-            if material.get("deferrable"):
-                materials.append({"code": material["code"], "status": "deferred", "blob": None})
-            elif material.get("pledgeable"):
-                materials.append({"code": material["code"], "status": "pledged", "blob": None})
-            elif material["required"]:
-                upload = await clerk.upload(pdf(material["name"]), f"{material['code']}.pdf")
-                materials.append(
-                    {"code": material["code"], "status": "provided", "blob": upload["sha256"]}
-                )
+        materials = await materials_for(clerk, item)
         created = await clerk.ok(
             "POST",
             "/api/v1/cases",

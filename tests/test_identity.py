@@ -14,7 +14,6 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,14 @@ from node.identity.verification import KeySet, verify_id_token
 from tests.support.api import ApiClient, form_login
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
-from tests.support.identity import CLIENT_ID, LIU_YANG, identity_toml, running_provider, trust
+from tests.support.identity import (
+    CLIENT_ID,
+    LIU_YANG,
+    HiddenForm,
+    identity_toml,
+    running_provider,
+    trust,
+)
 from tests.support.nodes import RunningNode
 from tests.support.regions import materials_for, start_regions
 
@@ -364,20 +370,6 @@ async def _office_page(http: aiohttp.ClientSession, node: RunningNode, case_id: 
 # -- the pages' login: the code flow against the development provider -----------------------
 
 
-class _Form(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.action = values.get("action", "")
-        if tag == "input" and values.get("type") == "hidden":
-            self.fields[values["name"]] = values.get("value", "")
-
-
 async def test_the_login_runs_the_code_flow_with_state_nonce_and_pkce(
     tmp_path: Path, databases: DatabaseFactory
 ) -> None:
@@ -394,7 +386,7 @@ async def test_the_login_runs_the_code_flow_with_state_nonce_and_pkce(
                 async with http.get(f"{node.url}/citizen/login?next=/query%3Fcase%3DX") as resp:
                     assert resp.status == 200 and str(resp.url).startswith(provider.issuer)
                     asked = resp.url.query
-                    form = _Form()
+                    form = HiddenForm()
                     form.feed(await resp.text())
                 assert asked["code_challenge_method"] == "S256"
                 assert asked["state"] and asked["nonce"] and len(asked["code_challenge"]) == 43
@@ -415,7 +407,7 @@ async def test_the_login_runs_the_code_flow_with_state_nonce_and_pkce(
                 assert session_cookie_name("430400") not in {c.key for c in jar}
                 # Start again and finish: the node exchanges the code with its PKCE verifier.
                 async with http.get(f"{node.url}/citizen/login?next=/query%3Fcase%3DX") as resp:
-                    form = _Form()
+                    form = HiddenForm()
                     form.feed(await resp.text())
                 async with http.post(
                     provider.issuer + form.action,

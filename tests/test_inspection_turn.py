@@ -38,14 +38,13 @@ from aiortc import (
 
 from inspection.media import probe
 from node.appkeys import HUB
-from node.catalog.partner_cache import refresh_partner_catalog
 from node.config import CONFIG_FILE, NodeConfig
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory
 from tests.support.inspections import accepted_case, schedule, ws_url
 from tests.support.media import Client
-from tests.support.nodes import RunningNode, free_port, make_configs
-from tests.support.regions import provision
+from tests.support.nodes import RunningNode, free_port, make_configs, terminate
+from tests.support.regions import fetch_partner_catalogues, provision
 from tests.support.waiting import wait_until
 
 TURNSERVER = shutil.which("turnserver") or (
@@ -141,12 +140,7 @@ def turn(tmp_path: Path) -> Iterator[Turn]:
             time.sleep(0.1)
         yield Turn(port, secret, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
 
 
 @pytest.fixture
@@ -167,12 +161,7 @@ async def regions(
         await provision(config)
     nodes = [await RunningNode(c).start() for c in configs]
     try:
-        for node in nodes:
-            for other in nodes:
-                if other is not node:
-                    await refresh_partner_catalog(
-                        node.db, node.fed.trust, node.fed.client, other.config.region
-                    )
+        await fetch_partner_catalogues(nodes)
         yield nodes
     finally:
         for node in nodes:

@@ -17,13 +17,12 @@ import pytest
 from aiohttp import web
 
 from node.app import create_app
-from node.catalog.partner_cache import refresh_partner_catalog
 from node.logging_setup import JsonAccessLogger, JsonFormatter
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
 from tests.support.nodes import RunningNode, make_configs
-from tests.support.regions import materials_for, provision
+from tests.support.regions import fetch_partner_catalogues, materials_for, provision
 from tests.support.waiting import wait_until
 
 ITEM = "430400-XK-0001"
@@ -71,12 +70,7 @@ async def pair(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list
     for config in configs:
         await provision(config)
     nodes = [await serve(RunningNode(c)) for c in configs]
-    for node in nodes:
-        for other in nodes:
-            if other is not node:
-                await refresh_partner_catalog(
-                    node.db, node.fed.trust, node.fed.client, other.config.region
-                )
+    await fetch_partner_catalogues(nodes)
     yield nodes
     for node in nodes:
         await node.stop()

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -80,38 +77,15 @@ class Replica(NodeProcess):
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def label(self) -> str:
+        return f"replica {self.port}"
+
+    def argv(self) -> list[str]:
+        return [*super().argv(), "--port", str(self.port)]
+
     async def start(self, timeout: float = 60.0) -> None:
-        self.starts += 1
-        log = open(self._log_dir / f"{self.config.region}-{self.starts}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "node.cli",
-                "run",
-                "--dir",
-                str(self.config.dir),
-                "--port",
-                str(self.port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"replica {self.port} exited: {self.proc.returncode}")
-                try:
-                    async with session.get(f"{self.url}/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"replica {self.port} did not come up")
+        await super().start(timeout)
 
 
 def log_entries(log_dir: Path) -> list[dict[str, Any]]:

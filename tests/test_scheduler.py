@@ -22,12 +22,11 @@ from sqlalchemy import event, select, text
 
 from node.config import NodeConfig
 from node.federation.models import outbox
-from node.federation.partners import Partner, load_partners, render_partners
-from node.provisioning import init_node, link_all
-from protocol.keys import TrustedKey, generate_private_key, key_id, utc
+from node.provisioning import link_all
 from protocol.messages import example_body
 from tests.support.databases import DatabaseFactory, using_postgres
-from tests.support.nodes import OfflineSender, RunningNode, free_port
+from tests.support.nodes import OfflineSender, RunningNode, federation_toml, make_configs
+from tests.support.partners import pad_partners_file
 from tests.support.waiting import wait_until
 
 BODY = example_body("case.progress")[0]
@@ -39,58 +38,17 @@ MANY = 300
 NO_FALLBACK = 3600.0
 
 
-def unreachable(count: int) -> list[Partner]:
-    """``count`` partner regions with real keys whose URLs are closed local ports."""
-    now = time.time()
-    out = []
-    for i in range(count):
-        region = f"{110000 + i:06d}"
-        public = generate_private_key().public_key()
-        key = TrustedKey(
-            kid=key_id(region, public),
-            region=region,
-            public_key=public,
-            not_before=utc(now - 86400),
-            not_after=utc(now + 365 * 86400),
-        )
-        out.append(
-            Partner(
-                region=region,
-                name=f"不可达{i}",
-                url=f"http://127.0.0.1:{free_port()}",
-                keys=(key,),
-            )
-        )
-    return out
-
-
-def federation_toml(**settings: float) -> str:
-    return "[federation]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
-
-
 async def make_pair(
     tmp: Path, databases: DatabaseFactory, sender_settings: dict[str, float]
 ) -> list[NodeConfig]:
-    configs = []
-    for (region, name), settings in (
-        (SENDER, sender_settings),
-        (PARTNER, {"initial_backoff": 0.05, "max_backoff": 1.0, "poll_interval": 0.05}),
-    ):
-        configs.append(
-            await init_node(
-                tmp / region,
-                region=region,
-                name=name,
-                port=free_port(),
-                database_url=await databases.new_url(region),
-                extra_toml=federation_toml(**settings),
-            )
-        )
+    [sender] = await make_configs(
+        tmp, databases, [SENDER], link=False, federation=federation_toml(**sender_settings)
+    )
+    [partner] = await make_configs(tmp, databases, [PARTNER], link=False)
+    configs = [sender, partner]
     await link_all(configs)
-    sender = configs[0]
-    partners = load_partners(sender.partners_file)
-    partners.update({p.region: p for p in unreachable(MANY)})
-    sender.partners_file.write_text(render_partners(list(partners.values())), encoding="utf-8")
+    # The real partner and MANY unreachable ones.
+    pad_partners_file(sender.partners_file, 1 + MANY)
     return configs
 
 
@@ -143,6 +101,24 @@ async def outbox_rows(node: RunningNode) -> list[Any]:
 
 def senders_started(node: RunningNode) -> dict[str, int]:
     return {r: q.runs for r, q in node.fed.delivery.queues.items() if q.runs}
+
+
+async def all_delivered(node: RunningNode) -> bool:
+    rows = await outbox_rows(node)
+    return bool(rows) and all(r.delivered_at for r in rows)
+
+
+async def send_from_another_process(sender: RunningNode, xt: str) -> None:
+    """One envelope to PARTNER queued by another process of the sender's region (its own
+    engine, its own outbox; no in-process wake)."""
+    other = await OfflineSender(sender.config).open()
+    try:
+        async with other.db.write() as conn:
+            await other.outbox.enqueue(
+                conn, partner=PARTNER[0], typ="case.progress", xt=xt, body=BODY
+            )
+    finally:
+        await other.close()
 
 
 async def test_idle_partners_cost_no_query_and_a_commit_wakes_only_its_partner(
@@ -224,10 +200,7 @@ async def test_a_partner_whose_backoff_ends_is_retried_by_its_due_time(
     # The partner comes up and says nothing: the next due time delivers everything, in order.
     await partner.start()
 
-    async def delivered() -> bool:
-        return all(r.delivered_at for r in await outbox_rows(sender))
-
-    await wait_until(delivered)
+    await wait_until(lambda: all_delivered(sender))
     assert scheduler.scans == 1
     assert [r.seq for r in await outbox_rows(sender)] == [1, 2, 3]
 
@@ -255,10 +228,7 @@ async def test_inbound_traffic_from_a_partner_wakes_its_sender(
     await partner.start()
     await partner.send(SENDER[0], "case.progress", "XT-HEAR-BACK", BODY)
 
-    async def delivered() -> bool:
-        return all(r.delivered_at for r in await outbox_rows(sender))
-
-    await wait_until(delivered)
+    await wait_until(lambda: all_delivered(sender))
     assert queue.failures == 0
     # Woken by the partner's envelope (and the rows it made due), not by a due time or a scan.
     assert delivery.scheduler.fired == fired
@@ -275,21 +245,8 @@ async def test_a_commit_in_another_process_wakes_the_sender_by_notify(
     await sender.start()
     scheduler = sender.fed.delivery.scheduler
     await wait_until(lambda: _true(scheduler.scans >= 1))
-    # Another process of the region (its own engine, its own outbox; no in-process wake).
-    other = await OfflineSender(sender.config).open()
-    try:
-        async with other.db.write() as conn:
-            await other.outbox.enqueue(
-                conn, partner=PARTNER[0], typ="case.progress", xt="XT-NOTIFY", body=BODY
-            )
-    finally:
-        await other.close()
-
-    async def delivered() -> bool:
-        rows = await outbox_rows(sender)
-        return bool(rows) and all(r.delivered_at for r in rows)
-
-    await wait_until(delivered)
+    await send_from_another_process(sender, "XT-NOTIFY")
+    await wait_until(lambda: all_delivered(sender))
     assert scheduler.notified >= 1
     assert scheduler.scans == 1
 
@@ -317,20 +274,8 @@ async def test_a_lost_listening_connection_listens_again_and_scans(
     # It listens again at once (no fallback interval to wait for) and scans once for what
     # was notified while nobody listened.
     await wait_until(lambda: _true(scheduler.listens == 2 and scheduler.scans == 2))
-    other = await OfflineSender(sender.config).open()
-    try:
-        async with other.db.write() as conn:
-            await other.outbox.enqueue(
-                conn, partner=PARTNER[0], typ="case.progress", xt="XT-RELISTEN", body=BODY
-            )
-    finally:
-        await other.close()
-
-    async def delivered() -> bool:
-        rows = await outbox_rows(sender)
-        return bool(rows) and all(r.delivered_at for r in rows)
-
-    await wait_until(delivered)
+    await send_from_another_process(sender, "XT-RELISTEN")
+    await wait_until(lambda: all_delivered(sender))
     assert scheduler.notified >= 1
     assert scheduler.scans == 2
 

@@ -7,6 +7,7 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -16,6 +17,20 @@ ENV = "TONGBAN_TEST_DATABASE_URL"
 
 def using_postgres() -> bool:
     return bool(os.environ.get(ENV))
+
+
+async def pg_connect(url: str, *, timeout: float = 60) -> Any:
+    """An asyncpg connection to the server and database that the SQLAlchemy ``url`` names
+    (unnamed parts: 127.0.0.1, 5432, user and database ``postgres``)."""
+    parsed = make_url(url)
+    return await asyncpg.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        database=parsed.database or "postgres",
+        timeout=timeout,
+    )
 
 
 class DatabaseFactory:
@@ -34,15 +49,7 @@ class DatabaseFactory:
         return make_url(base).set(database=name).render_as_string(hide_password=False)
 
     async def _admin(self, sql: str) -> None:
-        url = make_url(os.environ[ENV])
-        conn = await asyncpg.connect(
-            host=url.host or "127.0.0.1",
-            port=url.port or 5432,
-            user=url.username or "postgres",
-            password=url.password,
-            database=url.database or "postgres",
-            timeout=30,
-        )
+        conn = await pg_connect(os.environ[ENV], timeout=30)
         try:
             # Bounded: a statement stuck on a lock fails the cleanup instead of the whole run.
             await conn.execute(sql, timeout=60)

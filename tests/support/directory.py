@@ -3,15 +3,12 @@ publishes into a file, and `tongban directory serve` on that file as a real proc
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import aiohttp
 
 from node.config import NodeConfig
 from node.federation.directory_authority import (
@@ -21,14 +18,20 @@ from node.federation.directory_authority import (
     unsigned_directory,
 )
 from node.federation.partners import Partner
-from node.provisioning import init_node, self_entry
+from node.provisioning import self_entry
 from protocol.directory import DirectoryEntry
-from protocol.keys import TrustedKey, generate_private_key, key_id, utc
 from tests.support.databases import DatabaseFactory
-from tests.support.nodes import free_port
+from tests.support.nodes import (
+    FAST,
+    federation_toml,
+    free_port,
+    make_configs,
+    terminate,
+    wait_healthy,
+)
+from tests.support.partners import DAY, fresh_key
 
 AUTHORITY = "430000"
-DAY = 24 * 3600
 
 
 def entry_of(partner: Partner) -> DirectoryEntry:
@@ -37,26 +40,19 @@ def entry_of(partner: Partner) -> DirectoryEntry:
     )
 
 
-def synthetic_entries(count: int, *, first: int = 500000) -> list[DirectoryEntry]:
-    """``count`` regions with fresh keys and HTTPS URLs nothing answers at."""
+def synthetic_entries(count: int, *, first: int = 500000, keys: int = 1) -> list[DirectoryEntry]:
+    """``count`` regions with ``keys`` fresh keys each (two: a region in the middle of a
+    rotation) and HTTPS URLs nothing answers at."""
     now = time.time()
     out = []
     for number in range(first, first + count):
         region = str(number)
-        public = generate_private_key().public_key()
-        key = TrustedKey(
-            kid=key_id(region, public),
-            region=region,
-            public_key=public,
-            not_before=utc(now - DAY),
-            not_after=utc(now + 365 * DAY),
-        )
         out.append(
             DirectoryEntry(
                 region=region,
                 name=f"测试区{number}",
                 url=f"https://r{number}.tongban.example",
-                keys=(key,),
+                keys=tuple(fresh_key(region, now=now) for _ in range(keys)),
             )
         )
     return out
@@ -131,28 +127,13 @@ class DirectoryServerProcess:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"directory server exited: {self.proc.returncode}")
-                try:
-                    async with session.get(f"http://127.0.0.1:{self.port}/healthz") as resp:
-                        if resp.status == 200:
-                            return self
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError("directory server did not come up")
+        await wait_healthy(
+            self.proc, f"http://127.0.0.1:{self.port}", "directory server", timeout=timeout
+        )
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 def directory_toml(url: str, authority_keys: list[str], *, refresh: float = 3600) -> str:
@@ -163,16 +144,6 @@ def directory_toml(url: str, authority_keys: list[str], *, refresh: float = 3600
     )
 
 
-#: Delivery settings of the directory tests: fast retries, but idle partner queues (one per
-#: directory region) poll rarely.
-FEDERATION_TOML = """
-[federation]
-initial_backoff = 0.05
-max_backoff = 1.0
-poll_interval = {poll}
-"""
-
-
 async def directory_nodes(
     tmp: Path,
     databases: DatabaseFactory,
@@ -180,22 +151,17 @@ async def directory_nodes(
     directory: str,
     *,
     poll: float = 0.05,
-    refresh: float = 3600,
 ) -> list[NodeConfig]:
-    """Nodes that follow ``directory`` (partners.toml empty: no pairwise exchange)."""
-    configs = []
-    for region, name in regions:
-        configs.append(
-            await init_node(
-                tmp / region,
-                region=region,
-                name=name,
-                port=free_port(),
-                database_url=await databases.new_url(region),
-                extra_toml=FEDERATION_TOML.format(poll=poll) + directory,
-            )
-        )
-    return configs
+    """Nodes that follow ``directory`` (partners.toml empty: no pairwise exchange), with fast
+    retries and a fallback scan every ``poll`` seconds."""
+    return await make_configs(
+        tmp,
+        databases,
+        regions,
+        link=False,
+        extra_toml=directory,
+        federation=federation_toml(**{**FAST, "poll_interval": poll}),
+    )
 
 
 async def entries_of(configs: list[NodeConfig]) -> list[DirectoryEntry]:

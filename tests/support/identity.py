@@ -39,7 +39,7 @@ def trust(provider: DevProvider, *nodes: RunningNode) -> None:
         provider.register(CLIENT_ID, node.url + "/citizen/callback")
 
 
-class _HiddenForm(HTMLParser):
+class HiddenForm(HTMLParser):
     """The provider's authorize form: its action and hidden fields."""
 
     def __init__(self) -> None:
@@ -61,7 +61,7 @@ async def citizen_login(
     """Sign in at ``node`` as the provider's first person, the way a browser would (``http``
     needs a cookie jar that keeps cookies of IP hosts); returns the page ``next`` led to."""
     async with http.get(f"{node.url}/citizen/login?next={quote(next_path, safe='')}") as resp:
-        form = _HiddenForm()
+        form = HiddenForm()
         form.feed(await resp.text())
     async with http.post(
         provider.issuer + form.action, data={**form.fields, "person": "0"}

@@ -28,12 +28,15 @@ from node.storage.database import Database
 from node.storage.sealing import load_sealer
 from tests.support.databases import DatabaseFactory
 
-FAST_FEDERATION = """
-[federation]
-initial_backoff = 0.05
-max_backoff = 1.0
-poll_interval = 0.05
-"""
+
+def federation_toml(**settings: float) -> str:
+    """A ``[federation]`` table of tongban.toml with ``settings``."""
+    return "\n[federation]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+
+
+#: Fast retries and a fast fallback scan.
+FAST = {"initial_backoff": 0.05, "max_backoff": 1.0, "poll_interval": 0.05}
+FAST_FEDERATION = federation_toml(**FAST)
 
 
 #: Ports handed to test nodes come from below Linux's ephemeral range (32768-60999), so an
@@ -66,7 +69,10 @@ async def make_configs(
     *,
     link: bool = True,
     extra_toml: str = "",
+    federation: str = FAST_FEDERATION,
 ) -> list[NodeConfig]:
+    """A node for each (region, name), on a free port with a fresh database; ``federation``
+    and ``extra_toml`` are added to its tongban.toml. With ``link``, all partner each other."""
     configs = []
     for region, name in regions:
         configs.append(
@@ -76,7 +82,7 @@ async def make_configs(
                 name=name,
                 port=free_port(),
                 database_url=await databases.new_url(region),
-                extra_toml=FAST_FEDERATION + extra_toml,
+                extra_toml=federation + extra_toml,
             )
         )
     if link:
@@ -133,6 +139,37 @@ class RunningNode:
             )
 
 
+async def wait_healthy(
+    proc: subprocess.Popen[bytes], url: str, name: str, *, timeout: float
+) -> None:
+    """Poll ``url``/healthz until it answers 200; fail when ``proc`` (``name`` in the
+    message) exits first, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {proc.returncode}")
+            try:
+                async with session.get(f"{url}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{name} did not come up")
+
+
+def terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM to ``proc`` if it runs, and SIGKILL if it has not exited 10 s later."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class NodeProcess:
     """`python -m node.cli run` in a child process, killable with SIGKILL."""
 
@@ -142,29 +179,29 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    @property
+    def label(self) -> str:
+        """What the errors of ``start`` call it."""
+        return f"node {self.config.region}"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "node.cli", "run", "--dir", str(self.config.dir)]
+
     async def start(self, timeout: float = 30.0) -> None:
         self.starts += 1
         log = open(self._log_dir / f"{self.config.region}-{self.starts}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "run", "--dir", str(self.config.dir)],
+            self.argv(),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"node {self.config.region} exited: {self.proc.returncode}")
-                try:
-                    async with session.get(f"{self.config.url}/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"node {self.config.region} did not come up")
+        await wait_healthy(self.proc, self.url, self.label, timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no flush: a crash."""
@@ -173,12 +210,7 @@ class NodeProcess:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        terminate(self.proc)
 
 
 @dataclass

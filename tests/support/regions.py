@@ -44,13 +44,18 @@ async def start_regions(
     for config in configs:
         await provision(config)
     nodes = [await RunningNode(c).start() for c in configs]
+    await fetch_partner_catalogues(nodes)
+    return nodes
+
+
+async def fetch_partner_catalogues(nodes: list[RunningNode]) -> None:
+    """Each node fetches the catalogue of every other (they partner each other)."""
     for node in nodes:
         for other in nodes:
             if other is not node:
                 await refresh_partner_catalog(
                     node.db, node.fed.trust, node.fed.client, other.config.region
                 )
-    return nodes
 
 
 async def materials_for(
