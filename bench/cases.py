@@ -49,6 +49,7 @@ from bench import procstat
 from node.cases import queries
 from node.cases.lifecycle import PROVINCIAL_CODES, Status
 from node.cases.models import bundles, cases
+from node.cases.personal import mask_id_number, mask_phone
 from node.clock import today_in_china
 from node.storage.database import Database
 from node.storage.migrate import upgrade
@@ -500,6 +501,8 @@ class Generator:
                     id_type,
                     id_number,
                     phone,
+                    mask_id_number(id_number),
+                    mask_phone(phone),
                     hashlib.sha256(f"{case_no}:{rng.randrange(10**6):06d}".encode()).hexdigest(),
                     json.dumps(application, ensure_ascii=False),
                     json.dumps(details, ensure_ascii=False),
@@ -553,6 +556,8 @@ COLUMNS = (
     "applicant_id_type",
     "applicant_id_number",
     "applicant_phone",
+    "applicant_id_masked",
+    "applicant_phone_masked",
     "query_hash",
     "application",
     "details",
