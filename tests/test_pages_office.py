@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
 from tests.support.api import ApiClient, pdf
 from tests.support.browser import DESKTOP, PHONE, chromium, output_dir, overflowing, sign_in
@@ -171,7 +171,8 @@ async def test_approver_finds_supplements_accepts_and_decides_in_the_office(
             assert await previews.count() >= 1
             await previews.first.locator("summary").click()
             pdfs = page.locator("#materials object[type='application/pdf']")
-            assert await pdfs.count() == 1
+            # The viewer is made by the toggle handler: wait for it, then there is exactly one.
+            await expect(pdfs).to_have_count(1)
             source = await pdfs.first.get_attribute("data")
             assert source and source.startswith("/api/v1/files/")
             answer = await page.request.get(hengyang.url + source)
