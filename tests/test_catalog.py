@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from node.catalog.items import get_item, our_items
 from node.catalog.loading import (
@@ -463,3 +464,26 @@ async def test_published_token_is_reused_until_the_catalogue_changes(
     assert {i.code: i.promised_limit_days for i in catalog.items}["430400-XK-0002"] == 4
     later = await our_catalog_token(db, identity, NOW + 20 + TOKEN_REUSE + 1)  # type: ignore[arg-type]
     assert verify_catalog(later, keys, "430400", NOW + 400).iat > catalog.iat
+
+
+async def test_a_made_up_item_code_reads_no_partner_catalogue(db: Database) -> None:
+    """get_item backs the public /api/v1/catalog/{code}: a code that is not one must not make
+    the node read (and parse) partners' cached catalogues, and a code reads its region's row
+    only."""
+    await load_catalog_file(db, "430400", SAMPLES / "430400.toml")
+    statements: list[str] = []
+    engine = db._reader if db.is_sqlite else db.engine
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        for code in ("not a code", "%", "430400-XK-0001' OR 1=1 --", "4304000-XK-0001"):
+            assert await get_item(db, code) is None
+        assert not [s for s in statements if "partner_catalogs" in s]
+        assert await get_item(db, "370500-DJ-0001") is None  # no such partner row
+        reads = [s for s in statements if "partner_catalogs" in s]
+        assert len(reads) == 1 and "WHERE partner_catalogs.region =" in reads[0]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)

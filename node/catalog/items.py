@@ -97,15 +97,24 @@ async def get_item(db: Database, code: str) -> Item | None:
         ).first()
         if row is not None:
             return Item.from_dict(json.loads(row.data), retired=bool(row.retired))
-        query = select(partner_catalogs.c["items"])
         match = ITEM_CODE_RE.fullmatch(code)
-        if match is not None:
-            query = query.where(partner_catalogs.c.region == match.group(1))
-        rows = (await conn.execute(query)).all()
-    for cached in rows:
-        for entry in json.loads(cached._mapping["items"]):
-            if entry.get("code") == code:
-                return _cached_item(entry)
+        if match is None:
+            # Not an item code (every catalogue's codes are checked against it): nothing to
+            # find, and no reason to read any partner's catalogue for a made-up code.
+            return None
+        # A partner's catalogue lists its own region's items only: the code names the row.
+        cached = (
+            await conn.execute(
+                select(partner_catalogs.c["items"]).where(
+                    partner_catalogs.c.region == match.group(1)
+                )
+            )
+        ).first()
+    if cached is None:
+        return None
+    for entry in json.loads(cached._mapping["items"]):
+        if entry.get("code") == code:
+            return _cached_item(entry)
     return None
 
 
