@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 
 from node.accounts import service as accounts
-from tests.support.databases import DatabaseFactory
+from tests.support.databases import DatabaseFactory, drop_templates
 
 #: argon2id with small parameters for the accounts every test makes and logs in with: the
 #: same algorithm and code paths at a fraction of the cost (the production parameters, 64 MiB
@@ -27,3 +28,11 @@ async def databases(tmp_path: Path) -> AsyncIterator[DatabaseFactory]:
     factory = DatabaseFactory(tmp_path)
     yield factory
     await factory.drop_all()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated_templates() -> Iterator[None]:
+    """The migrated template databases this process made (tests/support/databases.py) go
+    when the session ends."""
+    yield
+    asyncio.run(drop_templates())

@@ -81,7 +81,7 @@ async def make_configs(
                 region=region,
                 name=name,
                 port=free_port(),
-                database_url=await databases.new_url(region),
+                database_url=await databases.new_url(region, migrated=True),
                 extra_toml=federation + extra_toml,
             )
         )
