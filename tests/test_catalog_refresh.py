@@ -11,12 +11,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from node.catalog.loading import SAMPLES_DIR, load_catalog_file
 from node.catalog.models import partner_catalogs
@@ -349,3 +350,76 @@ async def test_a_hanging_partner_does_not_delay_the_others(
         server.close()
         for writer in hung:
             writer.close()
+
+
+async def test_failed_background_fetches_are_noted_together(
+    pair: list[RunningNode], tmp_path: Path
+) -> None:
+    """With hundreds of partners down, each failure is noted in its row (when we tried, why),
+    but in a few transactions, not one each; what is still waiting is noted at stop."""
+    shaoyang = await pair[0].start()
+    closed = free_port()  # nothing listens: connection refused at once
+    file = tmp_path / "down.toml"
+    file.write_text(
+        partners_toml(
+            [(f"{110000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(120)]
+        ),
+        "utf-8",
+    )
+    trust = TrustStore(shaoyang.db, file)
+    await trust.load()
+    writes: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO PARTNER_CATALOGS"):
+            writes.append(statement)
+
+    event.listen(shaoyang.db.engine.sync_engine, "before_cursor_execute", seen)
+    refresher = CatalogRefresher(
+        shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0, concurrency=8
+    )
+    refresher.start()
+    try:
+
+        async def all_noted() -> bool:
+            async with shaoyang.db.read() as conn:
+                noted = await conn.execute(
+                    select(partner_catalogs.c.region).where(
+                        partner_catalogs.c.region.between("110000", "110119"),
+                        partner_catalogs.c.error.is_not(None),
+                    )
+                )
+                return len(noted.all()) == 120
+
+        await wait_until(all_noted, timeout=30)
+    finally:
+        await refresher.stop()
+        event.remove(shaoyang.db.engine.sync_engine, "before_cursor_execute", seen)
+    async with shaoyang.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(partner_catalogs).where(
+                    partner_catalogs.c.region.between("110000", "110119")
+                )
+            )
+        ).all()
+    assert all(r.attempted_at and r.token is None and r.items == "[]" for r in rows)
+    assert all("Connect" in (r.error or "") for r in rows), rows[0].error
+    # 120 failures (and retries) noted in a handful of transactions.
+    assert 1 <= len(writes) <= 20, len(writes)
+
+
+async def test_a_failure_waiting_to_be_noted_is_noted_at_stop(
+    pair: list[RunningNode], tmp_path: Path
+) -> None:
+    shaoyang = await pair[0].start()
+    file = tmp_path / "one-down.toml"
+    file.write_text(partners_toml([("110000", "地区", f"http://127.0.0.1:{free_port()}")]), "utf-8")
+    trust = TrustStore(shaoyang.db, file)
+    await trust.load()
+    refresher = CatalogRefresher(shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0)
+    refresher.start()
+    await wait_until(lambda: _true(refresher.schedule.failures("110000") > 0))
+    await refresher.stop()  # within FAILURES_FLUSH_AFTER of the failure
+    row = await cached_row(shaoyang.db, "110000")
+    assert row is not None and row.error and row.attempted_at

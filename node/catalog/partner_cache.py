@@ -3,6 +3,7 @@ partner's keys and store it (with the search index in step), or record why it fa
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -25,6 +26,13 @@ from protocol.errors import ErrorCode, ProtocolError
 log = logging.getLogger(__name__)
 
 
+class Unknown:
+    """The type of :data:`UNKNOWN`: a value the caller does not know (None is a value)."""
+
+
+UNKNOWN = Unknown()
+
+
 class CatalogRefreshError(Exception):
     """A partner's catalogue could not be fetched or did not verify (recorded in its row)."""
 
@@ -43,17 +51,35 @@ def _upsert(conn: AsyncConnection, values: dict[str, Any]) -> Any:
     )
 
 
-async def _record_failure(db: Database, region: str, when: float, reason: str) -> None:
+#: Records failed fetches: (region, when, reason).
+FailureRecorder = Callable[[str, float, str], Awaitable[None]]
+
+
+async def record_failures(db: Database, failures: list[tuple[str, float, str]]) -> None:
+    """Note failed fetches in the partners' rows (when we tried, and why), in one
+    transaction; the cached items stay."""
+    if not failures:
+        return
     async with db.write() as conn:
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(partner_catalogs)
         await conn.execute(
-            insert(partner_catalogs)
-            .values(region=region, items="[]", attempted_at=when, error=reason[:1000])
-            .on_conflict_do_update(
+            statement.on_conflict_do_update(
                 index_elements=[partner_catalogs.c.region],
-                set_={"attempted_at": when, "error": reason[:1000]},
-            )
+                set_={
+                    "attempted_at": statement.excluded.attempted_at,
+                    "error": statement.excluded.error,
+                },
+            ),
+            [
+                {"region": region, "items": "[]", "attempted_at": when, "error": reason[:1000]}
+                for region, when, reason in failures
+            ],
         )
+
+
+async def _record_failure(db: Database, region: str, when: float, reason: str) -> None:
+    await record_failures(db, [(region, when, reason)])
 
 
 async def _held_etag(db: Database, region: str) -> str | None:
@@ -143,6 +169,8 @@ async def refresh_partner_catalog(
     *,
     now: float | None = None,
     learn_keys: Callable[[str], Awaitable[bool]] | None = None,
+    held_etag: str | Unknown | None = UNKNOWN,
+    on_failure: FailureRecorder | None = None,
 ) -> list[str]:
     """Fetch ``GET {url}/federation/v1/catalog`` of partner ``region``, verify it with the
     partner's keys and cache it; returns the codes it lists.
@@ -153,12 +181,16 @@ async def refresh_partner_catalog(
     reason is recorded in the partner's row (the cached items stay) and CatalogRefreshError is
     raised. ``learn_keys(region)`` (the federation's descriptor refresher) is asked once when
     the signing key is unknown, after a rotation.
+
+    ``held_etag``: the ETag of the catalogue we hold if the caller knows it (None: we hold
+    none), else it is read from the partner's row. ``on_failure``: records a failure instead
+    of a transaction of its own each time (the refresher batches them).
     """
     when = time.time() if now is None else now
     partner = trust.partner(region)
     if partner is None:
         raise CatalogRefreshError(region, "not a partner")
-    held = await _held_etag(db, region)
+    held = await _held_etag(db, region) if isinstance(held_etag, Unknown) else held_etag
     try:
         answer = await client.get_catalog_if_changed(partner.url, held)
         if answer.body is None:
@@ -176,7 +208,7 @@ async def refresh_partner_catalog(
             catalog = verify_catalog(token, trust.keys, region, when)
     except (TransportError, ProtocolError) as exc:
         reason = str(exc)
-        await _record_failure(db, region, when, reason)
+        await (on_failure or functools.partial(_record_failure, db))(region, when, reason)
         raise CatalogRefreshError(region, reason) from exc
     codes = await store_partner_catalog(
         db, token, catalog, when, region_name=partner.name, etag=answer.etag

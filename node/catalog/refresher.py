@@ -15,7 +15,12 @@ from sqlalchemy import select
 from node.appkeys import CATALOG_REFRESHER, DATABASE, FEDERATION
 from node.catalog.index import ensure_index
 from node.catalog.models import partner_catalogs
-from node.catalog.partner_cache import CatalogRefreshError, refresh_partner_catalog
+from node.catalog.partner_cache import (
+    UNKNOWN,
+    CatalogRefreshError,
+    record_failures,
+    refresh_partner_catalog,
+)
 from node.catalog.schedule import DEFAULT_JITTER, DEFAULT_START_RATE, RefreshSchedule
 from node.federation.client import PartnerClient
 from node.federation.trust import TrustStore
@@ -32,6 +37,11 @@ RETRY_INTERVAL = 30.0
 PARTNER_CHECK_INTERVAL = 5.0
 #: Partner catalogues fetched at once, at most.
 REFRESH_CONCURRENCY = 8
+#: Failed background fetches are noted in the partners' rows together: when the oldest noted
+#: has waited this long, seconds, or when this many wait (one transaction instead of one each:
+#: with 3,000 partners mostly down, a write per failure was most of the refresher's cost).
+FAILURES_FLUSH_AFTER = 2.0
+FAILURES_FLUSH_AT = 200
 
 
 class CatalogRefresher:
@@ -69,6 +79,13 @@ class CatalogRefresher:
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: The ETag of the catalogue we hold, by partner, while known (read when a partner is
+        #: planned; forgotten after a fetch that stored or confirmed one): a partner that
+        #: keeps failing costs no read before each attempt.
+        self._held: dict[str, str | None] = {}
+        #: Failed background fetches not yet noted in the database, and since when.
+        self._failures: list[tuple[str, float, str]] = []
+        self._failures_since = 0.0
 
     @property
     def schedule(self) -> RefreshSchedule:
@@ -85,6 +102,7 @@ class CatalogRefresher:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._running.clear()
+        await self._flush_failures()
 
     def refresh_soon(self, region: str | None = None) -> None:
         """Fetch ``region``'s catalogue (every partner's if None) at once, in the background."""
@@ -101,15 +119,22 @@ class CatalogRefresher:
         results = await asyncio.gather(*(self.refresh(r) for r in regions))
         return dict(zip(regions, results, strict=True))
 
-    async def refresh(self, region: str) -> str | None:
-        """Fetch one partner's catalogue; None on success, else the reason (also recorded)."""
+    async def refresh(self, region: str, *, background: bool = False) -> str | None:
+        """Fetch one partner's catalogue; None on success, else the reason (also recorded:
+        at once, or with ``background`` within :data:`FAILURES_FLUSH_AFTER` seconds)."""
         lock = self._locks.setdefault(region, asyncio.Lock())
         try:
             async with lock, self._slots:
                 self._schedule.started(region)
                 try:
                     await refresh_partner_catalog(
-                        self._db, self._trust, self._client, region, learn_keys=self._learn_keys
+                        self._db,
+                        self._trust,
+                        self._client,
+                        region,
+                        learn_keys=self._learn_keys,
+                        held_etag=self._held.get(region, UNKNOWN),
+                        on_failure=self._note_failure if background else None,
                     )
                 except CatalogRefreshError as exc:
                     delay = self._schedule.failed(region, time.time())
@@ -125,9 +150,24 @@ class CatalogRefresher:
                     )
                     return f"{type(exc).__name__}: {exc}"
                 self._schedule.succeeded(region, time.time())
+                self._held.pop(region, None)  # what we hold now is read again next time
                 return None
         finally:
             self._wake.set()
+
+    async def _note_failure(self, region: str, when: float, reason: str) -> None:
+        if not self._failures:
+            self._failures_since = time.monotonic()
+        self._failures.append((region, when, reason))
+        if len(self._failures) >= FAILURES_FLUSH_AT:
+            await self._flush_failures()
+
+    async def _flush_failures(self) -> None:
+        failures, self._failures = self._failures, []
+        try:
+            await record_failures(self._db, failures)
+        except Exception:
+            log.exception("noting failed catalogue fetches failed", extra={"count": len(failures)})
 
     async def _admit(self, now: float) -> None:
         """Plan partners new to the schedule (from their last check); forget removed ones."""
@@ -135,6 +175,7 @@ class CatalogRefresher:
         for region in self._schedule.regions():
             if region not in partners and region not in self._running:
                 self._schedule.forget(region)
+                self._held.pop(region, None)
         new = sorted(partners.difference(self._schedule.regions()))
         if not new:
             return
@@ -145,15 +186,22 @@ class CatalogRefresher:
                         partner_catalogs.c.region,
                         partner_catalogs.c.checked_at,
                         partner_catalogs.c.fetched_at,
+                        partner_catalogs.c.etag,
+                        partner_catalogs.c.token.is_not(None).label("held"),
                     ).where(partner_catalogs.c.region.in_(new))
                 )
             ).all()
         last = {r.region: max(r.checked_at or 0.0, r.fetched_at or 0.0) or None for r in rows}
+        held = {r.region: r.etag if r.held else None for r in rows}
+        for region in new:
+            self._held[region] = held.get(region)
         self._schedule.admit(new, now, last)
 
     def _launch(self, region: str) -> None:
         self._schedule.started(region)
-        task = asyncio.create_task(self.refresh(region), name=f"catalog-refresh-{region}")
+        task = asyncio.create_task(
+            self.refresh(region, background=True), name=f"catalog-refresh-{region}"
+        )
         self._running[region] = task
         task.add_done_callback(functools.partial(self._finished, region))
 
@@ -178,6 +226,12 @@ class CatalogRefresher:
                 wait = min(max(0.0, next_at - time.time()), PARTNER_CHECK_INTERVAL)
             if len(self._running) >= self._concurrency:
                 wait = PARTNER_CHECK_INTERVAL  # a finished fetch wakes the loop
+            if self._failures:
+                flush_in = self._failures_since + FAILURES_FLUSH_AFTER - time.monotonic()
+                if flush_in <= 0:
+                    await self._flush_failures()
+                else:
+                    wait = min(wait, flush_in)
             await wait_event(self._wake, wait)
             self._wake.clear()
 
