@@ -3,7 +3,9 @@ event is set in the same loop pass (node/waiting.py)."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from pathlib import Path
 
 from node.waiting import wait_event
 
@@ -30,3 +32,30 @@ async def test_it_says_whether_the_event_was_set() -> None:
     assert await wait_event(event, 0.01) is False
     asyncio.get_running_loop().call_soon(event.set)
     assert await wait_event(event, 5) is True
+
+
+def test_no_event_is_waited_for_with_wait_for() -> None:
+    """Every timed event wait in the project goes through node/waiting.py: an
+    ``asyncio.wait_for(<something>.wait(), …)`` anywhere in node/ or inspection/ fails here."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in sorted(
+        [*root.joinpath("node").rglob("*.py"), *root.joinpath("inspection").rglob("*.py")]
+    ):
+        for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(call, ast.Call) or not call.args:
+                continue
+            name = (
+                call.func.attr
+                if isinstance(call.func, ast.Attribute)
+                else getattr(call.func, "id", "")
+            )
+            first = call.args[0]
+            waits = (
+                isinstance(first, ast.Call)
+                and isinstance(first.func, ast.Attribute)
+                and first.func.attr == "wait"
+            )
+            if name == "wait_for" and waits:
+                found.append(f"{path.relative_to(root)}:{call.lineno}")
+    assert found == [], found
