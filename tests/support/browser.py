@@ -112,7 +112,7 @@ def output_dir(test_name: str) -> Path:
     folder = OUTPUT / re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     return folder
 
 

@@ -26,7 +26,7 @@ from node.federation.runtime import Federation
 from node.provisioning import init_node, link_all
 from node.storage.database import Database
 from node.storage.sealing import load_sealer
-from tests.support.databases import DatabaseFactory
+from tests.support.databases import DatabaseFactory, using_postgres
 
 
 def federation_toml(**settings: float) -> str:
@@ -41,8 +41,10 @@ FAST_FEDERATION = federation_toml(**FAST)
 
 #: Ports handed to test nodes come from below Linux's ephemeral range (32768-60999), so an
 #: outgoing connection (to PostgreSQL, between nodes, from the browser) cannot take a port
-#: between the moment it is chosen and the moment the node binds it.
-_PORTS = range(20000, 32000)
+#: between the moment it is chosen and the moment the node binds it. The suite on SQLite and
+#: the suite on PostgreSQL run at the same time (scripts/test): each has its own half, so
+#: neither can choose a port the other has chosen and not bound yet.
+_PORTS = range(26000, 32000) if using_postgres() else range(20000, 26000)
 _given: set[int] = set()
 
 
