@@ -447,8 +447,15 @@ async def test_two_replicas_behind_nginx_tls_receive_from_a_partner_trusting_the
             http.get(f"https://localhost:{proxy_port}{query}", ssl=_ca_context(certs)) as resp,
         ):
             assert resp.status in (400, 404)  # no such case, but it went through
-        access_log = (tmp_path / "nginx" / "access.log").read_text(encoding="utf-8")
-        assert "/api/v1/public/cases/430523-20261127-0001 " in access_log
+        log_file = tmp_path / "nginx" / "access.log"
+
+        async def query_logged() -> bool:
+            # nginx writes the line when the request is over, which may be just after the
+            # client has its answer.
+            return "/api/v1/public/cases/430523-20261127-0001 " in log_file.read_text("utf-8")
+
+        await wait_until(query_logged, timeout=10)
+        access_log = log_file.read_text(encoding="utf-8")
         assert "123456" not in access_log
         assert "/federation/v1/envelopes" in access_log
     finally:
