@@ -257,7 +257,12 @@ async def test_inspection_in_real_browsers(regions: list[RunningNode], tmp_path:
         # pictures are the fake camera's.
         assert facts["frames"] >= 10
         assert call_length * 0.5 <= facts["duration"] <= call_length + 2
-        assert abs(facts["duration"] - recordings[0]["duration_s"]) < 1
+        # The stated duration is the recording's span (audio from the start, video from its
+        # first key frame, which a busy machine may send seconds late): it covers the call and
+        # the decoded video lies within it.
+        stated = recordings[0]["duration_s"]
+        assert call_length * 0.5 <= stated <= call_length + 2
+        assert facts["duration"] <= stated + 1
         assert facts["matching"] >= facts["sampled"] * 0.8
         for shot in snapshots:
             path = shaoyang.fed.blobs.path(shot["sha256"])
