@@ -20,39 +20,18 @@ from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     BODY_SCHEMAS,
     ERROR,
+    FAMILIES,
     MESSAGE_TYPES,
     PROGRESS,
-    acceptance,
-    decision,
-    error,
     example_body,
-    handover,
-    inspection,
-    progress,
-    rating,
     registry,
-    submission,
-    supplement,
     validate_blobs,
     validate_body,
-    withdrawal,
 )
 from protocol.schema import Checked, List, Nullable, Obj, Schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "messages.md"
-FAMILIES = (
-    submission,
-    acceptance,
-    supplement,
-    inspection,
-    decision,
-    handover,
-    withdrawal,
-    rating,
-    progress,
-    error,
-)
 
 Key = str | int
 

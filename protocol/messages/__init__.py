@@ -99,6 +99,7 @@ __all__ = [
     "DOCUMENT",
     "DOCUMENTS",
     "ERROR",
+    "FAMILIES",
     "FILE_REF",
     "ID_NUMBER",
     "ID_TYPE",
@@ -166,22 +167,21 @@ def registry(families: Iterable[Mapping[str, Schema]]) -> dict[str, Schema]:
     return merged
 
 
-#: Body schema of every message type, in the order of ``MESSAGE_TYPES``.
-BODY_SCHEMAS: dict[str, Schema] = registry(
-    family.SCHEMAS
-    for family in (
-        submission,
-        acceptance,
-        supplement,
-        inspection,
-        decision,
-        handover,
-        withdrawal,
-        rating,
-        progress,
-        error,
-    )
+#: The message families, one module each, in the order of ``MESSAGE_TYPES``.
+FAMILIES = (
+    submission,
+    acceptance,
+    supplement,
+    inspection,
+    decision,
+    handover,
+    withdrawal,
+    rating,
+    progress,
+    error,
 )
+#: Body schema of every message type, in the order of ``MESSAGE_TYPES``.
+BODY_SCHEMAS: dict[str, Schema] = registry(family.SCHEMAS for family in FAMILIES)
 if list(BODY_SCHEMAS) != list(MESSAGE_TYPES):
     raise ValueError("the families' schemas must be those of MESSAGE_TYPES, in that order")
 
