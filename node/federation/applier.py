@@ -195,7 +195,9 @@ class Applier:
         failed: list[dict[str, Any]] = []
         moved: list[dict[str, Any]] = []
         left: list[_Ready] = []
-        async with self._db.write() as conn:
+        # Inline: on SQLite the transaction's many short statements run on the loop, its
+        # BEGIN and COMMIT in the writer's thread (node/storage/sqlite_writer.py).
+        async with self._db.write(inline=True) as conn:
             # The cursor of a case seen for the first time: made here, so that it can be
             # locked (replicas on PostgreSQL) and only moved below.
             fresh = [{"iss": i.iss, "xt": i.xt} for i in items if i.cursor is None]

@@ -17,29 +17,28 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-
-def _sqlite_pragmas(immediate: bool) -> Any:
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control from the driver, so BEGIN is ours to emit.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before we acknowledge anything (receipts promise that).
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    return on_connect
+from node.storage.sqlite_writer import InlineableConnection, InlineableDbapi
 
 
-def _sqlite_begin(immediate: bool) -> Any:
-    statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from the driver, so BEGIN is ours to emit.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before we acknowledge anything (receipts promise that).
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
-    def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(statement)
 
-    return on_begin
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # One hand-over to the writer's thread (InlineableConnection), not one per DBAPI call.
+    conn.connection.dbapi_connection.begin_immediate()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 T = TypeVar("T")
@@ -62,6 +61,17 @@ def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
         callbacks.append(callback)
 
 
+@asynccontextmanager
+async def _inline(conn: AsyncConnection) -> AsyncIterator[None]:
+    adapted = (await conn.get_raw_connection()).dbapi_connection
+    assert isinstance(adapted, InlineableConnection)
+    adapted.inline = True
+    try:
+        yield
+    finally:
+        adapted.inline = False
+
+
 class Database:
     """Owns the engines. ``write()`` for transactions that change data, ``read()`` for the
     rest."""
@@ -71,11 +81,14 @@ class Database:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            self._writer = create_async_engine(url, pool_size=1, max_overflow=0, **ENGINE_OPTIONS)
+            self._writer = create_async_engine(
+                url, pool_size=1, max_overflow=0, module=InlineableDbapi(), **ENGINE_OPTIONS
+            )
             self._reader = create_async_engine(url, pool_size=4, max_overflow=4, **ENGINE_OPTIONS)
-            for engine, immediate in ((self._writer, True), (self._reader, False)):
-                event.listen(engine.sync_engine, "connect", _sqlite_pragmas(immediate))
-                event.listen(engine.sync_engine, "begin", _sqlite_begin(immediate))
+            for engine in (self._writer, self._reader):
+                event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self._writer.sync_engine, "begin", _sqlite_begin_immediate)
+            event.listen(self._reader.sync_engine, "begin", _sqlite_begin)
         else:
             self._writer = create_async_engine(url, pool_size=10, max_overflow=10, **ENGINE_OPTIONS)
             self._reader = self._writer
@@ -110,18 +123,27 @@ class Database:
         return self._writer
 
     @asynccontextmanager
-    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def write(
+        self, *, urgent: bool = False, inline: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits on success and rolls back on any exception.
 
         Callbacks registered with ``after_commit(conn, fn)`` run once the commit succeeded.
         ``urgent``: see ``writer_wanted``.
+        ``inline`` (SQLite): the transaction's statements run on the event loop's thread,
+        not each handed to the connection's thread (node/storage/sqlite_writer.py); for
+        transactions of many short statements and nothing slow (the applier's).
         """
         callbacks: list[Callable[[], None]] = []
         async with self._writer_connection(urgent) as conn:
             _after_commit[id(conn)] = callbacks
             try:
                 async with conn.begin():
-                    yield conn
+                    if inline and self.is_sqlite:
+                        async with _inline(conn):
+                            yield conn
+                    else:
+                        yield conn
             finally:
                 _after_commit.pop(id(conn), None)
         for callback in callbacks:
