@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
@@ -35,17 +35,18 @@ class Envelope:
     blobs: list[dict[str, Any]] | None = None
 
 
+#: Built once (a statement made per call costs more than its execution).
+_FOR_UPDATE = select(cases).where(cases.c.id == bindparam("id")).with_for_update()
+_BY_XT = select(cases).where(cases.c.xt_id == bindparam("xt"))
+_BY_XT_FOR_UPDATE = _BY_XT.with_for_update()
+
+
 async def load_for_update(conn: AsyncConnection, case_id: int) -> Row[Any] | None:
-    return (
-        await conn.execute(select(cases).where(cases.c.id == case_id).with_for_update())
-    ).first()
+    return (await conn.execute(_FOR_UPDATE, {"id": case_id})).first()
 
 
 async def load_by_xt(conn: AsyncConnection, xt_id: str, *, lock: bool = True) -> Row[Any] | None:
-    query = select(cases).where(cases.c.xt_id == xt_id)
-    if lock:
-        query = query.with_for_update()
-    return (await conn.execute(query)).first()
+    return (await conn.execute(_BY_XT_FOR_UPDATE if lock else _BY_XT, {"xt": xt_id})).first()
 
 
 async def upload(conn: AsyncConnection, sha256: str) -> Row[Any] | None:

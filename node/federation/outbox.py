@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -76,22 +77,21 @@ class Outbox:
         # without parsing back what we just signed.
         digest = hashlib.sha256(token.encode("ascii")).hexdigest()
         result = await conn.execute(
-            outbox.insert()
-            .values(
-                partner=partner,
-                jti=claims["jti"],
-                xt=xt,
-                seq=seq,
-                typ=typ,
-                token=self._sealer.seal(token, OUTBOX_TOKEN),
-                digest=digest,
-                blobs=" ".join(b["sha256"] for b in claims["blobs"]),
-                created_at=moment,
-                expires_at=float(claims["exp"]),
-                next_attempt_at=moment,
-                attempts=0,
-            )
-            .returning(outbox.c.id)
+            _INSERT,
+            {
+                "partner": partner,
+                "jti": claims["jti"],
+                "xt": xt,
+                "seq": seq,
+                "typ": typ,
+                "token": self._sealer.seal(token, OUTBOX_TOKEN),
+                "digest": digest,
+                "blobs": " ".join(b["sha256"] for b in claims["blobs"]),
+                "created_at": moment,
+                "expires_at": float(claims["exp"]),
+                "next_attempt_at": moment,
+                "attempts": 0,
+            },
         )
         row_id = result.scalar_one()
         if conn.dialect.name == "postgresql":
@@ -101,16 +101,29 @@ class Outbox:
         return Queued(id=row_id, jti=claims["jti"], seq=seq, digest=digest)
 
 
-async def _next_seq(conn: AsyncConnection, xt: str, partner: str) -> int:
-    dialect = conn.dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
+#: Built once: a statement made per call costs more than its execution (SQLAlchemy builds and
+#: hashes its cache key each time); these are executed with a parameter dict.
+_INSERT = outbox.insert().returning(outbox.c.id)
+
+
+def _next_seq_statement(insert: Any) -> Any:
+    return (
         insert(outbound_sequences)
-        .values(xt=xt, partner=partner, next_seq=2)
+        .values(xt=bindparam("xt"), partner=bindparam("partner"), next_seq=2)
         .on_conflict_do_update(
             index_elements=[outbound_sequences.c.xt, outbound_sequences.c.partner],
             set_={"next_seq": outbound_sequences.c.next_seq + 1},
         )
         .returning(outbound_sequences.c.next_seq)
     )
-    return int((await conn.execute(statement)).scalar_one()) - 1
+
+
+_NEXT_SEQ = {
+    "postgresql": _next_seq_statement(pg_insert),
+    "sqlite": _next_seq_statement(sqlite_insert),
+}
+
+
+async def _next_seq(conn: AsyncConnection, xt: str, partner: str) -> int:
+    statement = _NEXT_SEQ[conn.dialect.name]
+    return int((await conn.execute(statement, {"xt": xt, "partner": partner})).scalar_one()) - 1
