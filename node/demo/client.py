@@ -24,8 +24,9 @@ class DemoError(Exception):
     pass
 
 
-def _pdf(text: str) -> bytes:
-    """A small valid PDF whose bytes differ per ``text``."""
+def sample_pdf(text: str) -> bytes:
+    """A small valid PDF whose bytes differ per ``text`` (distinct digests): the demo's
+    uploads, and the tests'."""
     stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1", "replace")
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
@@ -99,7 +100,7 @@ class Seeder:
         if user:
             headers["Authorization"] = f"Bearer {await self.token(region, user)}"
         async with self.http.post(
-            self.urls[region] + path, data=_pdf(f"{name} {time.time()}"), headers=headers
+            self.urls[region] + path, data=sample_pdf(f"{name} {time.time()}"), headers=headers
         ) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 201:
