@@ -747,6 +747,14 @@ async def run_once(params: Params, index: int) -> dict[str, Any]:
                         ).where(inbound_messages.c.iss == sender_cfg.region)
                     )
                 ).one()
+                drained = (
+                    await conn.execute(
+                        select(func.count()).where(
+                            inbound_messages.c.iss == sender_cfg.region,
+                            inbound_messages.c.applied_at > t_end,
+                        )
+                    )
+                ).scalar_one()
                 replies = (
                     await conn.execute(select(func.count()).select_from(outbox))
                 ).scalar_one()
@@ -760,6 +768,14 @@ async def run_once(params: Params, index: int) -> dict[str, Any]:
             after["applied_per_s"] = (
                 applied / (last_applied - first_applied)
                 if applied and last_applied > first_applied
+                else None
+            )
+            # After the last receipt: the applier alone at full speed (during delivery it gives
+            # the writer to inbound stores), while the node still delivers its replies.
+            after["drained_after_delivery"] = drained
+            after["drain_per_s"] = (
+                drained / (last_applied - t_end)
+                if drained and last_applied is not None and last_applied > t_end
                 else None
             )
             after["settled"] = settled
@@ -937,8 +953,9 @@ def summarize(run: dict[str, Any]) -> str:
         lines.append(
             f"  receiver applier: {a.get('unapplied_at_end_of_delivery')} unapplied when delivery"
             f" ended, all applied {_fmt(a.get('all_applied_after_release_s'), '.1f')} s after "
-            f"release ({_fmt(a.get('applied_per_s'))} applied/s); replies (case.error) sent "
-            f"back: {a.get('receiver_replies')}"
+            f"release ({_fmt(a.get('applied_per_s'))} applied/s; after the last receipt "
+            f"{a.get('drained_after_delivery')} at {_fmt(a.get('drain_per_s'))}/s); replies "
+            f"(case.error) sent back: {a.get('receiver_replies')}"
         )
     e = run["echo"]
     lines.append(
@@ -987,6 +1004,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
             lambda r: 1000 * r["delivery"]["machine"]["postgres_server_cpu_s"] / r["params_n"]
         ),
         "receiver_applied_per_s": series(lambda r: r["aftermath"]["applied_per_s"]),
+        "receiver_drain_per_s": series(lambda r: r["aftermath"]["drain_per_s"]),
         "receiver_cpu_ms_per_envelope": series(
             lambda r: next(
                 c["ms_per_envelope"] for n, c in r["delivery"]["cpu"].items() if RECEIVER[0] in n
