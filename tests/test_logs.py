@@ -112,6 +112,12 @@ async def test_a_case_walk_logs_ids_and_no_personal_data(
         await approver.act(case_id, "accept", {"note": "材料齐全"})
         await citizen.ok("GET", f"/api/v1/public/cases/{case_no}?code={code}")
         await citizen.call("GET", f"/api/v1/public/cases/{case_no}?code=000000")
+        async with http.post(
+            hengyang.url + "/federation/v1/envelopes",
+            data=b"not.a.jws",
+            headers={"Content-Type": "application/jose"},
+        ) as refused:
+            assert refused.status == 400
 
     lines = [line for line in captured.getvalue().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
@@ -133,6 +139,11 @@ async def test_a_case_walk_logs_ids_and_no_personal_data(
     lookups = [e for e in access if e.get("case_no") == case_no]
     assert {e["status"] for e in lookups} == {200, 404}
     assert not [e for e in access if e["route"] in ("/healthz", "/readyz", "/metrics")]
+    # Delivered envelopes (the case's submission, its acceptance) are stored, not logged one
+    # by one; refused ones are (ours, and a submission sent before its files: 409).
+    envelopes = [e for e in access if e["route"] == "/federation/v1/envelopes"]
+    assert ("POST", 400) in [(e["method"], e["status"]) for e in envelopes]
+    assert all(e["status"] >= 400 for e in envelopes)
 
 
 async def test_a_database_error_logs_no_personal_data(
