@@ -32,7 +32,7 @@ from node.federation.models import (
 from node.storage.database import Database
 from node.storage.sealing import SealsValues
 from node.waiting import wait_event
-from protocol.envelope import Envelope, parse_envelope
+from protocol.envelope import Envelope, reopen_envelope
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ class Applier:
 
         A stored token that does not open (tampered, or sealed with a data key this node
         lacks) raises SealingError: the message is counted as failed, never applied."""
-        envelope = _reparse(self._sealer.open(item.token, INBOUND_TOKEN))
+        envelope = reopen_envelope(self._sealer.open(item.token, INBOUND_TOKEN))
         try:
             async with conn.begin_nested():
                 await self._handler(conn, envelope)
@@ -346,24 +346,3 @@ _MOVE_CURSOR = (
     )
     .values(next_seq=bindparam("b_next"))
 )
-
-
-def _reparse(token: str) -> Envelope:
-    """Rebuild the Envelope of a stored token (verified on arrival, not re-verified)."""
-    parsed = parse_envelope(token)
-    claims = parsed.claims
-    return Envelope(
-        iss=claims["iss"],
-        aud=claims["aud"],
-        jti=claims["jti"],
-        iat=claims["iat"],
-        exp=claims["exp"],
-        typ=claims["typ"],
-        xt=claims["xt"],
-        seq=claims["seq"],
-        body=claims["body"],
-        blobs=claims["blobs"],
-        kid=parsed.kid,
-        compact=parsed.compact,
-        digest=parsed.digest,
-    )
