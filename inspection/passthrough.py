@@ -9,15 +9,26 @@ Matroska and the relay sends them on (``RTCRtpSender`` packs an ``av.Packet`` wi
 tests/test_inspection_media.py fails if these internals move.
 
 The replacement is process-wide: every aiortc peer in a node process receives packets.
+
+``inline_frames(pc)`` then takes the decoder thread out of the path: aiortc queues each frame
+to a per-receiver thread (``queue.Queue``: a futex wake-up, a GIL hand-over) which hands it
+back to the loop (``run_coroutine_threadsafe``: a Task and a self-pipe write). For a packet
+"decoder" that round trip costs more than the work; ``InlineFrames`` takes the queue's place
+and delivers on the loop thread, straight from the receiver's ``_handle_rtp_packet``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fractions
-from typing import Any
+import logging
+import threading
+from typing import Any, cast
 
 import av
-from aiortc import rtcrtpreceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, rtcrtpreceiver
+
+log = logging.getLogger(__name__)
 
 VIDEO_CLOCK = 90_000
 AUDIO_CLOCK = 48_000
@@ -74,6 +85,63 @@ def install() -> None:
 
     rtcrtpreceiver.get_decoder = get_decoder  # type: ignore[assignment]
     _installed = True
+
+
+class InlineFrames:
+    """Stands in for an ``RTCRtpReceiver``'s decoder queue (aiortc 1.16 ``__decoder_queue``).
+
+    ``put((codec, frame))`` is called on the loop thread by ``_handle_rtp_packet``: the frame
+    is "decoded" (with passthrough installed: made an ``av.Packet``) and put on the remote
+    track's queue at once. ``put(None)`` (the receiver stopping) ends the track. The
+    receiver's decoder thread still starts, reads ``get()`` and sleeps in it until then: it
+    never sees a frame.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self._receiver = receiver
+        self._decoders: dict[str, Any] = {}
+        self._stopped = threading.Event()
+
+    def _queue(self) -> asyncio.Queue[Any] | None:
+        track: Any = self._receiver.track  # aiortc's RemoteStreamTrack, with its frame queue
+        return None if track is None else cast("asyncio.Queue[Any]", track._queue)
+
+    def put(self, item: tuple[Any, Any] | None) -> None:
+        queue = self._queue()
+        if item is None:
+            self._stopped.set()
+            if queue is not None:
+                queue.put_nowait(None)
+            return
+        codec, encoded_frame = item
+        decoder = self._decoders.get(codec.name)
+        if decoder is None:
+            decoder = self._decoders[codec.name] = _get_decoder(codec)
+        try:
+            frames = decoder.decode(encoded_frame)
+        except av.FFmpegError as exc:  # only a real decoder (another codec) raises
+            log.warning("%s frame failed to decode: %s", codec.mimeType, exc)
+            return
+        if queue is not None:
+            for frame in frames:
+                queue.put_nowait(frame)
+
+    def get(self) -> None:
+        """What the idle decoder thread waits in; ``None`` ends it (and, a second time, the
+        track, which is harmless)."""
+        self._stopped.wait()
+
+
+def _get_decoder(codec: Any) -> Any:
+    """aiortc's lookup as it is now (``install`` replaces it after import)."""
+    return rtcrtpreceiver.get_decoder(codec)  # type: ignore[attr-defined]
+
+
+def inline_frames(pc: RTCPeerConnection) -> None:
+    """Deliver ``pc``'s received frames on the loop thread (call after
+    ``setRemoteDescription``, before the receivers start)."""
+    for receiver in pc.getReceivers():
+        receiver._RTCRtpReceiver__decoder_queue = InlineFrames(receiver)  # type: ignore[attr-defined]
 
 
 def tune_consent(interval: float = 1.5, failures: int = 6) -> None:

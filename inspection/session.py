@@ -33,6 +33,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from sqlalchemy import select, update
 
+from inspection import passthrough
 from inspection.errors import InspectionError
 from inspection.media import probe_async
 from inspection.models import inspection_items, inspection_sessions, inspection_token_uses
@@ -218,6 +219,7 @@ class LiveSession:
         except Exception as exc:  # aiortc raises ValueError, KeyError, … on bad SDP
             await pc.close()
             raise InspectionError("sdp_malformed") from exc
+        passthrough.inline_frames(pc)
         async with self.lock:
             old = participant.pc
             participant.pc = pc

@@ -4,22 +4,25 @@ resolution, and the join tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import inspect
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiortc
 import av
 import pytest
-from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
+from aiortc import RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
 
 from inspection import tokens
 from inspection.errors import InspectionError
 from inspection.media import probe
-from inspection.passthrough import PacketDecoder, vp8_keyframe, vp8_size
+from inspection.passthrough import InlineFrames, PacketDecoder, install, vp8_keyframe, vp8_size
 from inspection.recorder import MatroskaRecorder
 from inspection.snapshots import GopBuffer, decode_last
 from tests.support.media import QUARTERS, luma_plane, matches_quarters
@@ -34,6 +37,11 @@ def test_aiortc_internals_we_rely_on_are_still_there() -> None:
     assert callable(RTCRtpReceiver._send_rtcp_pli)
     assert "_send_keyframe()" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     assert "self.__encoder.pack(data)" in inspect.getsource(RTCRtpSender._next_encoded_frame)
+    # inline_frames: the decoder queue is the one attribute the receiver feeds and stops.
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "self.__decoder_queue.put((codec, encoded_frame))" in handle
+    assert "self.__decoder_queue," in inspect.getsource(RTCRtpReceiver.receive)
+    assert "task = input_q.get()" in inspect.getsource(rtcrtpreceiver.decoder_worker)
 
 
 def encoded_vp8(frames: int, width: int = 640, height: int = 480) -> list[av.Packet]:
@@ -78,6 +86,26 @@ def test_packets_pass_through_into_a_webm_that_decodes(tmp_path: Path) -> None:
     assert (picture.width, picture.height) == (640, 480)
     assert matches_quarters(picture.quarters, QUARTERS)
     assert picture.jpeg.startswith(b"\xff\xd8")
+
+
+async def test_inline_frames_deliver_packets_on_the_loop_and_end_the_track() -> None:
+    """A receiver's frames reach its track without a thread; stopping the receiver ends it
+    and lets its (idle) decoder thread finish."""
+    install()
+    receiver = SimpleNamespace(track=SimpleNamespace(_queue=asyncio.Queue()))
+    sink = InlineFrames(receiver)  # type: ignore[arg-type]
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
+    key = bytes(encoded_vp8(1)[0])
+    sink.put((vp8, _Jitter(key, 3000)))
+    packet = receiver.track._queue.get_nowait()
+    assert isinstance(packet, av.Packet) and bytes(packet) == key
+    assert packet.pts == 3000 and packet.is_keyframe
+    worker = threading.Thread(target=sink.get)
+    worker.start()
+    sink.put(None)
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert receiver.track._queue.get_nowait() is None
 
 
 def test_gop_buffer_keeps_from_the_last_key_frame() -> None:
