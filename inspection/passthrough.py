@@ -14,7 +14,9 @@ The replacement is process-wide: every aiortc peer in a node process receives pa
 to a per-receiver thread (``queue.Queue``: a futex wake-up, a GIL hand-over) which hands it
 back to the loop (``run_coroutine_threadsafe``: a Task and a self-pipe write). For a packet
 "decoder" that round trip costs more than the work; ``InlineFrames`` takes the queue's place
-and delivers on the loop thread, straight from the receiver's ``_handle_rtp_packet``.
+and delivers on the loop thread, straight from the receiver's ``_handle_rtp_packet``: to a
+``consumer`` callback when one is set (no queue, no task wake-up per frame), else to the
+remote track's queue.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import asyncio
 import fractions
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, cast
 
 import av
-from aiortc import RTCPeerConnection, RTCRtpReceiver, rtcrtpreceiver
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, rtcrtpreceiver
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +94,18 @@ class InlineFrames:
     """Stands in for an ``RTCRtpReceiver``'s decoder queue (aiortc 1.16 ``__decoder_queue``).
 
     ``put((codec, frame))`` is called on the loop thread by ``_handle_rtp_packet``: the frame
-    is "decoded" (with passthrough installed: made an ``av.Packet``) and put on the remote
-    track's queue at once. ``put(None)`` (the receiver stopping) ends the track. The
-    receiver's decoder thread still starts, reads ``get()`` and sleeps in it until then: it
-    never sees a frame.
+    is "decoded" (with passthrough installed: made an ``av.Packet``) and handed to
+    ``consumer`` or, without one, put on the remote track's queue at once. ``put(None)`` (the
+    receiver stopping) ends the track. The receiver's decoder thread still starts, reads
+    ``get()`` and sleeps in it until then: it never sees a frame.
     """
 
     def __init__(self, receiver: RTCRtpReceiver) -> None:
         self._receiver = receiver
         self._decoders: dict[str, Any] = {}
         self._stopped = threading.Event()
+        #: Called with each packet on the loop thread, inside aiortc's receive path.
+        self.consumer: Callable[[Any], None] | None = None
 
     def _queue(self) -> asyncio.Queue[Any] | None:
         track: Any = self._receiver.track  # aiortc's RemoteStreamTrack, with its frame queue
@@ -122,7 +127,15 @@ class InlineFrames:
         except av.FFmpegError as exc:  # only a real decoder (another codec) raises
             log.warning("%s frame failed to decode: %s", codec.mimeType, exc)
             return
-        if queue is not None:
+        consumer = self.consumer
+        if consumer is not None:
+            for frame in frames:
+                try:
+                    consumer(frame)
+                except Exception:
+                    # Raised into aiortc it would end the connection's whole receive loop.
+                    log.exception("%s packet consumer failed", codec.mimeType)
+        elif queue is not None:
             for frame in frames:
                 queue.put_nowait(frame)
 
@@ -137,11 +150,17 @@ def _get_decoder(codec: Any) -> Any:
     return rtcrtpreceiver.get_decoder(codec)  # type: ignore[attr-defined]
 
 
-def inline_frames(pc: RTCPeerConnection) -> None:
+def inline_frames(pc: RTCPeerConnection) -> list[tuple[MediaStreamTrack, InlineFrames]]:
     """Deliver ``pc``'s received frames on the loop thread (call after
-    ``setRemoteDescription``, before the receivers start)."""
+    ``setRemoteDescription``, before the receivers start): each remote track with the sink
+    whose ``consumer`` may take its packets."""
+    sinks: list[tuple[MediaStreamTrack, InlineFrames]] = []
     for receiver in pc.getReceivers():
-        receiver._RTCRtpReceiver__decoder_queue = InlineFrames(receiver)  # type: ignore[attr-defined]
+        sink = InlineFrames(receiver)
+        receiver._RTCRtpReceiver__decoder_queue = sink  # type: ignore[attr-defined]
+        if receiver.track is not None:
+            sinks.append((receiver.track, sink))
+    return sinks
 
 
 def tune_consent(interval: float = 1.5, failures: int = 6) -> None:

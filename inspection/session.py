@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,14 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 from sqlalchemy import select, update
 
 from inspection import passthrough
 from inspection.errors import InspectionError
 from inspection.media import probe_async
 from inspection.models import inspection_items, inspection_sessions, inspection_token_uses
+from inspection.passthrough import InlineFrames
 from inspection.recorder import MatroskaRecorder
 from inspection.relay import PacketTrack, forward_keyframe_requests
 from inspection.snapshots import GopBuffer, snapshot, with_comment
@@ -212,14 +214,12 @@ class LiveSession:
         # The configured servers, possibly none: aiortc turns iceServers=None into Google's
         # public STUN server (contacted on every answer; 5 s more per answer where unreachable).
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))
-        incoming: list[MediaStreamTrack] = []
-        pc.on("track", incoming.append)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         except Exception as exc:  # aiortc raises ValueError, KeyError, … on bad SDP
             await pc.close()
             raise InspectionError("sdp_malformed") from exc
-        passthrough.inline_frames(pc)
+        incoming = passthrough.inline_frames(pc)
         async with self.lock:
             old = participant.pc
             participant.pc = pc
@@ -243,8 +243,14 @@ class LiveSession:
         return str(pc.localDescription.sdp)
 
     def _wire(
-        self, participant: Participant, pc: RTCPeerConnection, incoming: list[MediaStreamTrack]
+        self,
+        participant: Participant,
+        pc: RTCPeerConnection,
+        incoming: list[tuple[MediaStreamTrack, InlineFrames]],
     ) -> None:
+        """Route what ``pc`` receives, send it what it should see. Received packets arrive by
+        callback on the loop thread (``InlineFrames.consumer``): no queue and no task per
+        track, which cost more per packet than the routing itself."""
         for transceiver in pc.getTransceivers():
             with contextlib.suppress(Exception):
                 transceiver.setCodecPreferences(_codec_preferences(transceiver.kind))
@@ -258,14 +264,18 @@ class LiveSession:
             self._applicant_epoch = epoch
             if self.recording:
                 self._start_segment()
-            for track in incoming:
-                self._spawn(self._pump_applicant(track, participant, pc, epoch))
+            for track, sink in incoming:
+                sink.consumer = partial(
+                    self._from_applicant, track.kind, participant, pc, epoch, self.recorder
+                )
             for kind in ("audio", "video"):
                 if kind in receivable:
                     self._send(participant, pc, kind, self._request_staff_keyframe)
         else:
-            for track in incoming:
-                self._spawn(self._pump_staff(track, participant, pc))
+            for track, sink in incoming:
+                if self.recorder is not None and track.kind == "audio":
+                    self.recorder.restart_audio(1)
+                sink.consumer = partial(self._from_staff, track.kind, participant, pc, object())
             for kind in ("video", "audio"):
                 if kind in receivable:
                     self._send(participant, pc, kind, self.request_keyframe)
@@ -313,58 +323,54 @@ class LiveSession:
             recorder.close()
         return recorder
 
-    async def _pump_applicant(
+    def _from_applicant(
         self,
-        track: MediaStreamTrack,
+        kind: str,
         participant: Participant,
         pc: RTCPeerConnection,
         epoch: object,
+        recorder: MatroskaRecorder | None,
+        packet: Any,
     ) -> None:
-        recorder = self.recorder
-        while True:
-            try:
-                packet = await track.recv()
-            except MediaStreamError:
-                return
-            if participant.pc is not pc or not isinstance(packet, av.Packet):
-                return
-            if self.recording and (recorder is None or recorder.closed):
-                continue
-            arrived = time.time()
-            for other in self.participants.values():
-                if other.is_staff and track.kind in other.outgoing:
-                    other.outgoing[track.kind].push(packet, epoch)
-                    if track.kind == "video" and self.first_relayed_at is None:
-                        self.first_relayed_at = arrived
-            if track.kind == "video":
-                data = bytes(packet)
-                self.gop.add(data)
-                if self.gop.overflowed:
-                    self.gop.overflowed = False
-                    self.request_keyframe()
-                if recorder is not None:
-                    recorder.add_video(packet, arrived)
-            elif recorder is not None:
-                recorder.add_audio(packet, arrived, 0)
+        """One packet of the applicant's camera or microphone: relay, GOP buffer, record."""
+        if participant.pc is not pc or not isinstance(packet, av.Packet):
+            return  # a replaced connection's last packets, or a codec we do not pass through
+        if self.recording and (recorder is None or recorder.closed):
+            return
+        arrived = time.time()
+        for other in self.participants.values():
+            if other.is_staff and kind in other.outgoing:
+                other.outgoing[kind].push(packet, epoch)
+                if kind == "video" and self.first_relayed_at is None:
+                    self.first_relayed_at = arrived
+        if kind == "video":
+            data = bytes(packet)
+            self.gop.add(data)
+            if self.gop.overflowed:
+                self.gop.overflowed = False
+                self.request_keyframe()
+            if recorder is not None:
+                recorder.add_video(packet, arrived)
+        elif recorder is not None:
+            recorder.add_audio(packet, arrived, 0)
 
-    async def _pump_staff(
-        self, track: MediaStreamTrack, participant: Participant, pc: RTCPeerConnection
+    def _from_staff(
+        self,
+        kind: str,
+        participant: Participant,
+        pc: RTCPeerConnection,
+        source: object,
+        packet: Any,
     ) -> None:
-        source = object()
-        if self.recorder is not None and track.kind == "audio":
-            self.recorder.restart_audio(1)
-        while True:
-            try:
-                packet = await track.recv()
-            except MediaStreamError:
-                return
-            if participant.pc is not pc or not isinstance(packet, av.Packet):
-                return
-            applicant = self.participants.get("applicant")
-            if applicant is not None and track.kind in applicant.outgoing:
-                applicant.outgoing[track.kind].push(packet, source)
-            if track.kind == "audio" and self.recorder is not None:
-                self.recorder.add_audio(packet, time.time(), 1)
+        """One packet of a staff member's microphone (or camera): to the applicant, and the
+        audio into the recording."""
+        if participant.pc is not pc or not isinstance(packet, av.Packet):
+            return
+        applicant = self.participants.get("applicant")
+        if applicant is not None and kind in applicant.outgoing:
+            applicant.outgoing[kind].push(packet, source)
+        if kind == "audio" and self.recorder is not None:
+            self.recorder.add_audio(packet, time.time(), 1)
 
     def request_keyframe(self) -> None:
         """Ask the applicant's camera for a key frame (rate-limited)."""

@@ -89,8 +89,9 @@ def test_packets_pass_through_into_a_webm_that_decodes(tmp_path: Path) -> None:
 
 
 async def test_inline_frames_deliver_packets_on_the_loop_and_end_the_track() -> None:
-    """A receiver's frames reach its track without a thread; stopping the receiver ends it
-    and lets its (idle) decoder thread finish."""
+    """A receiver's frames reach its track, or its consumer, without a thread; a failing
+    consumer does not raise into aiortc; stopping the receiver ends the track and lets its
+    (idle) decoder thread finish."""
     install()
     receiver = SimpleNamespace(track=SimpleNamespace(_queue=asyncio.Queue()))
     sink = InlineFrames(receiver)  # type: ignore[arg-type]
@@ -100,6 +101,16 @@ async def test_inline_frames_deliver_packets_on_the_loop_and_end_the_track() -> 
     packet = receiver.track._queue.get_nowait()
     assert isinstance(packet, av.Packet) and bytes(packet) == key
     assert packet.pts == 3000 and packet.is_keyframe
+    got: list[av.Packet] = []
+    sink.consumer = got.append
+    sink.put((vp8, _Jitter(key, 6000)))
+    assert [p.pts for p in got] == [6000] and receiver.track._queue.empty()
+
+    def fails(packet: av.Packet) -> None:
+        raise RuntimeError("a bug in the consumer")
+
+    sink.consumer = fails
+    sink.put((vp8, _Jitter(key, 9000)))  # logged: raised, it would end aiortc's receive loop
     worker = threading.Thread(target=sink.get)
     worker.start()
     sink.put(None)
