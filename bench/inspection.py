@@ -1,6 +1,7 @@
 """Video inspection sessions: what a live session costs the node.
 
-    python -m bench.inspection [--sessions 4] [--seconds 30] [--no-inspector] [--profile]
+    python -m bench.inspection [--sessions 4] [--seconds 30] [--no-inspector]
+                               [--profile [--profile-rate 200]]
                                [--loop asyncio|uvloop]
                                [--out bench/results/inspection.json]
 
@@ -276,7 +277,7 @@ BUCKETS = {
     "RTP send (relay packetizing)": ("rtcrtpsender", "codecs/vpx", "codecs/opus"),
     "recording (PyAV mux)": ("recorder.py",),
     "relay (inspection)": ("relay.py",),
-    "session pumps": ("session.py",),
+    "session routing (inspection)": ("session.py", "passthrough.py"),
     "HTTP/WebSocket (aiohttp)": ("aiohttp/web_protocol", "aiohttp/web_ws", "aiohttp/_websocket"),
     "database": ("sqlalchemy/", "aiosqlite/"),
 }
@@ -372,7 +373,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         "--duration",
                         str(int(args.seconds)),
                         "--rate",
-                        "50",
+                        str(args.profile_rate),
                         "--format",
                         "raw",
                         "--threads",
@@ -450,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         "--loop", choices=sorted(NODE_COMMAND), default="asyncio", help="the node's event loop"
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the node (needs py-spy)")
+    parser.add_argument(
+        "--profile-rate",
+        type=int,
+        default=200,
+        help="py-spy samples per second (at 50 a 20 s window held only ~100 busy samples)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "inspection.json")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))
