@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from node.catalog import items as catalog_items
 from node.catalog.items import get_item, our_items
 from node.catalog.loading import (
     SAMPLES_DIR,
@@ -21,6 +22,7 @@ from node.catalog.loading import (
     load_catalog_report,
     parse_catalog,
 )
+from node.catalog.partner_cache import store_partner_catalog
 from node.catalog.publishing import TOKEN_REUSE, our_catalog_token
 from node.storage.database import Database
 from node.storage.migrate import upgrade
@@ -487,3 +489,43 @@ async def test_a_made_up_item_code_reads_no_partner_catalogue(db: Database) -> N
         assert len(reads) == 1 and "WHERE partner_catalogs.region =" in reads[0]
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def test_a_partners_item_is_parsed_once_per_version_of_its_catalogue(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The public /api/v1/catalog/{code} may be asked for a partner's items again and again:
+    the partner's cached catalogue is parsed once per version, and a newly stored version is
+    seen at the next request."""
+    key, kid, keys = _trusted("430523")
+    items = sample("430523")
+    token = sign_catalog("430523", items, NOW, key, kid)
+    await store_partner_catalog(db, token.encode(), verify_catalog(token, keys, "430523", NOW), NOW)
+    parsed: list[int] = []
+    real = catalog_items._entries_by_code
+
+    def counting(text: str) -> dict[str, Any]:
+        parsed.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(catalog_items, "_entries_by_code", counting)
+    first, second = items[0], items[-1]
+    for _ in range(3):
+        found = await get_item(db, first.code)
+        assert found is not None and found.to_dict() == first.to_dict()
+        assert (await get_item(db, second.code)) == second
+        assert await get_item(db, "430523-XX-9999") is None
+    assert len(parsed) == 1
+    # The partner publishes a change: stored anew, seen at once, parsed once more.
+    changed = [
+        Item.from_dict({**first.to_dict(), "name": first.name + "（新）"}),
+        *items[1:],
+    ]
+    token = sign_catalog("430523", changed, NOW + 60, key, kid)
+    await store_partner_catalog(
+        db, token.encode(), verify_catalog(token, keys, "430523", NOW + 60), NOW + 60
+    )
+    for _ in range(2):
+        found = await get_item(db, first.code)
+        assert found is not None and found.name == first.name + "（新）"
+    assert len(parsed) == 2
