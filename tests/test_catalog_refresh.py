@@ -19,6 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from sqlalchemy import event, select
 
+from node.catalog import refresher as refresher_module
 from node.catalog.loading import SAMPLES_DIR, load_catalog_file
 from node.catalog.models import partner_catalogs
 from node.catalog.partner_cache import refresh_partner_catalog
@@ -224,6 +225,60 @@ def test_backoff_is_per_partner_and_capped() -> None:
         RefreshSchedule(1.0, 1.0, jitter=1.0)
 
 
+def test_first_due_follows_every_change_of_the_plan() -> None:
+    """The refresher asks only for the first due partner and the next due time (a heap, not a
+    pass over every partner): plans moved before they fall due must not come back."""
+    plan = RefreshSchedule(1800.0, 30.0, jitter=0.0, start_rate=1.0, rng=random.Random(4))
+    plan.admit(["110000", "120000", "130000"], NOW, {})
+    order = [plan.first_due(NOW + 5)]
+    assert plan.first_due(NOW - 1) is None and plan.next_at() == NOW
+    assert order[0] is not None
+    plan.started(order[0])  # running: not due, and not counted as the next one
+    assert plan.first_due(NOW) is None and plan.next_at() == NOW + 1
+    second = plan.first_due(NOW + 5)
+    assert second is not None and second != order[0]
+    plan.succeeded(second, NOW + 1)  # moved half an hour away before it was fetched
+    third = plan.first_due(NOW + 5)
+    assert third is not None and third not in (*order, second)
+    assert plan.due(NOW + 5) == [third]
+    plan.soon(second, NOW + 3)  # on demand: first now, and its old time is gone
+    assert plan.first_due(NOW + 5) == third  # overdue since NOW + 2, before NOW + 3
+    plan.started(third)
+    assert plan.first_due(NOW + 5) == second
+    plan.started(second)
+    assert plan.first_due(NOW + 1799) is None and plan.next_at() is None
+    plan.failed(second, NOW + 10)
+    assert plan.next_at() == plan.due_at(second) and 37 <= (plan.next_at() or 0) - NOW <= 40
+    plan.forget(second)
+    assert plan.next_at() is None and plan.first_due(math.inf) is None
+
+
+def test_many_replans_leave_the_plan_exact() -> None:
+    plan = RefreshSchedule(1800.0, 30.0, jitter=0.1, start_rate=50.0, rng=random.Random(5))
+    regions = [f"{110000 + i}" for i in range(200)]
+    plan.admit(regions, NOW, {})
+    rng = random.Random(6)
+    for step in range(5000):
+        region = rng.choice(regions)
+        if step % 3 == 0:
+            plan.failed(region, NOW + step / 10)
+        elif step % 3 == 1:
+            plan.succeeded(region, NOW + step / 10)
+        else:
+            plan.soon(region, NOW + step / 10)
+    # What first_due hands out, taken one by one, is due() in order.
+    expected = plan.due(NOW + 3000)  # all of them, by due time
+    taken = []
+    while (first := plan.first_due(NOW + 3000)) is not None:
+        taken.append(first)
+        plan.started(first)
+    assert taken == expected and len(taken) == 200
+    assert plan.next_at() is None
+    plan.failed("110007", NOW + 3000)
+    plan.soon("110008", NOW + 3001)
+    assert plan.next_at() == plan.due_at("110008") == NOW + 3001
+
+
 # -- the refresher -------------------------------------------------------------------------
 
 
@@ -423,3 +478,31 @@ async def test_a_failure_waiting_to_be_noted_is_noted_at_stop(
     await refresher.stop()  # within FAILURES_FLUSH_AFTER of the failure
     row = await cached_row(shaoyang.db, "110000")
     assert row is not None and row.error and row.attempted_at
+
+
+async def test_a_freed_slot_is_used_at_once(
+    pair: list[RunningNode], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch that ends wakes the refresher after its slot is free: with one slot and the
+    refresher's own timers an hour long, 30 partners that are down are still all tried."""
+    monkeypatch.setattr(refresher_module, "PARTNER_CHECK_INTERVAL", 3600.0)
+    monkeypatch.setattr(refresher_module, "FAILURES_FLUSH_AFTER", 3600.0)
+    shaoyang = await pair[0].start()
+    closed = free_port()
+    file = tmp_path / "down.toml"
+    file.write_text(
+        partners_toml(
+            [(f"{110000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(30)]
+        ),
+        "utf-8",
+    )
+    trust = TrustStore(shaoyang.db, file)
+    await trust.load()
+    refresher = CatalogRefresher(
+        shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0, concurrency=1
+    )
+    refresher.start()
+    try:
+        await wait_until(lambda: _true(all(refresher.schedule.failures(r) for r in trust.partners)))
+    finally:
+        await refresher.stop()

@@ -86,6 +86,8 @@ class CatalogRefresher:
         #: Failed background fetches not yet noted in the database, and since when.
         self._failures: list[tuple[str, float, str]] = []
         self._failures_since = 0.0
+        #: The trust store's partners as last planned (it replaces the mapping on a change).
+        self._admitted: object = None
 
     @property
     def schedule(self) -> RefreshSchedule:
@@ -170,14 +172,21 @@ class CatalogRefresher:
             log.exception("noting failed catalogue fetches failed", extra={"count": len(failures)})
 
     async def _admit(self, now: float) -> None:
-        """Plan partners new to the schedule (from their last check); forget removed ones."""
-        partners = set(self._trust.partners)
+        """Plan partners new to the schedule (from their last check); forget removed ones.
+        Nothing to do (and no pass over the partners) while the trust store's partners are
+        the ones last planned: it replaces them whole when partners.toml or the directory
+        changes."""
+        current = self._trust.partners
+        if current is self._admitted:
+            return
+        partners = set(current)
         for region in self._schedule.regions():
             if region not in partners and region not in self._running:
                 self._schedule.forget(region)
                 self._held.pop(region, None)
         new = sorted(partners.difference(self._schedule.regions()))
         if not new:
+            self._admitted = current
             return
         async with self._db.read() as conn:
             rows = (
@@ -196,6 +205,7 @@ class CatalogRefresher:
         for region in new:
             self._held[region] = held.get(region)
         self._schedule.admit(new, now, last)
+        self._admitted = current
 
     def _launch(self, region: str) -> None:
         self._schedule.started(region)
@@ -207,6 +217,9 @@ class CatalogRefresher:
 
     def _finished(self, region: str, _task: asyncio.Task[str | None]) -> None:
         self._running.pop(region, None)
+        # Woken here, not only at the end of ``refresh``: the loop runs before this callback
+        # and would still see the slot taken, then sleep with a free one.
+        self._wake.set()
 
     async def _run(self) -> None:
         while True:
@@ -215,10 +228,17 @@ class CatalogRefresher:
                 await self._admit(now)
             except Exception:
                 log.exception("planning partner catalogue refreshes failed")
-            for region in self._schedule.due(now):
-                if len(self._running) >= self._concurrency:
+            while len(self._running) < self._concurrency:
+                region = self._schedule.first_due(now)
+                if region is None:
                     break
-                if region not in self._running:
+                if region in self._running:
+                    self._schedule.started(region)  # on demand meanwhile; planned when done
+                elif region not in self._trust.partners:
+                    # Removed from partners.toml while its fetch ran (so not forgotten then).
+                    self._schedule.forget(region)
+                    self._held.pop(region, None)
+                else:
                     self._launch(region)
             next_at = self._schedule.next_at()
             wait = PARTNER_CHECK_INTERVAL
