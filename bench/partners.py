@@ -81,15 +81,32 @@ TARGETS = {
 SPACING = 0.02
 #: Idle CPU is also sampled in slices of this many seconds (median and max reported).
 IDLE_SLICE = 5.0
-#: The hub's log line for a partner catalogue that could not be fetched.
-CATALOGUE_FAILED = "partner catalogue not refreshed"
+#: The hub's log lines for partner catalogues that could not be fetched: one line for every
+#: minute's failures (``failures``: how many), or one per failure (before 2026-12-03).
+CATALOGUE_FAILED = "partner catalogues not refreshed"
+CATALOGUE_FAILED_ONE = "partner catalogue not refreshed"
 
 
-def _log_count(proc: Proc, text: str) -> int:
+def _failed_fetches(proc: Proc) -> int:
+    """Failed catalogue fetches the hub has logged so far. The hub logs them a minute's worth
+    at a time, so a count between two moments is only as exact as that."""
     try:
-        return proc.log.read_text(errors="replace").count(text)
+        text = proc.log.read_text(errors="replace")
     except FileNotFoundError:
         return 0
+    count = 0
+    for line in text.splitlines():
+        if "not refreshed" not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("msg") == CATALOGUE_FAILED:
+            count += int(entry.get("failures", 0))
+        elif entry.get("msg") == CATALOGUE_FAILED_ONE:
+            count += 1
+    return count
 
 
 @dataclass
@@ -398,7 +415,7 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
 
         await asyncio.sleep(3.0)  # start-up work done
         before, machine_before = hub_proc.cpu(), procstat.machine_cpu()
-        catalogue_before = _log_count(hub_proc, CATALOGUE_FAILED)
+        catalogue_before = _failed_fetches(hub_proc)
         slices: list[float] = []
         left = idle_seconds
         while left > 0:
@@ -420,7 +437,7 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
             },
             # Other work of the node that is not delivery: the catalogue refresher fetches
             # every partner's catalogue (node/catalog/refresher.py) and retries failures.
-            "catalogue_fetch_failures": _log_count(hub_proc, CATALOGUE_FAILED) - catalogue_before,
+            "catalogue_fetch_failures": _failed_fetches(hub_proc) - catalogue_before,
             "machine_busy_cores": machine.busy / idle_seconds,
         }
         result["rss_idle_mib"] = procstat.rss_mib(hub_proc.pid)
@@ -432,13 +449,11 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
             f"{idle['catalogue_fetch_failures']} failed catalogue fetches meanwhile)"
         )
 
-        mark = _log_count(hub_proc, CATALOGUE_FAILED)
+        failed_before = _failed_fetches(hub_proc)
         result["receipt"] = await receipt_latency(hub, live, params.envelopes)
         hub_db = Database(hub.database_url)
         result["delivery"] = await delivery_latency(hub_db, live.region, params.envelopes)
-        result["delivery"]["catalogue_fetch_failures"] = (
-            _log_count(hub_proc, CATALOGUE_FAILED) - mark
-        )
+        result["delivery"]["catalogue_fetch_failures"] = _failed_fetches(hub_proc) - failed_before
         print(
             f"  receipt p50 {result['receipt'].get('p50_ms', 0):.1f} ms "
             f"p99 {result['receipt'].get('p99_ms', 0):.1f} ms; delivery p50 "
@@ -446,13 +461,13 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
             f"p99 {result['delivery'].get('p99_ms', 0):.1f} ms"
         )
         if params.backlog > 0:
-            mark = _log_count(hub_proc, CATALOGUE_FAILED)
+            failed_before = _failed_fetches(hub_proc)
             result["comeback"], back_proc = await comeback(
                 hub, back, hub_db, params.backlog, log_dir
             )
             procs.append(back_proc)
             result["comeback"]["catalogue_fetch_failures"] = (
-                _log_count(hub_proc, CATALOGUE_FAILED) - mark
+                _failed_fetches(hub_proc) - failed_before
             )
             print(f"  comeback: {result['comeback']}")
         result["rss_peak_mib"] = hub_proc.peak_rss()

@@ -5,6 +5,7 @@ refresher's bounded concurrency, against real nodes and real sockets."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -504,5 +505,56 @@ async def test_a_freed_slot_is_used_at_once(
     refresher.start()
     try:
         await wait_until(lambda: _true(all(refresher.schedule.failures(r) for r in trust.partners)))
+    finally:
+        await refresher.stop()
+
+
+async def test_failed_fetches_are_logged_together(
+    pair: list[RunningNode],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No log line per failed fetch: one line says how many failed, of how many partners,
+    why, and names the first; the loop writes it when the period is over, stop writes what
+    is left."""
+    monkeypatch.setattr(refresher_module, "FAILURES_LOGGED_EVERY", 3600.0)
+    shaoyang = await pair[0].start()
+    closed = free_port()
+    file = tmp_path / "down.toml"
+    file.write_text(
+        partners_toml(
+            [(f"{110000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(20)]
+        ),
+        "utf-8",
+    )
+    trust = TrustStore(shaoyang.db, file)
+    await trust.load()
+    refresher = CatalogRefresher(shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0)
+    caplog.set_level(logging.INFO, logger="node.catalog.refresher")
+
+    def lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "not refreshed" in r.getMessage()]
+
+    refresher.start()
+    try:
+        await wait_until(lambda: _true(all(refresher.schedule.failures(r) for r in trust.partners)))
+        assert lines() == []  # nothing per failure, and the period is not over
+    finally:
+        await refresher.stop()
+    (line,) = lines()  # written at stop
+    summary = vars(line)
+    assert line.getMessage() == "partner catalogues not refreshed"
+    assert summary["failures"] >= 20 and summary["partners"] == 20
+    assert summary["why"] == {"ClientConnectorError": summary["failures"]}
+    assert summary["first_partner"] in trust.partners
+    assert summary["first_why"].startswith("ClientConnectorError")
+    # A period over: the running refresher writes the line.
+    caplog.clear()
+    monkeypatch.setattr(refresher_module, "FAILURES_LOGGED_EVERY", 0.0)
+    refresher = CatalogRefresher(shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0)
+    refresher.start()
+    try:
+        await wait_until(lambda: _true(sum(vars(r)["failures"] for r in lines()) >= 20))
     finally:
         await refresher.stop()

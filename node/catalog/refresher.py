@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -42,6 +44,13 @@ REFRESH_CONCURRENCY = 8
 #: with 3,000 partners mostly down, a write per failure was most of the refresher's cost).
 FAILURES_FLUSH_AFTER = 2.0
 FAILURES_FLUSH_AT = 200
+#: Failed fetches are logged together too: one line for every failure of this many seconds,
+#: with how many there were, why, and the first of them (a JSON line per failure was a
+#: sixth of a failure's cost, and 3,000 partners that are down fail thousands of times an
+#: hour). Each partner's last failure is in its row (``partner_catalogs.error``).
+FAILURES_LOGGED_EVERY = 60.0
+#: What a failure is counted under in that line: the error's name, or the HTTP status.
+_REASON_KIND = re.compile(r"catalogue: HTTP \d+|[^:]{1,60}")
 
 
 class CatalogRefresher:
@@ -88,6 +97,11 @@ class CatalogRefresher:
         self._failures_since = 0.0
         #: The trust store's partners as last planned (it replaces the mapping on a change).
         self._admitted: object = None
+        #: Failed fetches not logged yet: by kind of reason, the partners, the first one.
+        self._unlogged: Counter[str] = Counter()
+        self._unlogged_partners: set[str] = set()
+        self._unlogged_first: tuple[str, str] | None = None
+        self._logged_at = time.monotonic()
 
     @property
     def schedule(self) -> RefreshSchedule:
@@ -105,6 +119,7 @@ class CatalogRefresher:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._running.clear()
         await self._flush_failures()
+        self._log_failures()
 
     def refresh_soon(self, region: str | None = None) -> None:
         """Fetch ``region``'s catalogue (every partner's if None) at once, in the background."""
@@ -139,11 +154,8 @@ class CatalogRefresher:
                         on_failure=self._note_failure if background else None,
                     )
                 except CatalogRefreshError as exc:
-                    delay = self._schedule.failed(region, time.time())
-                    log.warning(
-                        "partner catalogue not refreshed",
-                        extra={"partner": region, "why": exc.reason, "retry_in": round(delay)},
-                    )
+                    self._schedule.failed(region, time.time())
+                    self._count_failure(region, exc.reason)
                     return exc.reason
                 except Exception as exc:
                     self._schedule.failed(region, time.time())
@@ -156,6 +168,36 @@ class CatalogRefresher:
                 return None
         finally:
             self._wake.set()
+
+    def _count_failure(self, region: str, reason: str) -> None:
+        if not self._unlogged:
+            self._logged_at = time.monotonic()
+        match = _REASON_KIND.match(reason)
+        self._unlogged[match.group(0) if match else "?"] += 1
+        self._unlogged_partners.add(region)
+        if self._unlogged_first is None:
+            self._unlogged_first = (region, reason)
+
+    def _log_failures(self) -> None:
+        """One line for the failed fetches counted since the last one."""
+        if not self._unlogged:
+            return
+        first = self._unlogged_first or ("", "")
+        log.warning(
+            "partner catalogues not refreshed",
+            extra={
+                "failures": self._unlogged.total(),
+                "partners": len(self._unlogged_partners),
+                "seconds": round(time.monotonic() - self._logged_at, 1),
+                "why": dict(self._unlogged.most_common(5)),
+                "first_partner": first[0],
+                "first_why": first[1],
+            },
+        )
+        self._unlogged = Counter()
+        self._unlogged_partners = set()
+        self._unlogged_first = None
+        self._logged_at = time.monotonic()
 
     async def _note_failure(self, region: str, when: float, reason: str) -> None:
         if not self._failures:
@@ -252,6 +294,12 @@ class CatalogRefresher:
                     await self._flush_failures()
                 else:
                     wait = min(wait, flush_in)
+            if self._unlogged:
+                log_in = self._logged_at + FAILURES_LOGGED_EVERY - time.monotonic()
+                if log_in <= 0:
+                    self._log_failures()
+                else:
+                    wait = min(wait, log_in)
             await wait_event(self._wake, wait)
             self._wake.clear()
 
