@@ -226,6 +226,19 @@ def test_backoff_is_per_partner_and_capped() -> None:
         RefreshSchedule(1.0, 1.0, jitter=1.0)
 
 
+def test_a_partner_that_never_answered_backs_off_from_longer() -> None:
+    plan = RefreshSchedule(1800.0, 30.0, jitter=0.0, retry_unanswered=300.0)
+    plan.admit(["110000", "120000", "130000"], NOW, {"120000": NOW - 60.0})
+    assert plan.failed("110000", NOW) == 300.0  # never answered
+    assert plan.failed("110000", NOW) == 600.0
+    assert plan.failed("120000", NOW) == 30.0  # checked before this run
+    plan.succeeded("130000", NOW)
+    assert plan.failed("130000", NOW) == 30.0  # answered in this run
+    plan.forget("120000")
+    plan.admit(["120000"], NOW, {})
+    assert plan.failed("120000", NOW) == 300.0  # a partner removed and added again: new
+
+
 def test_first_due_follows_every_change_of_the_plan() -> None:
     """The refresher asks only for the first due partner and the next due time (a heap, not a
     pass over every partner): plans moved before they fall due must not come back."""

@@ -5,11 +5,14 @@ At national size a node has thousands of partners. The plan never lets them fall
 
 - A partner seen for the first time (or whose last check is older than the interval) gets a
   start slot: slots are ``1 / start_rate`` seconds apart, so a start with 3,000 partners fetches
-  at most ``start_rate`` of them per second (at 20/s: all within 150 s), in random order.
+  at most ``start_rate`` of them per second (at 10/s: all within 5 minutes), in random order.
 - A partner checked before (the time is kept in ``partner_catalogs.checked_at``) is due one
   interval after that check, with jitter, so a restart fetches nothing early.
 - After a check (a catalogue stored or 304 Not Modified) it is due ``interval × (1 ± jitter)``
   later; after a failure ``retry × 2^(failures-1)`` later (capped at the interval), with jitter.
+  A partner that has never answered (no check known, none this run) backs off from
+  ``retry_unanswered`` instead: it is more likely not up yet or misconfigured than briefly
+  away, and with thousands of such partners quick retries were half the attempts of a start.
   Each partner backs off on its own.
 
 The plan is a heap of due times (stale entries are skipped when they reach the top), so that
@@ -27,8 +30,9 @@ from collections.abc import Iterable, Mapping
 
 #: Share of the interval by which a partner's next fetch moves, either way.
 DEFAULT_JITTER = 0.1
-#: Partners fetched at most per second while the plan spreads their first fetches.
-DEFAULT_START_RATE = 20.0
+#: Partners fetched at most per second while the plan spreads their first fetches: 3,000
+#: partners within 5 minutes (docs/catalog.md §4 says why not faster).
+DEFAULT_START_RATE = 10.0
 
 
 class RefreshSchedule:
@@ -39,12 +43,15 @@ class RefreshSchedule:
         *,
         jitter: float = DEFAULT_JITTER,
         start_rate: float = DEFAULT_START_RATE,
+        retry_unanswered: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if not 0 <= jitter < 1 or start_rate <= 0:
             raise ValueError("jitter must be in [0, 1) and start_rate positive")
         self.interval = interval
         self.retry = retry
+        #: First retry of a partner that has never answered (default: ``retry``).
+        self.retry_unanswered = retry if retry_unanswered is None else retry_unanswered
         self.jitter = jitter
         self.start_rate = start_rate
         self._rng = rng or random.Random()
@@ -53,6 +60,8 @@ class RefreshSchedule:
         #: longer the region's is stale and dropped when it reaches the top.
         self._heap: list[tuple[float, str]] = []
         self._failures: dict[str, int] = {}
+        #: Partners known to have answered: a check before this run, or one in it.
+        self._answered: set[str] = set()
         self._next_slot = -math.inf
 
     def __contains__(self, region: str) -> bool:
@@ -77,6 +86,8 @@ class RefreshSchedule:
             if region in self._due:
                 continue
             checked = last_checked.get(region)
+            if checked is not None:
+                self._answered.add(region)
             if checked is not None and checked <= now:
                 at = checked + self._spread(self.interval)
                 if at > now:
@@ -95,6 +106,7 @@ class RefreshSchedule:
     def forget(self, region: str) -> None:
         self._due.pop(region, None)
         self._failures.pop(region, None)
+        self._answered.discard(region)
 
     def soon(self, region: str, now: float) -> None:
         """Due at once (on demand)."""
@@ -106,6 +118,7 @@ class RefreshSchedule:
 
     def succeeded(self, region: str, now: float) -> float:
         self._failures.pop(region, None)
+        self._answered.add(region)
         delay = self._spread(self.interval)
         self._set(region, now + delay)
         return delay
@@ -114,7 +127,8 @@ class RefreshSchedule:
         """Back off ``region`` alone; returns the delay planned."""
         failures = self._failures.get(region, 0) + 1
         self._failures[region] = failures
-        delay = min(self.interval, self.retry * 2.0 ** min(failures - 1, 30))
+        base = self.retry if region in self._answered else self.retry_unanswered
+        delay = min(self.interval, base * 2.0 ** min(failures - 1, 30))
         delay *= self._rng.uniform(1 - self.jitter, 1.0)
         self._set(region, now + delay)
         return delay
