@@ -234,7 +234,10 @@ async def test_refresher_retries_a_partner_that_was_down(pair: list[RunningNode]
     shaoyang, hengyang = pair
     await shaoyang.start()
     fed = shaoyang.fed
-    refresher = CatalogRefresher(shaoyang.db, fed.trust, fed.client, retry_interval=0.2)
+    # Never answered yet: its retries follow unanswered_retry_interval (docs/catalog.md §4).
+    refresher = CatalogRefresher(
+        shaoyang.db, fed.trust, fed.client, retry_interval=0.2, unanswered_retry_interval=0.2
+    )
     refresher.start()
     try:
 
