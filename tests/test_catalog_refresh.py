@@ -23,7 +23,7 @@ from sqlalchemy import event, select
 from node.catalog import refresher as refresher_module
 from node.catalog.loading import SAMPLES_DIR, load_catalog_file
 from node.catalog.models import partner_catalogs
-from node.catalog.partner_cache import refresh_partner_catalog
+from node.catalog.partner_cache import record_failures, refresh_partner_catalog
 from node.catalog.publishing import TOKEN_REUSE, catalog_etag, etag_matches, our_catalog
 from node.catalog.refresher import CatalogRefresher
 from node.catalog.schedule import RefreshSchedule
@@ -237,6 +237,18 @@ def test_a_partner_that_never_answered_backs_off_from_longer() -> None:
     plan.forget("120000")
     plan.admit(["120000"], NOW, {})
     assert plan.failed("120000", NOW) == 300.0  # a partner removed and added again: new
+
+
+def test_a_partner_down_before_a_restart_is_not_tried_again_at_once() -> None:
+    plan = RefreshSchedule(1800.0, 30.0, jitter=0.1, retry_unanswered=300.0)
+    failed = {"110000": NOW - 60.0, "120000": NOW - 600.0, "130000": NOW - 60.0}
+    plan.admit(["110000", "120000", "130000"], NOW, {"130000": NOW - 120.0}, failed)
+    # Its first retry was due 270-300 s after that failure: still to come.
+    assert NOW - 60 + 270 <= (plan.due_at("110000") or 0) <= NOW - 60 + 300
+    assert plan.failed("110000", NOW + 300) >= 540  # the second failure in a row
+    assert plan.due_at("120000") == NOW  # that retry is past: a start slot
+    # Checked since: planned from the check, as any checked partner.
+    assert NOW - 120 + 1620 <= (plan.due_at("130000") or 0) <= NOW - 120 + 1980
 
 
 def test_first_due_follows_every_change_of_the_plan() -> None:
@@ -562,12 +574,55 @@ async def test_failed_fetches_are_logged_together(
     assert summary["why"] == {"ClientConnectorError": summary["failures"]}
     assert summary["first_partner"] in trust.partners
     assert summary["first_why"].startswith("ClientConnectorError")
-    # A period over: the running refresher writes the line.
+    # A period over: the running refresher writes the line (other partners: these ones now
+    # wait for the retry their failures planned).
     caplog.clear()
     monkeypatch.setattr(refresher_module, "FAILURES_LOGGED_EVERY", 0.0)
+    file.write_text(
+        partners_toml(
+            [(f"{120000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(20)]
+        ),
+        "utf-8",
+    )
+    trust = TrustStore(shaoyang.db, file)
+    await trust.load()
     refresher = CatalogRefresher(shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0)
     refresher.start()
     try:
         await wait_until(lambda: _true(sum(vars(r)["failures"] for r in lines()) >= 20))
     finally:
         await refresher.stop()
+
+
+async def test_a_restart_plans_partners_that_were_down_from_their_last_failure(
+    pair: list[RunningNode], tmp_path: Path
+) -> None:
+    shaoyang = await pair[0].start()
+    closed = free_port()
+    file = tmp_path / "down.toml"
+    file.write_text(
+        partners_toml(
+            [(f"{110000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(20)]
+        ),
+        "utf-8",
+    )
+    trust = TrustStore(shaoyang.db, file)
+    await trust.load()
+    now = time.time()
+    # What a run before the restart noted: the first ten failed a minute ago.
+    await record_failures(
+        shaoyang.db, [(f"{110000 + i}", now - 60.0, "ClientConnectorError: x") for i in range(10)]
+    )
+    refresher = CatalogRefresher(shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0)
+    others = [f"{110000 + i}" for i in range(10, 20)]
+    refresher.start()
+    try:
+        # The others are tried at once (start slots, a thousand a second) and fail.
+        await wait_until(lambda: _true(all(refresher.schedule.failures(r) for r in others)))
+    finally:
+        await refresher.stop()
+    plan = refresher.schedule
+    # The first ten wait for the retry their failure before the restart planned.
+    down_before = [f"{110000 + i}" for i in range(10)]
+    assert all(now + 200 <= (plan.due_at(r) or 0) <= now + 240 for r in down_before)
+    assert all(plan.failures(r) == 1 for r in down_before)

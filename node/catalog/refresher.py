@@ -67,9 +67,10 @@ class CatalogRefresher:
     seconds ± jitter after each partner's last check; a failed fetch is retried after
     ``retry_interval`` (``unanswered_retry_interval`` for a partner that has never answered),
     doubling up to ``interval``, for that partner alone. At most
-    ``concurrency`` fetches run at once, and a slow partner holds only its own slot. Partners
-    added to partners.toml are planned within seconds. :meth:`refresh_soon` and
-    :meth:`refresh_now` fetch on demand."""
+    ``concurrency`` fetches run at once, and a slow partner holds only its own slot. Fetches
+    are launched in rounds at least :data:`ROUND_INTERVAL` apart; failures are noted in the
+    database and logged together. Partners added to partners.toml are planned within seconds.
+    :meth:`refresh_soon` and :meth:`refresh_now` fetch on demand."""
 
     def __init__(
         self,
@@ -259,14 +260,21 @@ class CatalogRefresher:
                         partner_catalogs.c.fetched_at,
                         partner_catalogs.c.etag,
                         partner_catalogs.c.token.is_not(None).label("held"),
+                        partner_catalogs.c.attempted_at,
+                        partner_catalogs.c.error,
                     ).where(partner_catalogs.c.region.in_(new))
                 )
             ).all()
         last = {r.region: max(r.checked_at or 0.0, r.fetched_at or 0.0) or None for r in rows}
+        failed = {
+            r.region: r.attempted_at
+            for r in rows
+            if r.error is not None and r.attempted_at is not None
+        }
         held = {r.region: r.etag if r.held else None for r in rows}
         for region in new:
             self._held[region] = held.get(region)
-        self._schedule.admit(new, now, last)
+        self._schedule.admit(new, now, last, failed)
         self._admitted = current
 
     def _launch(self, region: str) -> None:

@@ -7,7 +7,9 @@ At national size a node has thousands of partners. The plan never lets them fall
   start slot: slots are ``1 / start_rate`` seconds apart, so a start with 3,000 partners fetches
   at most ``start_rate`` of them per second (at 10/s: all within 5 minutes), in random order.
 - A partner checked before (the time is kept in ``partner_catalogs.checked_at``) is due one
-  interval after that check, with jitter, so a restart fetches nothing early.
+  interval after that check, with jitter, so a restart fetches nothing early. One never
+  checked whose last attempt failed (``attempted_at``) is due when its first retry would
+  have been, if that is still to come.
 - After a check (a catalogue stored or 304 Not Modified) it is due ``interval × (1 ± jitter)``
   later; after a failure ``retry × 2^(failures-1)`` later (capped at the interval), with jitter.
   A partner that has never answered (no check known, none this run) backs off from
@@ -77,10 +79,17 @@ class RefreshSchedule:
         return self._failures.get(region, 0)
 
     def admit(
-        self, regions: Iterable[str], now: float, last_checked: Mapping[str, float | None]
+        self,
+        regions: Iterable[str],
+        now: float,
+        last_checked: Mapping[str, float | None],
+        last_failed: Mapping[str, float] | None = None,
     ) -> None:
         """Plan regions not planned yet: one interval (with jitter) after their last check, or
-        a start slot when never checked or overdue."""
+        a start slot when never checked or overdue. A region never checked whose last attempt
+        failed (``last_failed``: when, e.g. before a restart) is due when its first retry
+        would have been, if that is still to come: a restart does not try again at once every
+        partner that is down."""
         fresh = []
         for region in regions:
             if region in self._due:
@@ -91,6 +100,13 @@ class RefreshSchedule:
             if checked is not None and checked <= now:
                 at = checked + self._spread(self.interval)
                 if at > now:
+                    self._set(region, at)
+                    continue
+            failed = (last_failed or {}).get(region)
+            if checked is None and failed is not None and failed <= now:
+                at = failed + self.retry_unanswered * self._rng.uniform(1 - self.jitter, 1.0)
+                if at > now:
+                    self._failures[region] = 1
                     self._set(region, at)
                     continue
             fresh.append(region)
