@@ -270,7 +270,10 @@ async def test_clerk_takes_application_and_prints_receipt(
                 "请填写撤件原因"
             )
             await reason.fill("申请人决定暂缓开工，撤回申请")
-            await page.get_by_role("button", name="提交撤件申请").click()
+            # The page reloads itself once the request is recorded: wait for that, or our own
+            # reload below races it ("Not attached to an active page").
+            async with page.expect_navigation():
+                await page.get_by_role("button", name="提交撤件申请").click()
             case_id = int(page.url.rsplit("/", 1)[1])
             async with aiohttp.ClientSession() as http:
                 clerk = await ApiClient(shaoyang.url, http).login("clerk")
