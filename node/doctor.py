@@ -25,13 +25,14 @@ from node.federation.identity import NodeIdentity
 from node.federation.partners import refused_partners
 from node.federation.trust import TrustStore
 from node.filemodes import loose_files, sqlite_files
+from node.http_answers import read_answer
 from node.ops.tls import server_ssl_context
 from node.storage.blobs import open_blob_store
 from node.storage.database import Database
 from node.storage.migrate import alembic_config
 from node.workdays.service import load_calendar
 from protocol.claims import CLOCK_SKEW
-from protocol.descriptor import verify_descriptor
+from protocol.descriptor import MAX_DESCRIPTOR_BYTES, verify_descriptor
 
 #: Warn when the served TLS certificate expires within this many days.
 CERT_WARN_DAYS = 30
@@ -143,8 +144,9 @@ async def _partners(config: NodeConfig, trust: TrustStore) -> list[Check]:
                 continue
             try:
                 async with session.get(f"{partner.url}/.well-known/tongban/node") as resp:
-                    body = await resp.read()
+                    read = await read_answer(resp, MAX_DESCRIPTOR_BYTES)
                     server_date = resp.headers.get("Date")
+                body = b"" if read is None else read  # too long: refused as malformed below
                 verify_descriptor(body, trust.keys, region=partner.region, now=time.time())
             except aiohttp.ClientConnectorCertificateError as exc:
                 out.append(

@@ -12,10 +12,16 @@ import aiohttp
 
 from node.config import FederationSettings, plain_http_refused
 from node.federation.identity import NodeIdentity
+from node.http_answers import read_answer
 from node.storage.blobs import BlobStore
+from protocol.catalog import MAX_CATALOG_BYTES
+from protocol.descriptor import MAX_DESCRIPTOR_BYTES
 from protocol.request_token import sign_request_token
 
 JOSE = "application/jose"
+#: Largest answer read from a partner where no larger document is expected: a receipt, or an
+#: error naming up to some hundred missing blobs. A longer one is a broken or hostile partner.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class TransportError(Exception):
@@ -116,14 +122,18 @@ class PartnerClient:
         )
 
     async def get_descriptor(self, base_url: str) -> bytes:
-        answer = await self._call("GET", f"{base_url}/.well-known/tongban/node")
+        answer = await self._call(
+            "GET", f"{base_url}/.well-known/tongban/node", limit=MAX_DESCRIPTOR_BYTES
+        )
         if answer.status != 200:
             raise TransportError(f"descriptor: HTTP {answer.status} {answer.error or ''}")
         return answer.body
 
     async def get_catalog(self, base_url: str) -> bytes:
         """The partner's signed catalogue (``GET /federation/v1/catalog``), unverified."""
-        answer = await self._call("GET", f"{base_url}/federation/v1/catalog")
+        answer = await self._call(
+            "GET", f"{base_url}/federation/v1/catalog", limit=MAX_CATALOG_BYTES
+        )
         if answer.status != 200:
             raise TransportError(f"catalogue: HTTP {answer.status} {answer.error or ''}")
         return answer.body
@@ -132,7 +142,9 @@ class PartnerClient:
         """The partner's signed catalogue, unverified, asked with ``If-None-Match: etag`` when
         we hold one. A 304 to a request without an ETag is refused (TransportError)."""
         headers = {"If-None-Match": etag} if etag else None
-        answer = await self._call("GET", f"{base_url}/federation/v1/catalog", headers=headers)
+        answer = await self._call(
+            "GET", f"{base_url}/federation/v1/catalog", headers=headers, limit=MAX_CATALOG_BYTES
+        )
         if answer.status == 304 and etag:
             return CatalogAnswer(body=None, etag=answer.etag)
         if answer.status != 200:
@@ -146,18 +158,24 @@ class PartnerClient:
         *,
         data: bytes | AsyncIterator[bytes] | None = None,
         headers: dict[str, str] | None = None,
+        limit: int = MAX_ANSWER_BYTES,
     ) -> Answer:
+        """One request; the answer's body is read up to ``limit`` bytes (a longer one is
+        refused with TransportError ``answer_too_large``: never held in memory)."""
         assert self._session is not None, "PartnerClient.start() first"
         self.check_url(url)
         try:
             async with self._session.request(method, url, data=data, headers=headers) as resp:
-                body = await resp.read()
+                read = await read_answer(resp, limit)
                 status = resp.status
                 etag = _etag(resp.headers.get("ETag"))
         except aiohttp.ClientConnectorCertificateError as exc:
             raise TransportError(f"tls_certificate_error: {exc.certificate_error}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        if read is None:
+            raise TransportError(f"answer_too_large: HTTP {status}, over {limit} bytes")
+        body = read
         if status >= 500:
             raise TransportError(f"HTTP {status}: {body[:200]!r}")
         if status >= 400:

@@ -32,6 +32,7 @@ from node.federation.directory_state import (
     verify_kept,
 )
 from node.federation.trust import TrustStore
+from node.http_answers import read_answer
 from node.metrics import Metrics
 from protocol.claims import CLOCK_SKEW
 from protocol.directory import MAX_DIRECTORY_BYTES, Directory, verify_directory
@@ -132,7 +133,7 @@ class DirectoryFollower:
                     return NOT_MODIFIED
                 if resp.status != 200:
                     return self._record_error(FETCH_FAILED, f"HTTP {resp.status}")
-                body = await _read_limited(resp, MAX_DIRECTORY_BYTES)
+                body = await read_answer(resp, MAX_DIRECTORY_BYTES)
                 etag = resp.headers.get("ETag")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return self._record_error(FETCH_FAILED, f"{type(exc).__name__}: {exc}")
@@ -218,18 +219,6 @@ class DirectoryFollower:
         if self._status.last_error:
             m.known_directory_errors.add(self._status.last_error)
             m.directory_error.labels(self._status.last_error).set(1)
-
-
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The body, or None past ``limit`` bytes (never reads more than one chunk past it)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from node.http_answers import read_answer
 from node.identity.config import IdentitySettings
 from node.identity.errors import IdentityError, IdentityErrorCode
 from node.identity.verification import KeySet, VerifiedIdentity, unverified_kid, verify_id_token
@@ -85,8 +86,9 @@ class RelyingParty:
     async def _get_json(self, url: str) -> Any:
         try:
             async with self._session().get(url, timeout=TIMEOUT) as resp:
-                body = await resp.content.read(MAX_ANSWER + 1)
-                if resp.status != 200 or len(body) > MAX_ANSWER:
+                # All of it (content.read(n) gives what has arrived so far), up to the bound.
+                body = await read_answer(resp, MAX_ANSWER)
+                if resp.status != 200 or body is None:
                     raise IdentityError(C.PROVIDER_UNAVAILABLE, DOWN)
                 return json.loads(body)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -196,12 +198,12 @@ class RelyingParty:
             async with self._session().post(
                 endpoint, data=form, headers=headers, timeout=TIMEOUT
             ) as resp:
-                body = await resp.content.read(MAX_ANSWER + 1)
+                body = await read_answer(resp, MAX_ANSWER)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("identity provider: token endpoint unreachable (%s)", type(exc).__name__)
             raise IdentityError(C.PROVIDER_UNAVAILABLE, DOWN) from exc
-        if status != 200 or len(body) > MAX_ANSWER:
+        if status != 200 or body is None:
             # 400 invalid_grant: a code used twice, expired, or a PKCE verifier that does not fit.
             log.warning("identity provider: token endpoint answered %s", status)
             raise IdentityError(C.LOGIN_FAILED, "登录未完成，请重新登录")
