@@ -53,6 +53,7 @@ from bench.federation import (
     node_proc,
     wait_for_quiet,
 )
+from node.catalog.models import partner_catalogs
 from node.config import NodeConfig
 from node.federation.identity import NodeIdentity
 from node.federation.models import inbound_envelopes, inbound_messages, outbox
@@ -121,6 +122,9 @@ class Params:
     quiet_wait: float
     keep: bool
     catalogue: bool = True
+    #: How the unreachable partners fail: "refusing" (a closed local port: refused at once)
+    #: or "silent" (SYNs dropped, as behind a real network: every connect times out).
+    dead: str = "refusing"
 
 
 def closed_port() -> int:
@@ -128,6 +132,20 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def silent_listener() -> socket.socket:
+    """A socket on every local address that listens and never accepts: once its one-place
+    queue is full, the kernel drops further SYNs to it, so a connect to any 127.a.b.c at its
+    port times out like one to a partner behind a network that is down."""
+    sock = socket.socket()
+    sock.bind(("0.0.0.0", 0))
+    sock.listen(0)
+    _SILENT.append(sock)  # open until the process ends
+    return sock
+
+
+_SILENT: list[socket.socket] = []
 
 
 async def _wait_ready(url: str, spawned: float, timeout: float = 120.0) -> float:
@@ -367,6 +385,7 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
     result: dict[str, Any] = {
         "partners": partners,
         "catalogue_refresher": params.catalogue,
+        "dead": params.dead,
         "tmp": str(tmp),
     }
     hub_db: Database | None = None
@@ -385,7 +404,16 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
         await link_all(configs)
         hub, live, back = configs
         made = time.perf_counter()
-        listed = pad_partners_file(hub.partners_file, partners, port=closed_port)
+        if params.dead == "silent":
+            silent = silent_listener()
+            port = silent.getsockname()[1]
+            listed = pad_partners_file(
+                hub.partners_file,
+                partners,
+                url=lambda i: f"http://127.{1 + i // 62500}.{i // 250 % 250}.{i % 250 + 2}:{port}",
+            )
+        else:
+            listed = pad_partners_file(hub.partners_file, partners, port=closed_port)
         result["partners_file"] = {
             "entries": len(listed),
             "bytes": hub.partners_file.stat().st_size,
@@ -404,6 +432,7 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
         spawned = time.monotonic()
         await hub_proc.start()
         result["ready_s"] = await _wait_ready(hub.url, spawned)
+        ready_at = time.time()
         # CPU the hub used to get there: less at the mercy of other processes than the wall
         # clock on a shared machine.
         result["ready_cpu_s"] = hub_proc.cpu().total
@@ -449,6 +478,27 @@ async def run_once(params: Params, partners: int, idle_seconds: float) -> dict[s
             f"{idle['catalogue_fetch_failures']} failed catalogue fetches meanwhile)"
         )
 
+        if params.catalogue:
+            # When the hub first held the live partner's catalogue (its first fetch is planned
+            # at a random start slot among all partners': up to partners / 10 s after start).
+            probe = Database(hub.database_url)
+            try:
+                async with probe.read() as conn:
+                    fetched = (
+                        await conn.execute(
+                            select(partner_catalogs.c.fetched_at).where(
+                                partner_catalogs.c.region == live.region
+                            )
+                        )
+                    ).scalar()
+            finally:
+                await probe.dispose()
+            result["live_catalogue_after_ready_s"] = (
+                None if fetched is None else round(fetched - ready_at, 1)
+            )
+            print(
+                f"  the live partner's catalogue: {result['live_catalogue_after_ready_s']} s after ready"
+            )
         failed_before = _failed_fetches(hub_proc)
         result["receipt"] = await receipt_latency(hub, live, params.envelopes)
         hub_db = Database(hub.database_url)
@@ -529,6 +579,12 @@ def main(argv: list[str] | None = None) -> int:
         help="off: the hub runs without the partner catalogue refresher "
         "(bench.node_without_catalogue), to tell its cost from delivery's",
     )
+    parser.add_argument(
+        "--dead",
+        choices=("refusing", "silent"),
+        default="refusing",
+        help="unreachable partners refuse at once (closed port) or drop SYNs (connects time out)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, SQLite)")
     parser.add_argument("--out", type=Path, help="default bench/results/partners-<db>.json")
     args = parser.parse_args(argv)
@@ -545,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_wait=args.quiet_wait,
         keep=args.keep,
         catalogue=args.catalogue == "on",
+        dead=args.dead,
     )
     suffix = "" if params.catalogue else "-nocatalogue"
     out = args.out or REPO / "bench" / "results" / f"partners-{args.database}{suffix}.json"

@@ -19,6 +19,13 @@ from protocol.descriptor import MAX_DESCRIPTOR_BYTES
 from protocol.request_token import sign_request_token
 
 JOSE = "application/jose"
+#: Seconds to get a connection to a partner (from the pool or a new one).
+SESSION_CONNECT_TIMEOUT = 10.0
+#: Seconds to open a connection for a catalogue fetch (the session's own is 10 s). A partner
+#: whose network drops our SYNs holds a refresher slot until this runs out: with thousands of
+#: such partners the refresher's throughput is slots / this (node/catalog/refresher.py). Four
+#: seconds still let the kernel resend a lost SYN twice (after 1 s and 3 s).
+CATALOG_CONNECT_TIMEOUT = 4.0
 #: Largest answer read from a partner where no larger document is expected: a receipt, or an
 #: error naming up to some hundred missing blobs. A longer one is a broken or hostile partner.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -73,7 +80,9 @@ class PartnerClient:
         self._identity = identity
 
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout, connect=10)
+        timeout = aiohttp.ClientTimeout(
+            total=self._settings.request_timeout, connect=SESSION_CONNECT_TIMEOUT
+        )
         connector = aiohttp.TCPConnector(
             limit=0,
             limit_per_host=self._settings.window + 4,
@@ -143,7 +152,11 @@ class PartnerClient:
         we hold one. A 304 to a request without an ETag is refused (TransportError)."""
         headers = {"If-None-Match": etag} if etag else None
         answer = await self._call(
-            "GET", f"{base_url}/federation/v1/catalog", headers=headers, limit=MAX_CATALOG_BYTES
+            "GET",
+            f"{base_url}/federation/v1/catalog",
+            headers=headers,
+            limit=MAX_CATALOG_BYTES,
+            connect_timeout=CATALOG_CONNECT_TIMEOUT,
         )
         if answer.status == 304 and etag:
             return CatalogAnswer(body=None, etag=answer.etag)
@@ -159,13 +172,24 @@ class PartnerClient:
         data: bytes | AsyncIterator[bytes] | None = None,
         headers: dict[str, str] | None = None,
         limit: int = MAX_ANSWER_BYTES,
+        connect_timeout: float | None = None,
     ) -> Answer:
         """One request; the answer's body is read up to ``limit`` bytes (a longer one is
-        refused with TransportError ``answer_too_large``: never held in memory)."""
+        refused with TransportError ``answer_too_large``: never held in memory).
+        ``connect_timeout``: seconds to open the connection, if not the session's."""
         assert self._session is not None, "PartnerClient.start() first"
         self.check_url(url)
+        timeout = None
+        if connect_timeout is not None:
+            timeout = aiohttp.ClientTimeout(
+                total=self._settings.request_timeout,
+                connect=SESSION_CONNECT_TIMEOUT,
+                sock_connect=connect_timeout,
+            )
         try:
-            async with self._session.request(method, url, data=data, headers=headers) as resp:
+            async with self._session.request(
+                method, url, data=data, headers=headers, timeout=timeout
+            ) as resp:
                 read = await read_answer(resp, limit)
                 status = resp.status
                 etag = _etag(resp.headers.get("ETag"))

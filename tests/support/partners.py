@@ -26,9 +26,14 @@ def fresh_key(region: str, *, now: float) -> TrustedKey:
     )
 
 
-def unreachable_partners(count: int, *, port: Callable[[], int] = free_port) -> list[Partner]:
+def unreachable_partners(
+    count: int,
+    *,
+    port: Callable[[], int] = free_port,
+    url: Callable[[int], str] | None = None,
+) -> list[Partner]:
     """``count`` partner regions (110000, 110001, …) with fresh keys whose URLs are local
-    ports nothing listens on (each from ``port()``)."""
+    ports nothing listens on (each from ``port()``), or ``url(i)`` when given."""
     now = time.time()
     out = []
     for i in range(count):
@@ -37,7 +42,7 @@ def unreachable_partners(count: int, *, port: Callable[[], int] = free_port) -> 
             Partner(
                 region=region,
                 name=f"不可达{i}",
-                url=f"http://127.0.0.1:{port()}",
+                url=url(i) if url is not None else f"http://127.0.0.1:{port()}",
                 keys=(fresh_key(region, now=now),),
             )
         )
@@ -45,11 +50,16 @@ def unreachable_partners(count: int, *, port: Callable[[], int] = free_port) -> 
 
 
 def pad_partners_file(
-    file: Path, total: int, *, port: Callable[[], int] = free_port
+    file: Path,
+    total: int,
+    *,
+    port: Callable[[], int] = free_port,
+    url: Callable[[int], str] | None = None,
 ) -> dict[str, Partner]:
     """Add unreachable partners to the partners file ``file`` until it lists ``total``; returns
     every partner it lists then."""
     listed = load_partners(file)
-    listed.update({p.region: p for p in unreachable_partners(total - len(listed), port=port)})
+    padding = unreachable_partners(total - len(listed), port=port, url=url)
+    listed.update({p.region: p for p in padding})
     file.write_text(render_partners(list(listed.values())), encoding="utf-8")
     return listed
