@@ -1,10 +1,12 @@
 """A remote party's answer is read with a bound (node/http_answers.py): a hostile partner that
 answers with an endless body, or announces a huge one, is refused without this node holding
-it; an answer that arrives in pieces is read whole."""
+it; an answer that arrives in pieces is read whole. A catalogue fetch to a partner whose
+network drops our SYNs gives up after its own connect timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -12,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from node.config import FederationSettings
+from node.federation import client as client_module
 from node.federation.client import MAX_ANSWER_BYTES, PartnerClient, TransportError
 from node.http_answers import read_answer
 from protocol.catalog import MAX_CATALOG_BYTES
@@ -117,3 +120,22 @@ async def test_an_answer_that_arrives_in_pieces_is_read_whole() -> None:
             assert await read_answer(resp, 1024) == b'{"keys": [{"kid": "k1"}]}'
         async with http.get(partner.url + "/jwks") as resp:
             assert await read_answer(resp, 16) is None
+
+
+async def test_a_catalogue_fetch_gives_up_connecting_after_its_own_timeout(
+    client: PartnerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refresher's slots must not wait out the session's 10 s for every partner that is
+    down behind a network that drops SYNs (node/catalog/refresher.py)."""
+    monkeypatch.setattr(client_module, "CATALOG_CONNECT_TIMEOUT", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(0)  # never accepts: once its one place is taken, SYNs are dropped
+        port = silent.getsockname()[1]
+        with (
+            socket.create_connection(("127.0.0.1", port)),  # takes the place
+            pytest.raises(TransportError, match=r"ConnectionTimeoutError|TimeoutError"),
+        ):
+            await asyncio.wait_for(
+                client.get_catalog_if_changed(f"http://127.0.0.1:{port}", None), 5
+            )
