@@ -39,13 +39,12 @@ from aiohttp import web
 from sqlalchemy import func, insert, select
 
 from bench import procstat
-from bench.federation import DEFAULT_PG, RECEIVER, SENDER, Databases, free_port, make_body
+from bench.federation import DEFAULT_PG, Databases, make_body, make_pair
 from node.app import create_app
 from node.appkeys import FEDERATION
 from node.config import NodeConfig
 from node.federation.identity import NodeIdentity
 from node.federation.models import INBOUND_TOKEN, inbound_envelopes, inbound_messages, outbox
-from node.provisioning import init_node, link_all
 from node.storage.database import Database
 from node.storage.sealing import load_sealer
 from protocol.envelope import new_claims, parse_envelope, sign_envelope
@@ -117,18 +116,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="tongban-bench-applier-"))
     dbs = Databases(args.database, tmp, args.pg_url)
     try:
-        configs = [
-            await init_node(
-                tmp / region,
-                region=region,
-                name=name,
-                port=free_port(),
-                database_url=await dbs.new_url(region),
-            )
-            for region, name in (SENDER, RECEIVER)
-        ]
-        await link_all(configs)
-        sender, receiver = configs
+        sender, receiver = await make_pair(tmp, dbs)
         app = create_app(receiver)
         runner = web.AppRunner(app)
         await runner.setup()

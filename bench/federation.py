@@ -504,6 +504,25 @@ async def _tokens(config: NodeConfig) -> list[bytes]:
         await db.dispose()
 
 
+async def make_pair(
+    tmp: Path, dbs: Databases, extra_toml: str = ""
+) -> tuple[NodeConfig, NodeConfig]:
+    """The sender and the receiver, made in ``tmp`` and linked as partners."""
+    configs = [
+        await init_node(
+            tmp / region,
+            region=region,
+            name=name,
+            port=free_port(),
+            database_url=await dbs.new_url(region),
+            extra_toml=extra_toml,
+        )
+        for region, name in (SENDER, RECEIVER)
+    ]
+    await link_all(configs)
+    return configs[0], configs[1]
+
+
 async def run_once(params: Params, index: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="tongban-bench-"))
     log_dir = tmp / "logs"
@@ -517,20 +536,7 @@ async def run_once(params: Params, index: int) -> dict[str, Any]:
             extra = "[federation]\n" + "".join(
                 f"{k} = {_toml_value(v)}\n" for k, v in params.overrides.items()
             )
-        configs = []
-        for region, name in (SENDER, RECEIVER):
-            configs.append(
-                await init_node(
-                    tmp / region,
-                    region=region,
-                    name=name,
-                    port=free_port(),
-                    database_url=await dbs.new_url(region),
-                    extra_toml=extra,
-                )
-            )
-        await link_all(configs)
-        sender_cfg, receiver_cfg = configs
+        sender_cfg, receiver_cfg = await make_pair(tmp, dbs, extra)
         run_tag = uuid.uuid4().hex[:8]
         print(f"  filling the outbox with {params.n} envelopes ...", flush=True)
         result["fill"] = await fill_outbox(sender_cfg, receiver_cfg.region, params, run_tag)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -15,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol import claims as c
 from protocol import jws
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.keys import KeySet
+from protocol.keys import KeySet, b64url_decode
 from protocol.messages import validate_blobs, validate_body
 
 TYP = "tongban-envelope+jwt"
@@ -93,24 +92,13 @@ def parse_envelope(token: bytes | str) -> jws.ParsedJWS:
 
 def reopen_envelope(token: str) -> Envelope:
     """The Envelope of a token that was verified completely when it arrived and has been
-    kept since (sealed, so unchanged): decoded without the strict parser's checks, which it
-    passed then. Never for a token from outside (use ``verify_envelope``)."""
+    kept since (sealed, so unchanged): its JSON decoded without the strict parser's checks,
+    which it passed then. Never for a token from outside (use ``verify_envelope``)."""
     header_b64, claims_b64, _signature = token.split(".")
-    header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
-    claims = json.loads(base64.urlsafe_b64decode(claims_b64 + "=" * (-len(claims_b64) % 4)))
     compact = token.encode("ascii")
-    return Envelope(
-        iss=claims["iss"],
-        aud=claims["aud"],
-        jti=claims["jti"],
-        iat=claims["iat"],
-        exp=claims["exp"],
-        typ=claims["typ"],
-        xt=claims["xt"],
-        seq=claims["seq"],
-        body=claims["body"],
-        blobs=claims["blobs"],
-        kid=str(header["kid"]),
+    return _envelope(
+        json.loads(b64url_decode(claims_b64)),
+        kid=str(json.loads(b64url_decode(header_b64))["kid"]),
         compact=compact,
         digest=hashlib.sha256(compact).hexdigest(),
     )
@@ -151,8 +139,12 @@ def verify_parsed(
         raise ProtocolError(ErrorCode.WRONG_AUDIENCE, f"aud is not {recipient}")
     if check_time:
         c.lifetime(claims["iat"], claims["exp"], now)
+    return _envelope(claims, kid=parsed.kid, compact=parsed.compact, digest=parsed.digest)
+
+
+def _envelope(claims: dict[str, Any], *, kid: str, compact: bytes, digest: str) -> Envelope:
     return Envelope(
-        iss=issuer,
+        iss=claims["iss"],
         aud=claims["aud"],
         jti=claims["jti"],
         iat=claims["iat"],
@@ -162,9 +154,9 @@ def verify_parsed(
         seq=claims["seq"],
         body=claims["body"],
         blobs=claims["blobs"],
-        kid=parsed.kid,
-        compact=parsed.compact,
-        digest=parsed.digest,
+        kid=kid,
+        compact=compact,
+        digest=digest,
     )
 
 

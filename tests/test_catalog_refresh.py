@@ -347,6 +347,24 @@ def partners_toml(entries: list[tuple[str, str, str]]) -> str:
     )
 
 
+async def down_partners(
+    db: Database, tmp_path: Path, count: int, *, first: int = 110000
+) -> TrustStore:
+    """A trust store of ``count`` partners (``first``, ``first`` + 1, …) that are down: one
+    local port nothing listens on, so every fetch is refused at once."""
+    closed = free_port()
+    file = tmp_path / f"down-{first}.toml"
+    file.write_text(
+        partners_toml(
+            [(f"{first + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(count)]
+        ),
+        "utf-8",
+    )
+    trust = TrustStore(db, file)
+    await trust.load()
+    return trust
+
+
 async def test_refresher_start_with_many_partners_is_spread_and_bounded(
     pair: list[RunningNode], tmp_path: Path
 ) -> None:
@@ -439,16 +457,7 @@ async def test_failed_background_fetches_are_noted_together(
     """With hundreds of partners down, each failure is noted in its row (when we tried, why),
     but in a few transactions, not one each; what is still waiting is noted at stop."""
     shaoyang = await pair[0].start()
-    closed = free_port()  # nothing listens: connection refused at once
-    file = tmp_path / "down.toml"
-    file.write_text(
-        partners_toml(
-            [(f"{110000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(120)]
-        ),
-        "utf-8",
-    )
-    trust = TrustStore(shaoyang.db, file)
-    await trust.load()
+    trust = await down_partners(shaoyang.db, tmp_path, 120)
     writes: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -494,10 +503,7 @@ async def test_a_failure_waiting_to_be_noted_is_noted_at_stop(
     pair: list[RunningNode], tmp_path: Path
 ) -> None:
     shaoyang = await pair[0].start()
-    file = tmp_path / "one-down.toml"
-    file.write_text(partners_toml([("110000", "地区", f"http://127.0.0.1:{free_port()}")]), "utf-8")
-    trust = TrustStore(shaoyang.db, file)
-    await trust.load()
+    trust = await down_partners(shaoyang.db, tmp_path, 1)
     refresher = CatalogRefresher(shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0)
     refresher.start()
     await wait_until(lambda: _true(refresher.schedule.failures("110000") > 0))
@@ -514,16 +520,7 @@ async def test_a_freed_slot_is_used_at_once(
     monkeypatch.setattr(refresher_module, "PARTNER_CHECK_INTERVAL", 3600.0)
     monkeypatch.setattr(refresher_module, "FAILURES_FLUSH_AFTER", 3600.0)
     shaoyang = await pair[0].start()
-    closed = free_port()
-    file = tmp_path / "down.toml"
-    file.write_text(
-        partners_toml(
-            [(f"{110000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(30)]
-        ),
-        "utf-8",
-    )
-    trust = TrustStore(shaoyang.db, file)
-    await trust.load()
+    trust = await down_partners(shaoyang.db, tmp_path, 30)
     refresher = CatalogRefresher(
         shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0, concurrency=1
     )
@@ -545,16 +542,7 @@ async def test_failed_fetches_are_logged_together(
     is left."""
     monkeypatch.setattr(refresher_module, "FAILURES_LOGGED_EVERY", 3600.0)
     shaoyang = await pair[0].start()
-    closed = free_port()
-    file = tmp_path / "down.toml"
-    file.write_text(
-        partners_toml(
-            [(f"{110000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(20)]
-        ),
-        "utf-8",
-    )
-    trust = TrustStore(shaoyang.db, file)
-    await trust.load()
+    trust = await down_partners(shaoyang.db, tmp_path, 20)
     refresher = CatalogRefresher(shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0)
     caplog.set_level(logging.INFO, logger="node.catalog.refresher")
 
@@ -578,14 +566,7 @@ async def test_failed_fetches_are_logged_together(
     # wait for the retry their failures planned).
     caplog.clear()
     monkeypatch.setattr(refresher_module, "FAILURES_LOGGED_EVERY", 0.0)
-    file.write_text(
-        partners_toml(
-            [(f"{120000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(20)]
-        ),
-        "utf-8",
-    )
-    trust = TrustStore(shaoyang.db, file)
-    await trust.load()
+    trust = await down_partners(shaoyang.db, tmp_path, 20, first=120000)
     refresher = CatalogRefresher(shaoyang.db, trust, shaoyang.fed.client, start_rate=1000.0)
     refresher.start()
     try:
@@ -598,16 +579,7 @@ async def test_a_restart_plans_partners_that_were_down_from_their_last_failure(
     pair: list[RunningNode], tmp_path: Path
 ) -> None:
     shaoyang = await pair[0].start()
-    closed = free_port()
-    file = tmp_path / "down.toml"
-    file.write_text(
-        partners_toml(
-            [(f"{110000 + i}", f"地区{i}", f"http://127.0.0.1:{closed}") for i in range(20)]
-        ),
-        "utf-8",
-    )
-    trust = TrustStore(shaoyang.db, file)
-    await trust.load()
+    trust = await down_partners(shaoyang.db, tmp_path, 20)
     now = time.time()
     # What a run before the restart noted: the first ten failed a minute ago.
     await record_failures(

@@ -10,7 +10,7 @@ import itertools
 import sqlite3
 import threading
 import time
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, func, select, update
@@ -36,11 +36,13 @@ things = Table(
 )
 
 
-async def _database(databases: DatabaseFactory) -> Database:
-    db = Database(await databases.new_url("inline"))
-    async with db.write() as conn:
+@pytest.fixture
+async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
+    database = Database(await databases.new_url("inline"))
+    async with database.write() as conn:
         await conn.run_sync(metadata.create_all)
-    return db
+    yield database
+    await database.dispose()
 
 
 async def _thread_of_statements(db: Database, *, inline: bool) -> int:
@@ -53,107 +55,94 @@ async def _thread_of_statements(db: Database, *, inline: bool) -> int:
 
 
 async def test_inline_statements_run_on_the_loop_and_others_in_the_connection_thread(
-    databases: DatabaseFactory,
+    db: Database,
 ) -> None:
-    db = await _database(databases)
-    try:
-        loop_thread = threading.get_ident()
-        assert await _thread_of_statements(db, inline=True) == loop_thread
-        assert await _thread_of_statements(db, inline=False) != loop_thread
-        # Switched back after an inline transaction: the next plain one is threaded again.
-        assert await _thread_of_statements(db, inline=True) == loop_thread
-        assert await _thread_of_statements(db, inline=False) != loop_thread
-    finally:
-        await db.dispose()
+    loop_thread = threading.get_ident()
+    assert await _thread_of_statements(db, inline=True) == loop_thread
+    assert await _thread_of_statements(db, inline=False) != loop_thread
+    # Switched back after an inline transaction: the next plain one is threaded again.
+    assert await _thread_of_statements(db, inline=True) == loop_thread
+    assert await _thread_of_statements(db, inline=False) != loop_thread
 
 
 async def test_an_inline_transaction_gives_the_results_of_a_threaded_one(
-    databases: DatabaseFactory,
+    db: Database,
 ) -> None:
-    db = await _database(databases)
-    try:
-        results = {}
-        for inline in (False, True):
-            prefix = "inline" if inline else "threaded"
-            async with db.write(inline=inline) as conn:
-                inserted = (
-                    await conn.execute(
-                        things.insert().returning(things.c.id, things.c.name),
-                        [{"name": f"{prefix}-{i}", "n": i} for i in range(3)],
-                    )
-                ).all()
-                many = await conn.execute(
-                    update(things)
-                    .where(things.c.name == bindparam("b_name"))
-                    .values(n=bindparam("b_n")),
-                    [{"b_name": f"{prefix}-{i}", "b_n": 10 + i} for i in range(3)],
+    results = {}
+    for inline in (False, True):
+        prefix = "inline" if inline else "threaded"
+        async with db.write(inline=inline) as conn:
+            inserted = (
+                await conn.execute(
+                    things.insert().returning(things.c.id, things.c.name),
+                    [{"name": f"{prefix}-{i}", "n": i} for i in range(3)],
                 )
-                one = await conn.execute(
-                    update(things).where(things.c.name.like(f"{prefix}-%")).values(n=things.c.n + 1)
-                )
-                rows = (
-                    await conn.execute(
-                        select(things.c.name, things.c.n)
-                        .where(things.c.name.like(f"{prefix}-%"))
-                        .order_by(things.c.name)
-                    )
-                ).all()
-                scalar = (
-                    await conn.execute(
-                        select(func.sum(things.c.n)).where(things.c.name.like(f"{prefix}-%"))
-                    )
-                ).scalar_one()
-            results[inline] = (
-                [name.removeprefix(prefix) for _id, name in inserted],
-                many.rowcount,
-                one.rowcount,
-                [(name.removeprefix(prefix), n) for name, n in rows],
-                scalar,
+            ).all()
+            many = await conn.execute(
+                update(things)
+                .where(things.c.name == bindparam("b_name"))
+                .values(n=bindparam("b_n")),
+                [{"b_name": f"{prefix}-{i}", "b_n": 10 + i} for i in range(3)],
             )
-        assert results[True] == results[False]
-        assert results[True] == (
-            ["-0", "-1", "-2"],
-            3,
-            3,
-            [("-0", 11), ("-1", 12), ("-2", 13)],
-            36,
+            one = await conn.execute(
+                update(things).where(things.c.name.like(f"{prefix}-%")).values(n=things.c.n + 1)
+            )
+            rows = (
+                await conn.execute(
+                    select(things.c.name, things.c.n)
+                    .where(things.c.name.like(f"{prefix}-%"))
+                    .order_by(things.c.name)
+                )
+            ).all()
+            scalar = (
+                await conn.execute(
+                    select(func.sum(things.c.n)).where(things.c.name.like(f"{prefix}-%"))
+                )
+            ).scalar_one()
+        results[inline] = (
+            [name.removeprefix(prefix) for _id, name in inserted],
+            many.rowcount,
+            one.rowcount,
+            [(name.removeprefix(prefix), n) for name, n in rows],
+            scalar,
         )
-    finally:
-        await db.dispose()
+    assert results[True] == results[False]
+    assert results[True] == (
+        ["-0", "-1", "-2"],
+        3,
+        3,
+        [("-0", 11), ("-1", 12), ("-2", 13)],
+        36,
+    )
 
 
 async def test_an_inline_transaction_rolls_back_whole_and_by_savepoint(
-    databases: DatabaseFactory,
+    db: Database,
 ) -> None:
-    db = await _database(databases)
-    try:
-        with pytest.raises(RuntimeError):
-            async with db.write(inline=True) as conn:
-                await conn.execute(things.insert(), {"name": "gone", "n": 1})
-                raise RuntimeError("undo")
+    with pytest.raises(RuntimeError):
         async with db.write(inline=True) as conn:
-            await conn.execute(things.insert(), {"name": "kept", "n": 1})
-            with pytest.raises(IntegrityError):
-                async with conn.begin_nested():
-                    await conn.execute(things.insert(), {"name": "undone", "n": 2})
-                    await conn.execute(things.insert(), {"name": "kept", "n": 3})  # unique
-            await conn.execute(things.insert(), {"name": "after", "n": 4})
-        # Committed and durable: another connection (another process could be) sees it.
-        path = make_url(db.url).database
-        assert path is not None
-        with sqlite3.connect(path) as other:
-            names = [r[0] for r in other.execute("SELECT name FROM things ORDER BY n")]
-        assert names == ["kept", "after"]
-    finally:
-        await db.dispose()
+            await conn.execute(things.insert(), {"name": "gone", "n": 1})
+            raise RuntimeError("undo")
+    async with db.write(inline=True) as conn:
+        await conn.execute(things.insert(), {"name": "kept", "n": 1})
+        with pytest.raises(IntegrityError):
+            async with conn.begin_nested():
+                await conn.execute(things.insert(), {"name": "undone", "n": 2})
+                await conn.execute(things.insert(), {"name": "kept", "n": 3})  # unique
+        await conn.execute(things.insert(), {"name": "after", "n": 4})
+    # Committed and durable: another connection (another process could be) sees it.
+    path = make_url(db.url).database
+    assert path is not None
+    with sqlite3.connect(path) as other:
+        names = [r[0] for r in other.execute("SELECT name FROM things ORDER BY n")]
+    assert names == ["kept", "after"]
 
 
 async def test_begin_waits_for_another_process_in_the_thread_not_on_the_loop(
-    databases: DatabaseFactory, tmp_path: Path
+    db: Database,
 ) -> None:
     """A CLI command holding SQLite's write lock delays an inline transaction's BEGIN, but the
     event loop keeps running meanwhile (it would stop dead if BEGIN ran on it)."""
-    db = await _database(databases)
     path = make_url(db.url).database
     assert path is not None
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -189,4 +178,3 @@ async def test_begin_waits_for_another_process_in_the_thread_not_on_the_loop(
             assert list(names) == ["first", "second"]
     finally:
         other.close()
-        await db.dispose()
