@@ -29,7 +29,6 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Iterator, Sequence
-from threading import Thread
 from typing import Any
 
 import aiosqlite
@@ -150,7 +149,7 @@ class InlineableDbapi(AsyncAdapt_aiosqlite_dbapi):
 
     def connect(self, *arg: Any, **kw: Any) -> InlineableConnection:
         connection = aiosqlite.connect(*arg, **kw)
-        # Not a thread that keeps the process alive at exit (as SQLAlchemy's own module).
-        thread = connection if isinstance(connection, Thread) else connection._thread
-        thread.daemon = True
+        # Not a thread that keeps the process alive at exit (as SQLAlchemy's own module);
+        # aiosqlite 0.22 (pyproject) holds its thread in _thread.
+        connection._thread.daemon = True
         return InlineableConnection(self, await_(connection))
