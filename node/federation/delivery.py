@@ -40,6 +40,7 @@ from node.federation.trust import TrustStore
 from node.metrics import Metrics
 from node.storage.database import Database
 from node.storage.sealing import SealingError, SealsValues
+from node.turns import Turns
 from node.waiting import wait_event
 from protocol.envelope import new_claims, parse_envelope, sign_envelope
 from protocol.errors import ErrorCode, ProtocolError
@@ -298,9 +299,12 @@ class Delivery:
         settings: FederationSettings,
         refresh_partner_keys: Callable[[str], Awaitable[bool]],
         sealer: SealsValues,
+        turns: Turns,
     ) -> None:
         self._refresh_partner_keys = refresh_partner_keys
         self._sealer = sealer
+        #: Checking receipts takes turns with the loop's I/O (node/turns.py).
+        self._turns = turns
         self._db = db
         self._identity = identity
         self._trust = trust
@@ -586,6 +590,7 @@ class Delivery:
                         )
                 answer = await self._client.post_envelope(partner.url, token)
             if answer.status == 200:
+                await self._turns.take()
                 receipt = await self._check_receipt(region, row, answer.body)
                 self._metrics.envelopes_out.labels(region, row.typ, "delivered").inc()
                 return _Result(row, "delivered", status=200, receipt=receipt)

@@ -34,6 +34,7 @@ from node.metrics import Metrics
 from node.storage.blobs import BlobStore
 from node.storage.database import Database
 from node.storage.sealing import SealsValues
+from node.turns import Turns
 from protocol.envelope import Envelope, parse_envelope, verify_parsed
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.jws import ParsedJWS
@@ -73,9 +74,12 @@ class InboundService:
         refresh_partner_keys: Callable[[str], Awaitable[bool]],
         on_stored: Callable[[set[str]], None],
         sealer: SealsValues,
+        turns: Turns,
     ) -> None:
         self._db = db
         self._sealer = sealer
+        #: Verifying, signing and sealing take turns with the loop's I/O (node/turns.py).
+        self._turns = turns
         self._identity = identity
         self._trust = trust
         self._blobs = blobs
@@ -102,6 +106,7 @@ class InboundService:
         """Verify and store ``body``; returns the receipt (compact JWS)."""
         parsed: ParsedJWS | None = None
         try:
+            await self._turns.take()
             parsed = parse_envelope(body)
             envelope = await self._verify(parsed)
             await self._check_blobs(envelope)
