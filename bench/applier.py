@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from bench import procstat
 from bench.federation import DEFAULT_PG, Databases, make_body, make_pair
@@ -44,10 +44,11 @@ from node.app import create_app
 from node.appkeys import FEDERATION
 from node.config import NodeConfig
 from node.federation.identity import NodeIdentity
-from node.federation.models import INBOUND_TOKEN, inbound_envelopes, inbound_messages, outbox
+from node.federation.models import INBOUND_TOKEN, inbound_messages, outbox
 from node.storage.database import Database
 from node.storage.sealing import load_sealer
-from protocol.envelope import new_claims, parse_envelope, sign_envelope
+from protocol.envelope import new_claims, sign_envelope
+from tests.support.inbound import StoredInbound, insert_inbound, stored_inbound
 
 REPO = Path(__file__).resolve().parent.parent
 #: Rows per insert while storing the messages.
@@ -68,46 +69,32 @@ async def store_messages(
         await sender_db.dispose()
     sealer = load_sealer(receiver.dir)
     now = time.time()
-    messages: list[dict[str, Any]] = []
-    envelopes: list[dict[str, Any]] = []
+    stored: list[StoredInbound] = []
     for i in range(n):
-        xt = f"bench-{tag}-{i // CASE_LENGTH:06d}"
-        seq = i % CASE_LENGTH + 1
         claims = new_claims(
             iss=identity.region,
             aud=receiver.region,
             typ=typ,
-            xt=xt,
-            seq=seq,
+            xt=f"bench-{tag}-{i // CASE_LENGTH:06d}",
+            seq=i % CASE_LENGTH + 1,
             body=body,
             blobs=blobs or None,
             now=now,
         )
         token = sign_envelope(claims, identity.private_key, identity.kid)
-        parsed = parse_envelope(token)
-        jti = claims["jti"]
-        at = now + i * 1e-6
-        common = {"jti": jti, "iss": identity.region, "xt": xt, "seq": seq, "typ": typ}
-        messages.append({**common, "received_at": at, "attempts": 0})
-        envelopes.append(
-            {
-                **common,
-                "kid": identity.kid,
-                "digest": parsed.digest,
-                "token": sealer.seal(token, INBOUND_TOKEN),
-                "receipt": "bench",
-                "received_at": at,
-                "duplicate": False,
-            }
+        stored.append(
+            stored_inbound(
+                token,
+                received_at=now + i * 1e-6,
+                receipt="bench",
+                stored_as=sealer.seal(token, INBOUND_TOKEN),
+            )
         )
     db = Database(receiver.database_url)
     try:
         for start in range(0, n, STORE_BATCH):
             async with db.write() as conn:
-                await conn.execute(
-                    insert(inbound_envelopes), envelopes[start : start + STORE_BATCH]
-                )
-                await conn.execute(insert(inbound_messages), messages[start : start + STORE_BATCH])
+                await insert_inbound(conn, stored[start : start + STORE_BATCH])
     finally:
         await db.dispose()
 

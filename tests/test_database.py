@@ -9,19 +9,18 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.federation import applier as applier_module
 from node.federation.applier import Applier
-from node.federation.models import inbound_envelopes, inbound_messages
 from node.storage.database import Database
 from node.storage.migrate import upgrade
 from node.storage.sealing import load_sealer
-from protocol.envelope import Envelope, new_claims, parse_envelope, sign_envelope
+from protocol.envelope import Envelope, new_claims, sign_envelope
 from protocol.keys import generate_private_key
 from protocol.messages import example_body
 from tests.support.databases import DatabaseFactory, using_postgres
+from tests.support.inbound import insert_inbound, stored_inbound
 
 SENDER = "430523"
 RECEIVER = "430400"
@@ -89,53 +88,22 @@ async def test_the_applier_gives_way_to_inbound_stores(
     db = await _database(databases)
     key = generate_private_key()
     now = time.time()
-    rows = []
-    envelopes = []
-    for n in range(12):
-        token = sign_envelope(
-            new_claims(
-                iss=SENDER,
-                aud=RECEIVER,
-                typ="case.progress",
-                xt=f"XT-{n:02d}",
-                seq=1,
-                body=example_body("case.progress")[0],
-                now=now,
-            ),
-            key,
-            "kid-1",
+
+    def token(n: int) -> str:
+        claims = new_claims(
+            iss=SENDER,
+            aud=RECEIVER,
+            typ="case.progress",
+            xt=f"XT-{n:02d}",
+            seq=1,
+            body=example_body("case.progress")[0],
+            now=now,
         )
-        parsed = parse_envelope(token)
-        jti = parsed.claims["jti"]
-        rows.append(
-            {
-                "iss": SENDER,
-                "xt": f"XT-{n:02d}",
-                "seq": 1,
-                "jti": jti,
-                "typ": "case.progress",
-                "received_at": now + n,
-                "attempts": 0,
-            }
-        )
-        envelopes.append(
-            {
-                "jti": jti,
-                "iss": SENDER,
-                "xt": f"XT-{n:02d}",
-                "seq": 1,
-                "typ": "case.progress",
-                "kid": "kid-1",
-                "digest": parsed.digest,
-                "token": token,
-                "receipt": "r",
-                "received_at": now + n,
-                "duplicate": False,
-            }
-        )
+        return sign_envelope(claims, key, "kid-1")
+
+    stored = [stored_inbound(token(n), received_at=now + n) for n in range(12)]
     async with db.write() as conn:
-        await conn.execute(insert(inbound_messages), rows)
-        await conn.execute(insert(inbound_envelopes), envelopes)
+        await insert_inbound(conn, stored)
 
     order: list[str] = []
     applied_at: list[tuple[float, float]] = []

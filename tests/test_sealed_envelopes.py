@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from node.cases.models import cases
 from node.cases.personal import ID_PLACE, PHONE_PLACE
@@ -46,6 +46,7 @@ from protocol.messages import example_body
 from tests.support.api import ApiClient
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
+from tests.support.inbound import insert_inbound, stored_inbound
 from tests.support.nodes import OfflineSender, RunningNode, make_configs
 from tests.support.regions import materials_for, start_regions
 from tests.support.waiting import wait_until
@@ -216,36 +217,10 @@ async def _signed(sender: OfflineSender, xt: str, seq: int = 1) -> str:
 async def _store_inbound(receiver: Database, token: str, stored_as: str) -> str:
     """Put ``token`` into the receiver's store as the inbound writer would, stored as
     ``stored_as`` (plaintext: a node before sealing; or a tampered sealed value)."""
-    parsed = parse_envelope(token)
-    claims = parsed.claims
+    stored = stored_inbound(token, received_at=time.time(), stored_as=stored_as)
     async with receiver.write() as conn:
-        await conn.execute(
-            insert(inbound_messages).values(
-                iss=claims["iss"],
-                xt=claims["xt"],
-                seq=claims["seq"],
-                jti=claims["jti"],
-                typ=claims["typ"],
-                received_at=time.time(),
-                attempts=0,
-            )
-        )
-        await conn.execute(
-            insert(inbound_envelopes).values(
-                jti=claims["jti"],
-                iss=claims["iss"],
-                xt=claims["xt"],
-                seq=claims["seq"],
-                typ=claims["typ"],
-                kid=parsed.kid,
-                digest=parsed.digest,
-                token=stored_as,
-                receipt="r",
-                received_at=time.time(),
-                duplicate=False,
-            )
-        )
-    return str(claims["jti"])
+        await insert_inbound(conn, [stored])
+    return stored.jti
 
 
 def tampered(sealed: str) -> str:

@@ -110,6 +110,24 @@ class Entry:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def summary_fields(entry: Entry, region_name: str) -> dict[str, Any]:
+    """The fields every list of entries shows alike (the API's and the window's chooser's):
+    what identifies the item and the facts the index keeps with it (index.summary), with
+    ``region_name`` as the caller names the handling region. Each caller adds its own modes
+    and material counts (the API nests the counts, the chooser keeps its items' flat shape)."""
+    facts = entry.summary
+    return {
+        "code": entry.code,
+        "name": entry.name,
+        "department": entry.department,
+        "handling_region": entry.handling_region,
+        "handling_region_name": region_name,
+        "promised_limit_days": facts.get("promised"),
+        "legal_limit_days": facts.get("legal"),
+        "inspection_required": bool(facts.get("inspection")),
+    }
+
+
 @dataclass(frozen=True)
 class SearchPage:
     query: SearchQuery

@@ -30,7 +30,7 @@ from node.catalog.labels import (
 )
 from node.catalog.publishing import etag_matches, our_catalog
 from node.catalog.refresher import CatalogRefresher
-from node.catalog.search import Entry, SearchError, SearchQuery, search
+from node.catalog.search import Entry, SearchError, SearchQuery, search, summary_fields
 from node.federation.runtime import Federation
 from node.http_errors import ApiError
 from protocol.catalog import Item
@@ -67,18 +67,10 @@ def _full(item: Item, fed: Federation) -> dict[str, Any]:
 def _entry_summary(entry: Entry, fed: Federation) -> dict[str, Any]:
     """An index entry as the list shows it (the item's facts the index keeps with it)."""
     facts = entry.summary
-    return {
-        "code": entry.code,
-        "name": entry.name,
-        "department": entry.department,
-        "handling_region": entry.handling_region,
-        "handling_region_name": _region_name(fed, entry.handling_region),
+    return summary_fields(entry, _region_name(fed, entry.handling_region)) | {
         "own": entry.handling_region == fed.identity.region,
         "modes": list(entry.modes),
         "mode_labels": [MODE_LABELS[m] for m in entry.modes if m in MODE_LABELS],
-        "legal_limit_days": facts.get("legal"),
-        "promised_limit_days": facts.get("promised"),
-        "inspection_required": bool(facts.get("inspection")),
         "materials": {
             "total": facts.get("materials", 0),
             "required": facts.get("required", 0),

@@ -34,7 +34,7 @@ from node.cases.personal import query_matches
 from node.cases.validation import ID_TYPES
 from node.catalog.items import get_item, partner_fetched_at
 from node.catalog.labels import DELIVERY_LABELS, FORM_LABELS, MODE_LABELS, RESULT_LABELS
-from node.catalog.search import PAGE_SIZE, Entry, SearchError, SearchQuery, search
+from node.catalog.search import PAGE_SIZE, Entry, SearchError, SearchQuery, search, summary_fields
 from node.clock import today_in_china
 from node.http_json import path_int
 from node.pages import session, videos
@@ -349,19 +349,10 @@ def _entry_summary(request: web.Request, entry: Entry) -> dict[str, Any]:
     own = entry.handling_region == request.app[CONFIG].region
     modes = entry.modes
     wanted = "online" if own else "proxy"
-    window_mode = wanted if wanted in modes else None
-    return {
-        "code": entry.code,
-        "name": entry.name,
-        "department": entry.department,
-        "handling_region": entry.handling_region,
-        "handling_region_name": _region_name(request, entry.handling_region),
+    return summary_fields(entry, _region_name(request, entry.handling_region)) | {
         "modes": [MODE_LABELS[m] for m in modes if m in MODE_LABELS],
         "joint": "joint" in modes,
-        "window_mode": window_mode,
-        "promised_limit_days": facts.get("promised"),
-        "legal_limit_days": facts.get("legal"),
-        "inspection_required": bool(facts.get("inspection")),
+        "window_mode": wanted if wanted in modes else None,
         "materials": facts.get("materials", 0),
         "required": facts.get("required", 0),
         "deferrable": facts.get("deferrable", 0),
