@@ -174,12 +174,20 @@ def _run(args: argparse.Namespace) -> int:
     # again with all that frozen (gc.freeze: never walked again; that garbage is kept).
     gc.disable()
     from node.app import create_app
+    from node.fdlimit import NEEDED as NEEDED_OPEN_FILES
+    from node.fdlimit import raise_open_files_limit
     from node.http_timeouts import server_options
     from node.logging_setup import JsonAccessLogger, configure_logging
     from node.ops.tls import server_ssl_context
 
     config = NodeConfig.load(args.dir)
     configure_logging()
+    open_files = raise_open_files_limit()
+    if open_files < NEEDED_OPEN_FILES:
+        logging.getLogger(__name__).warning(
+            "open files limit is low: deliveries to partners catching up may fail (EMFILE)",
+            extra={"open_files": open_files, "needed": NEEDED_OPEN_FILES},
+        )
     app = create_app(config)
     app.on_startup.append(collect_garbage_from_now_on)
     web.run_app(

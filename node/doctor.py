@@ -19,6 +19,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from node.config import NodeConfig, is_loopback_url, plain_http_refused
+from node.fdlimit import NEEDED as NEEDED_OPEN_FILES
+from node.fdlimit import WANTED as WANTED_OPEN_FILES
+from node.fdlimit import open_files_limits, usable_limit
 from node.federation.client import client_ssl_context
 from node.federation.directory_state import report as directory_report
 from node.federation.identity import NodeIdentity
@@ -55,6 +58,7 @@ async def run_checks(config: NodeConfig, *, today: date | None = None) -> list[C
     else:
         checks.append(Check("ok", "key", "node.key 0600"))
     checks.append(_file_modes(config))
+    checks.append(_open_files())
     checks.extend(_tls(config))
     if config.blobs.backend == "s3":
         checks.append(await _blob_store(config))
@@ -88,6 +92,21 @@ async def run_checks(config: NodeConfig, *, today: date | None = None) -> list[C
     finally:
         await db.dispose()
     return checks
+
+
+def _open_files() -> Check:
+    """Whether ``tongban run`` started from here can hold the connections of partners catching
+    up (node/fdlimit.py; docs/operations.md, Open files)."""
+    usable = usable_limit(*open_files_limits())
+    if usable < NEEDED_OPEN_FILES:
+        return Check(
+            "warn",
+            "open files",
+            f"打开文件数上限过低 open files limit {usable} < {NEEDED_OPEN_FILES}: "
+            "raise LimitNOFILE (systemd) or ulimit -n",
+        )
+    shown = min(usable, WANTED_OPEN_FILES)
+    return Check("ok", "open files", f"打开文件数上限 open files limit {shown}")
 
 
 def _file_modes(config: NodeConfig) -> Check:

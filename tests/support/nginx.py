@@ -34,9 +34,21 @@ def nginx_config(tmp: Path, certs: Path, port: int, http_port: int, replicas: li
     (tmp / "conf.d").mkdir(parents=True)
     (tmp / "conf.d" / "region.conf").write_text(text, encoding="utf-8")
     main = tmp / "nginx.conf"
-    main.write_text(
-        f"daemon off;\npid {tmp}/nginx.pid;\nerror_log stderr warn;\nevents {{}}\n"
-        f"http {{\n  access_log off;\n  include {tmp}/conf.d/*.conf;\n}}\n",
-        encoding="utf-8",
-    )
+    main.write_text(main_config(tmp), encoding="utf-8")
     return main
+
+
+def main_config(tmp: Path) -> str:
+    """docker/nginx/nginx.conf as this machine's nginx runs it in the foreground as the
+    test's user, with its files in ``tmp`` and the system's mime.types."""
+    text = (ROOT / "docker" / "nginx" / "nginx.conf").read_text(encoding="utf-8")
+    replacements = {
+        "user  nginx;\n": "daemon off;\n",
+        "/var/log/nginx/error.log notice": "stderr warn",
+        "/var/run/nginx.pid": f"{tmp}/nginx.pid",
+        "/etc/nginx/conf.d/*.conf": f"{tmp}/conf.d/*.conf",
+    }
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
