@@ -83,6 +83,10 @@ class Citizen:
             if message["type"] == kind:
                 return dict(message)
 
+    def lose_connection(self) -> None:
+        """The phone's network goes: the TCP connection ends without a WebSocket close frame."""
+        self.ws._writer.transport.abort()  # aiohttp keeps the socket's transport only there
+
 
 async def test_the_queue_tells_positions_and_a_citizen_who_closes_the_page_leaves_it(
     node: RunningNode,
@@ -163,7 +167,57 @@ async def test_a_call_whose_page_never_joins_leaves_the_queue(node: RunningNode)
         assert call["id"] not in node.app[VIDEO_DESK].queue
 
 
+async def test_a_lost_connection_keeps_the_place_for_the_page_to_come_back(
+    node: RunningNode,
+) -> None:
+    desk = node.app[VIDEO_DESK]
+    async with aiohttp.ClientSession() as http:
+        calls = [(await start(http, node, {}, f"10.0.1.{n}"))[1] for n in range(2)]
+        first, _ = await Citizen.join(http, node, calls[0])
+        second, _ = await Citizen.join(http, node, calls[1])
+        first.lose_connection()
+
+        async def away() -> bool:
+            return calls[0]["id"] in desk.away
+
+        await wait_until(away)
+        # The place is kept: nobody moves up, the row still waits.
+        assert list(desk.queue) == [calls[0]["id"], calls[1]["id"]]
+        assert [r.status for r in await rows(node)] == ["waiting", "waiting"]
+        again, joined = await Citizen.join(http, node, calls[0])
+        assert joined["type"] == "joined" and joined["status"] == "waiting"
+        assert joined["position"] == 1
+        assert desk.away == {} and desk.citizens.keys() == {calls[0]["id"], calls[1]["id"]}
+        # Back, the page hears the queue again: the second leaves (a close frame: at once).
+        await second.ws.close()
+        assert (await again.next("queue"))["position"] == 1
+        await again.ws.close()
+
+
+async def test_a_page_not_back_within_the_grace_has_left(node: RunningNode) -> None:
+    desk = node.app[VIDEO_DESK]
+    desk.rejoin_within = 0.5
+    async with aiohttp.ClientSession() as http:
+        calls = [(await start(http, node, {}, f"10.0.2.{n}"))[1] for n in range(2)]
+        first, _ = await Citizen.join(http, node, calls[0])
+        second, _ = await Citizen.join(http, node, calls[1])
+        first.lose_connection()
+        moved = await second.next("queue")
+        assert moved["position"] == 1
+        stored = {r.id: r for r in await rows(node)}
+        assert (stored[calls[0]["id"]].status, stored[calls[0]["id"]].end_reason) == (
+            "left",
+            "connection_lost",
+        )
+        # Too late: the key opens nothing any more.
+        late = await http.ws_connect(f"{node.url}/video/v1/calls/{calls[0]['id']}/ws")
+        await late.send_json({"type": "join", "key": calls[0]["key"]})
+        assert (await late.receive_json(timeout=10))["code"] == "call_over"
+        await second.ws.close()
+
+
 async def test_a_page_that_stops_answering_heartbeats_leaves_the_queue(node: RunningNode) -> None:
+    node.app[VIDEO_DESK].rejoin_within = 0.5
     async with aiohttp.ClientSession() as http:
         _, call = await start(http, node, {})
         # A page that froze: its socket stays open but never answers the node's pings.
@@ -173,7 +227,9 @@ async def test_a_page_that_stops_answering_heartbeats_leaves_the_queue(node: Run
         await ws.send_json({"type": "join", "key": call["key"]})
 
         async def gone() -> bool:
-            return [r.status for r in await rows(node)] == ["left"]
+            return [(r.status, r.end_reason) for r in await rows(node)] == [
+                ("left", "connection_lost")
+            ]
 
         await wait_until(gone, timeout=60)
         assert call["id"] not in node.app[VIDEO_DESK].queue

@@ -3,7 +3,8 @@ The citizen (390 px) starts a call from /video and waits in the queue; the clerk
 opts in, picks the call up, and both see and hear each other through the node; the clerk
 takes a photo at the resolution the camera sends, books a slot at the window and opens a
 window application with the photo attached; the citizen rates the call. A second citizen
-closes the page while waiting and leaves the queue. Outside opening hours the citizen leaves a
+closes the page while waiting and leaves the queue; a third loses its network while waiting
+and in the call, and comes back. Outside opening hours the citizen leaves a
 phone and a helper takes the callback. The time from pick-up to the clerk's
 first frame is printed (bench figures are not asserted)."""
 
@@ -22,6 +23,7 @@ from sqlalchemy import select
 
 from inspection.models import inspection_items
 from inspection.snapshots import quarters
+from node.appkeys import VIDEO_DESK
 from node.clock import CHINA
 from node.videocalls.models import video_calls
 from tests.support.api import ApiClient
@@ -35,6 +37,7 @@ from tests.support.browser import (
 from tests.support.databases import DatabaseFactory
 from tests.support.forms import form_for
 from tests.support.media import matches_quarters, write_y4m
+from tests.support.netproxy import CuttableProxy
 from tests.support.nodes import RunningNode
 from tests.support.regions import materials_for
 from tests.support.videocalls import ALWAYS, not_today, video_node
@@ -251,6 +254,93 @@ async def test_a_citizen_who_closes_the_page_leaves_the_queue(
         return [c["status"] for c in await _calls(node)] == ["left"]
 
     await wait_until(left)
+
+
+async def test_a_citizen_whose_network_drops_comes_back(node: RunningNode, tmp_path: Path) -> None:
+    """The citizen's connection to the node is cut (both ends reset, no close frame) while
+    waiting and again in the call: the page joins again with the call's key, keeps its place,
+    and the call goes on (its media do not pass through the cut connection)."""
+    desk = node.app[VIDEO_DESK]
+    y4m = write_y4m(tmp_path / "camera.y4m")
+    proxy = await CuttableProxy(node.config.port).start()
+    try:
+        async with chromium(
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}",
+        ) as browser:
+            phone_ctx = await browser.new_context(
+                viewport=CITIZEN, is_mobile=True, permissions=["camera", "microphone"]
+            )
+            citizen = await phone_ctx.new_page()
+            desk_ctx = await browser.new_context(
+                viewport=DESK, permissions=["camera", "microphone"]
+            )
+            clerk = await desk_ctx.new_page()
+            await _ask(citizen, proxy.url, consent=False)
+            [call] = await _calls(node)
+            call_id = str(call["id"])
+
+            # Waiting: the network goes; the place is kept and the page comes back.
+            proxy.cut()
+            await citizen.wait_for_function(
+                "() => !document.getElementById('reconnecting').classList.contains('hidden')",
+                timeout=10_000,
+            )
+
+            async def back() -> bool:
+                return call_id in desk.citizens and call_id not in desk.away
+
+            await wait_until(back, timeout=30)
+            await citizen.wait_for_function(
+                "() => document.getElementById('reconnecting').classList.contains('hidden')",
+                timeout=10_000,
+            )
+            assert await citizen.locator("#position").text_content() == "1"
+            assert list(desk.queue) == [call_id]
+
+            # The call: both see each other; the network goes again; the call goes on.
+            await sign_in(clerk, node.url, "clerk")
+            await clerk.goto(f"{node.url}/video/desk")
+            await clerk.get_by_role("button", name="参与视频接听").click()
+            await clerk.wait_for_selector("#queue tbody tr button", timeout=30_000)
+            await clerk.get_by_role("button", name="接听", exact=True).click()
+            await clerk.wait_for_url("**/console", timeout=30_000)
+            await clerk.wait_for_function(FRAMES, timeout=60_000)
+            await citizen.wait_for_function(FRAMES, timeout=60_000)
+            rejoins = proxy.cuts
+            proxy.cut()
+            assert proxy.cuts == rejoins + 1
+
+            async def lost_then_back() -> bool:
+                return call_id in desk.citizens and call_id not in desk.away
+
+            await wait_until(lost_then_back, timeout=30)
+            await citizen.wait_for_function(
+                "() => document.getElementById('status').textContent.startsWith('已接通')",
+                timeout=30_000,
+            )
+            frames = await citizen.evaluate(
+                "() => document.getElementById('remote').getVideoPlaybackQuality().totalVideoFrames"
+            )
+            await citizen.wait_for_function(
+                "(n) => document.getElementById('remote').getVideoPlaybackQuality()"
+                ".totalVideoFrames > n + 10",
+                arg=frames,
+                timeout=30_000,
+            )
+            assert [c["status"] for c in await _calls(node)] == ["active"]
+
+            await clerk.get_by_role("button", name="结束通话").click()
+            await citizen.wait_for_function(
+                "() => !document.getElementById('done').classList.contains('hidden')",
+                timeout=30_000,
+            )
+            assert_no_policy_violations(browser)
+    finally:
+        await proxy.stop()
+    [ended] = await _calls(node)
+    assert ended["status"] == "ended"
 
 
 async def test_outside_opening_hours_the_citizen_leaves_a_phone_and_a_helper_calls_back(

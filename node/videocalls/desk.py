@@ -55,6 +55,11 @@ CITIZEN = "applicant"
 #: Seconds a new call waits for its citizen's socket; a call nobody joins leaves the queue
 #: (a script that starts calls without a page cannot hold places).
 JOIN_WITHIN = 15.0
+#: Seconds a citizen whose socket was lost (no close frame: a phone between networks, a
+#: tunnel, a page that stopped answering heartbeats) keeps a place in the queue or in the
+#: call, so that the page can come back with the call's key. Closing the page, a reload or
+#: ``bye`` send a close frame and leave at once.
+REJOIN_WITHIN = 20.0
 
 
 class CallSession(LiveSession):
@@ -127,6 +132,9 @@ class CallDesk:
         self.seen: dict[str, float] = {}
         self._handling: tuple[float, float] = (0.0, DEFAULT_HANDLING_S)
         self.join_within = JOIN_WITHIN
+        self.rejoin_within = REJOIN_WITHIN
+        #: Calls whose citizen's socket was lost, with the task that ends the wait for them.
+        self.away: dict[str, asyncio.Task[None]] = {}
         self._starting = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -230,6 +238,35 @@ class CallDesk:
                         "waiting": len(self.queue),
                     }
                 )
+
+    def citizen_lost(self, call_id: str) -> None:
+        """The citizen's socket was lost without a close frame: the place is kept (in the
+        queue, or in the call: the media may well still flow) for ``rejoin_within`` seconds,
+        then the citizen has left (``connection_lost``) unless the page came back."""
+        self.citizens.pop(call_id, None)
+        if call_id in self.away:
+            return
+        task = asyncio.ensure_future(self._unless_back(call_id))
+        self.away[call_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("video call %s: the citizen's connection was lost; waiting for it", call_id)
+
+    def citizen_back(self, call_id: str) -> None:
+        """The citizen's page joined again: nothing is left."""
+        task = self.away.pop(call_id, None)
+        if task is not None:
+            task.cancel()
+            log.info("video call %s: the citizen is back", call_id)
+
+    async def _unless_back(self, call_id: str) -> None:
+        try:
+            await asyncio.sleep(self.rejoin_within)
+        finally:
+            if self.away.get(call_id) is asyncio.current_task():
+                del self.away[call_id]
+        if call_id not in self.citizens:
+            await self.citizen_left(call_id, "connection_lost")
 
     async def citizen_left(self, call_id: str, reason: str) -> None:
         """The citizen's socket closed (or said bye): a waiting call leaves the queue; in a

@@ -5,8 +5,10 @@ are reused): JSON messages with a ``type``, the first one ``join``:
 
 - the citizen: ``{"type": "join", "key": "<call key>"}``; while waiting the node pushes
   ``queue`` (position, estimated wait) on every change of the queue, then ``picked`` when a
-  clerk answers; the citizen then sends ``offer`` and gets ``answer``. Closing the socket (or
-  ``bye``, or the heartbeat timing out) leaves the queue.
+  clerk answers; the citizen then sends ``offer`` and gets ``answer``. Closing the socket (a
+  close frame) or ``bye`` leaves the queue at once; a socket lost without one (the network,
+  the heartbeat timing out) keeps the place for ``desk.REJOIN_WITHIN`` seconds, for the page
+  to join again with the key (then, in a call, a new offer if its media failed too).
 - the clerk who answered: the pages' session cookie (Origin this node) or ``"auth"``: a staff
   bearer token.
 
@@ -87,6 +89,7 @@ class Connection:
             await self.desk.citizens[self.call_id](_error("call_over", "已在其他页面打开"))
         self.citizen = True
         self.desk.citizens[self.call_id] = self.send
+        self.desk.citizen_back(self.call_id)
         position = self.desk.position(self.call_id)
         await self.send(
             {
@@ -167,9 +170,14 @@ class Connection:
             raise VideoCallError("unknown_message")
         return True
 
-    async def closed(self) -> None:
+    async def closed(self, *, lost: bool) -> None:
+        """The socket is over; ``lost``: without a close frame from the page (its network
+        went, or it stopped answering heartbeats), so the citizen may come back."""
         if self.citizen and self.desk.citizens.get(self.call_id) is self.send:
-            await self.desk.citizen_left(self.call_id, "left")
+            if lost:
+                self.desk.citizen_lost(self.call_id)
+            else:
+                await self.desk.citizen_left(self.call_id, "left")
         elif self.staff is not None and self.participant is not None:
             live = self.desk.live.get(self.call_id)
             if self.participant.notify is self.send:
@@ -189,26 +197,28 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
     conn = Connection(request, request.match_info["call_id"], send)
     cookie = await staff_from_cookie(request)
+    # Until the page closes the socket itself (a close frame), says bye, or is sent away.
+    lost = True
     try:
         while True:
             try:
                 msg = await ws.receive(timeout=None if conn.joined else JOIN_TIMEOUT)
             except TimeoutError:
                 await send(_error("join_first"))
+                lost = False
                 break
             if msg.type != WSMsgType.TEXT:
-                if msg.type in (
-                    WSMsgType.CLOSE,
-                    WSMsgType.CLOSING,
-                    WSMsgType.CLOSED,
-                    WSMsgType.ERROR,
-                ):
+                if msg.type == WSMsgType.CLOSE:
+                    lost = False
+                    break
+                if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     break
                 await send(_error("message_malformed"))
                 continue
             if not bucket.take():
                 await send(_error("rate_limited"))
                 await ws.close(code=4429, message=b"rate_limited")
+                lost = False
                 break
             try:
                 message = json.loads(msg.data)
@@ -219,14 +229,16 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 continue
             try:
                 if not await conn.handle(message, cookie):
+                    lost = False
                     break
             except (VideoCallError, InspectionError, ApiError) as exc:
                 await send(_error(exc.code, exc.message))
                 if not conn.joined:
                     await ws.close(code=4400 + (exc.status % 100))
+                    lost = False
                     break
     finally:
-        await conn.closed()
+        await conn.closed(lost=lost)
         if not ws.closed:
             await ws.close()
     return ws

@@ -54,8 +54,7 @@
   }
   function finished() {
     if (over) return;
-    over = true;
-    cleanup();
+    stop();
     if (chan) chan.close();
     show($("wait"), false); show($("call"), false); show($("done"), true);
   }
@@ -67,7 +66,9 @@
 
   async function talk() {
     show($("wait"), false); show($("call"), true);
+    $("reconnecting").classList.add("hidden");
     say("工作人员已接听，正在接通…");
+    if (pc) { pc.close(); pc = null; }
     pc = new RTCPeerConnection({ iceServers: call.ice_servers || [] });
     stream.getTracks().forEach((t) => pc.addTrack(t, stream));
     $("self").srcObject = stream;
@@ -77,7 +78,13 @@
     pc.onconnectionstatechange = () => {
       if (!pc) return;
       if (pc.connectionState === "connected") say(`已接通${call.clerk ? "：" + call.clerk : ""}。`, "ok");
-      if (pc.connectionState === "failed") say("连接中断，请检查网络。", "bad");
+      if (pc.connectionState === "disconnected") say("网络不稳定，正在恢复…", "bad");
+      if (pc.connectionState === "failed") {
+        // A new offer replaces the node's peer connection; over a socket that is still open,
+        // or once it is back.
+        say("连接中断，正在重新接通…", "bad");
+        if (chan && chan.isOpen()) talk();
+      }
     };
     try { await TongbanRTC.negotiate(chan, pc); }
     catch (err) { say(MESSAGES[err.code] || "接通失败，请稍后重试。", "bad"); }
@@ -116,32 +123,93 @@
     show(ask, false); show($("wait"), true);
     $("self-preview").srcObject = stream;
     $("recording-note").textContent = body.consent ? "您已同意录音录像，本次通话将被录像。" : "本次通话不录音录像。";
-    chan = TongbanRTC.channel(call.id, () => ({ type: "join", key: call.key }), () => {
-      if (!over) { say("与服务器的连接已断开。", "bad"); }
-    }, `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/video/v1/calls/${call.id}/ws`);
-    chan.on("queue", position);
-    chan.on("picked", (msg) => { call.clerk = msg.name; talk(); });
-    chan.on("appointment", appointment);
-    chan.on("ended", finished);
-    try {
-      const joined = await chan.open();
-      call.ice_servers = joined.ice_servers;
-      if (joined.position) position(joined);
-      // Keep the socket busy so proxies do not drop it; the node's heartbeat does the rest.
-      setInterval(() => chan.send({ type: "ping" }), 15000);
-    } catch (err) {
-      error.textContent = MESSAGES[err.code] || "连接失败，请稍后再试。";
-      show(error, true); show(ask, true); show($("wait"), false); cleanup();
+    // Keep the socket busy so proxies do not drop it; the node's heartbeat does the rest.
+    pinger = setInterval(() => { if (chan) chan.send({ type: "ping" }); }, 15000);
+    const first = await connect();
+    if (first && first.code) {
+      error.textContent = MESSAGES[first.code] || "连接失败，请稍后再试。";
+      show(error, true); show(ask, true); show($("wait"), false);
+      stop(); chan = null; over = false;
     }
   });
 
-  $("cancel").addEventListener("click", () => {
+  // -- the socket, joined again after a lost connection -----------------------------------------
+  // The node keeps the citizen's place (in the queue or in the call) for REJOIN_S seconds after
+  // a socket lost without a close frame; the page joins again with the call's key meanwhile.
+  const REJOIN_S = 20;
+  let retry = 0, timer = null, lostAt = 0, pinger = null, joinedOnce = false;
+  const url = () => `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/video/v1/calls/${call.id}/ws`;
+
+  function stop() {
     over = true;
-    if (chan) { chan.send({ type: "bye" }); chan.close(); }
+    if (pinger) { clearInterval(pinger); pinger = null; }
+    if (timer) { clearTimeout(timer); timer = null; }
     cleanup();
+  }
+
+  // Joins (again); returns the node's refusal if it refused, else null.
+  async function connect() {
+    const mine = TongbanRTC.channel(call.id, () => ({ type: "join", key: call.key }), () => {
+      if (chan === mine) lost();
+    }, url());
+    chan = mine;
+    mine.on("queue", position);
+    mine.on("picked", (msg) => { call.clerk = msg.name; talk(); });
+    mine.on("appointment", appointment);
+    mine.on("ended", finished);
+    let joined;
+    try {
+      joined = await mine.open();
+    } catch (err) {
+      if (err.code && err.code !== "closed") {
+        if (joinedOnce) { say(MESSAGES[err.code] || MESSAGES.call_over, "bad"); finished(); }
+        return err;
+      }
+      return null; // closed: lost() tries again
+    }
+    joinedOnce = true;
+    retry = 0; lostAt = 0;
+    call.ice_servers = joined.ice_servers;
+    if (joined.status === "waiting") {
+      $("reconnecting").classList.add("hidden");
+      if (joined.position) position(joined);
+    } else if (joined.status === "active") {
+      call.clerk = joined.clerk_name || call.clerk;
+      if (pc && (pc.connectionState === "connected" || pc.connectionState === "connecting")) {
+        say(`已接通${call.clerk ? "：" + call.clerk : ""}。`, "ok");
+      } else {
+        talk();
+      }
+    }
+    return null;
+  }
+
+  function lost() {
+    if (over) return;
+    if (!lostAt) lostAt = Date.now();
+    if (Date.now() - lostAt > REJOIN_S * 1000) {
+      say("与服务器的连接已断开，本次视频咨询已结束。", "bad");
+      finished();
+      return;
+    }
+    say("网络中断，正在重新连接…", "bad");
+    $("reconnecting").classList.remove("hidden");
+    if (timer) return;
+    const delay = Math.min(4000, 500 * 2 ** retry++);
+    timer = setTimeout(() => { timer = null; if (!over) connect(); }, delay);
+  }
+  window.addEventListener("online", () => {
+    if (!over && lostAt && !timer) { retry = 0; lost(); }
+  });
+
+  $("cancel").addEventListener("click", () => {
+    stop();
+    const leaving = chan;
+    chan = null; // its close is no lost connection
+    if (leaving) { leaving.send({ type: "bye" }); leaving.close(); }
     show($("wait"), false); show(ask, true);
     $("ask-error").textContent = "您已离开排队。"; show($("ask-error"), true);
-    over = false;
+    over = false; joinedOnce = false; lostAt = 0; retry = 0;
   });
   $("hangup").addEventListener("click", () => {
     if (chan) chan.send({ type: "bye" });
