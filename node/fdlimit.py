@@ -25,7 +25,7 @@ NEEDED = 4096
 
 
 def open_files_limits() -> tuple[int, int]:
-    """The process's (soft, hard) limits of open files; unlimited as ``WANTED``'s square."""
+    """The process's (soft, hard) limits of open files (an unlimited one as ``WANTED`` squared)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     unlimited = WANTED * WANTED
     return (

@@ -1,17 +1,21 @@
 """Compact JWS (RFC 7515) with EdDSA only: the one framing every signed object uses.
 
-Signing goes through PyJWT. Verification parses strictly here first (size, alphabet, UTF-8,
-JSON, header), so that every malformed input gets its own stable error code, and then checks the
+Signing makes exactly the bytes PyJWT's ``jwt.encode`` makes (tests/test_protocol.py compares
+them), without its per-call work (header checks, algorithm and key lookups): it signs every
+receipt and envelope. Verification parses strictly here first (size, alphabet, UTF-8, JSON,
+header), so that every malformed input gets its own stable error code, and then checks the
 Ed25519 signature over the bytes exactly as received.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -44,8 +48,22 @@ class ParsedJWS:
 
 
 def sign(claims: dict[str, Any], key: Ed25519PrivateKey, *, kid: str, typ: str) -> str:
-    """Sign ``claims`` as a compact JWS with header ``{"alg": "EdDSA", "typ", "kid"}``."""
-    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"typ": typ, "kid": kid})
+    """Sign ``claims`` as a compact JWS with header ``{"alg": "EdDSA", "typ", "kid"}``: the
+    header's keys sorted, both parts compact JSON with non-ASCII as ``\\u`` escapes, as PyJWT
+    writes them."""
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode("ascii"))
+    signing_input = _header_segment(kid, typ) + b"." + payload
+    return (signing_input + b"." + _b64(key.sign(signing_input))).decode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _header_segment(kid: str, typ: str) -> bytes:
+    header = {"alg": ALGORITHM, "kid": kid, "typ": typ}
+    return _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("ascii"))
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def parse(token: bytes | str, *, typ: str, max_size: int) -> ParsedJWS:

@@ -3,8 +3,11 @@ and verified as docs/protocol.md says, and every bad input is refused with its e
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import itertools
 import json
+import random
 import re
 import tomllib
 import uuid
@@ -13,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jwt as pyjwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import claims as c
 from protocol import descriptor as desc
@@ -458,10 +463,69 @@ def test_non_canonical_base64_is_refused(w: World, good: str) -> None:
 def test_b64url_helpers() -> None:
     for data in (b"", b"a", b"ab", b"abc", bytes(range(256))):
         assert b64url_decode(b64url_encode(data)) == data
-    for text in ("QQ=", "Q", "QR", "Q+", "Q/", "QQ\n", " QQ", "QQ "):
+    for text in ("QQ=", "Q", "QR", "Q+", "Q/", "QQ\n", " QQ", "QQ ", "QQ\u00e9", "Q\x00=="):
         with pytest.raises(ProtocolError) as info:
             b64url_decode(text)
         assert info.value.code is ErrorCode.MALFORMED_JWS, text
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _b64url_reference(text: str) -> bytes | None:
+    """The rule b64url_decode keeps, as its first version spelled it: the alphabet, a length
+    that is not 1 mod 4, and the one text the bytes encode to."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
+        return None
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return data if b64url_encode(data) == text else None
+
+
+def _b64url_new(text: str) -> bytes | None:
+    try:
+        return b64url_decode(text)
+    except ProtocolError as exc:
+        assert exc.code is ErrorCode.MALFORMED_JWS
+        return None
+
+
+def test_b64url_decode_keeps_the_reference_rule_on_every_short_text() -> None:
+    """Every text of up to three characters over the alphabet and characters a hostile
+    sender would try (the standard alphabet's '+' and '/', padding, whitespace, NUL, '.',
+    non-ASCII), and longer random ones: accepted and decoded exactly when the reference
+    accepts, to the same bytes."""
+    chars = _B64URL + "+/=.\n $\x00é"
+    for size in range(4):
+        for letters in itertools.product(chars, repeat=size):
+            text = "".join(letters)
+            assert _b64url_new(text) == _b64url_reference(text), text
+    rng = random.Random(7)
+    for _ in range(20000):
+        size = rng.randint(4, 40)
+        text = "".join(rng.choice(chars if rng.random() < 0.2 else _B64URL) for _ in range(size))
+        assert _b64url_new(text) == _b64url_reference(text), text
+    for size in range(0, 300):
+        data = rng.randbytes(size)
+        assert b64url_decode(b64url_encode(data)) == data
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": "430523", "aud": "430400", "iat": 1764892800, "n": 1.5, "ok": True},
+        {"body": {"note": "申请人补正材料：营业执照副本", "list": [1, None, "办结"]}, "x": "😀"},
+        {"nested": {"a": {"b": {"c": []}}}, "digest": "ab" * 32, "empty": {}},
+    ],
+)
+def test_signing_makes_exactly_what_pyjwt_makes(claims: dict[str, Any]) -> None:
+    """Receipts and envelopes are signed without PyJWT's per-call work, into the same bytes
+    (so nothing changes for partners or for the vectors)."""
+    key = Ed25519PrivateKey.generate()
+    for kid, typ in (("430400:0123456789abcdef", rcpt.TYP), ("370500:fedcba9876543210", env.TYP)):
+        made = jws.sign(claims, key, kid=kid, typ=typ)
+        assert made == pyjwt.encode(
+            claims, key, algorithm="EdDSA", headers={"typ": typ, "kid": kid}
+        )
 
 
 def test_envelope_over_one_mebibyte(w: World) -> None:
