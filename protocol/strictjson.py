@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from typing import Any
 
 from protocol.errors import ErrorCode, ProtocolError
@@ -22,6 +23,10 @@ MAX_DEPTH = 32
 #: Largest magnitude of an integer: 2**53 - 1.
 MAX_INTEGER = 2**53 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: A JSON escape that may spell half of a surrogate pair (\uD800..\uDFFF). Text read as
+#: strict UTF-8 holds no surrogate, so only such an escape can make one: without any, the
+#: walk that looks for lone surrogates in every string has nothing to find.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -99,19 +104,42 @@ def scan_depth(text: str, limit: int = MAX_DEPTH) -> bool:
     return True
 
 
-def _parse(data: bytes) -> Any:
-    try:
-        text = data.decode("utf-8", errors="strict")
-    except UnicodeDecodeError as exc:
-        raise ProtocolError(ErrorCode.INVALID_ENCODING, "not valid UTF-8") from exc
-    try:
-        return json.loads(
-            text,
+#: One strict decoder per thread (``json.loads`` with hooks builds a new one per call; the
+#: C scanner keeps per-call state in the decoder, so threads do not share one).
+_DECODERS = threading.local()
+
+
+def _decoder() -> json.JSONDecoder:
+    decoder: json.JSONDecoder | None = getattr(_DECODERS, "decoder", None)
+    if decoder is None:
+        decoder = json.JSONDecoder(
             object_pairs_hook=_no_duplicates,
             parse_constant=_no_constants,
             parse_float=_finite,
             parse_int=_exact_int,
         )
+        _DECODERS.decoder = decoder
+    return decoder
+
+
+def _check_walk(value: Any, text: str) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` and lone surrogates, walking ``value`` only
+    when ``text`` could hold either: at most ``MAX_DEPTH`` brackets cannot nest deeper (those
+    inside strings only make the count larger), and no surrogate escape makes no surrogate."""
+    brackets = text.count("{") + text.count("[")
+    if brackets <= MAX_DEPTH and _SURROGATE_ESCAPE.search(text) is None:
+        return
+    if _depth(value) > MAX_DEPTH:
+        raise ProtocolError(ErrorCode.JSON_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
+
+
+def _parse(data: bytes) -> tuple[Any, str]:
+    try:
+        text = data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(ErrorCode.INVALID_ENCODING, "not valid UTF-8") from exc
+    try:
+        return _decoder().decode(text), text
     except ProtocolError:
         raise
     except RecursionError as exc:
@@ -123,11 +151,10 @@ def _parse(data: bytes) -> Any:
 
 def loads_object(data: bytes) -> dict[str, Any]:
     """Parse ``data`` as a strict JSON object or raise ProtocolError."""
-    value = _parse(data)
+    value, text = _parse(data)
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.INVALID_JSON, "top level is not a JSON object")
-    if _depth(value) > MAX_DEPTH:
-        raise ProtocolError(ErrorCode.JSON_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
+    _check_walk(value, text)
     return value
 
 
@@ -137,9 +164,8 @@ def loads_value(data: bytes) -> Any:
     staff and citizen API."""
     if not scan_depth(data.decode("utf-8", errors="replace")):
         raise ProtocolError(ErrorCode.JSON_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
-    value = _parse(data)
-    if _depth(value) > MAX_DEPTH:
-        raise ProtocolError(ErrorCode.JSON_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
+    value, text = _parse(data)
+    _check_walk(value, text)
     return value
 
 

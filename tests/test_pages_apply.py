@@ -21,6 +21,8 @@ from playwright.async_api import CDPSession, Page
 from sqlalchemy import func, select
 
 from node.cases.models import cases, uploads
+from node.identity.models import citizen_session_ends
+from node.identity.session import session_cookie_name
 from tests.support.api import ApiClient
 from tests.support.browser import chromium, output_dir, overflowing
 from tests.support.databases import DatabaseFactory
@@ -291,6 +293,44 @@ async def test_the_form_works_without_javascript_and_refuses_forgeries(phone_nod
         for other in ("370500-XK-0001", "430400-DJ-0001"):
             async with http.get(f"{node.url}/apply/{other}", allow_redirects=False) as resp:
                 assert resp.status == 404, other
+
+
+async def test_a_logout_ends_every_copy_of_the_session(phone_node: Any) -> None:
+    """退出登录 ends the session for a copy of its cookie too (taken from a shared phone, say),
+    not only in the browser that signed out; a forged logout (no CSRF token) ends nothing."""
+    node, provider = phone_node
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        page = await citizen_login(http, node, provider, f"/apply/{ITEM}")
+        csrf = _csrf(page)
+        name = session_cookie_name(node.config.region)
+        copied = {c.key: c.value for c in jar if c.key == name}
+        assert list(copied) == [name]
+
+        async def form_status(cookies: dict[str, str]) -> int:
+            url = f"{node.url}/apply/{ITEM}"
+            async with (
+                aiohttp.ClientSession(cookies=cookies) as other,
+                other.get(url, allow_redirects=False) as resp,
+            ):
+                return resp.status
+
+        assert await form_status(copied) == 200  # the copy works as well as the original
+        async with http.post(
+            f"{node.url}/citizen/logout", data={"csrf": "forged"}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 302
+        assert await form_status(copied) == 200
+        async with http.post(
+            f"{node.url}/citizen/logout", data={"csrf": csrf}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 302 and resp.headers["Location"] == "/query"
+        assert name not in {c.key for c in jar}
+        # The copy now leads to the login like no session at all.
+        assert await form_status(copied) == 302
+        async with node.db.read() as conn:
+            ended = (await conn.execute(select(citizen_session_ends))).all()
+        assert len(ended) == 1 and len(ended[0].sid_digest) == 64
 
 
 async def test_without_a_provider_the_phone_form_takes_unverified_applications(

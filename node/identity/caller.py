@@ -7,28 +7,33 @@ import logging
 
 from aiohttp import web
 
-from node.appkeys import CASES, CONFIG, IDENTITY
+from node.appkeys import CASES, CONFIG, DATABASE, IDENTITY
 from node.cases.intake import CitizenIdentity
 from node.http_errors import ApiError
 from node.identity import session
 from node.identity.errors import IdentityError, IdentityErrorCode
 from node.identity.session import CitizenSession
+from node.identity.session_ends import session_ended
 from node.identity.verification import VerifiedIdentity
 
 log = logging.getLogger(__name__)
 
 
-def citizen_session(request: web.Request) -> CitizenSession | None:
-    """The signed-in citizen of a page request, or None."""
+async def citizen_session(request: web.Request) -> CitizenSession | None:
+    """The signed-in citizen of a page request, or None (no cookie, one that does not open or
+    has expired, or a session a logout ended)."""
     rp = request.app[IDENTITY]
     config = request.app[CONFIG]
-    return session.read_session(
+    found = session.read_session(
         request,
         request.app[CASES].sealer,
         config.region,
         rp.clock(),
         secure=config.url.startswith("https://"),
     )
+    if found is None or await session_ended(request.app[DATABASE], found):
+        return None
+    return found
 
 
 def as_citizen(identity: VerifiedIdentity | CitizenSession) -> CitizenIdentity:

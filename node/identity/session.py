@@ -61,6 +61,9 @@ class CitizenSession:
     expires: float
     #: The CSRF token of this session's forms.
     csrf: str
+    #: The session's id: a logout records it, which ends every copy of the cookie
+    #: (node/identity/session_ends.py). A cookie sealed before sessions had one counts as none.
+    sid: str
 
     def csrf_ok(self, offered: Any) -> bool:
         return isinstance(offered, str) and hmac.compare_digest(offered, self.csrf)
@@ -73,7 +76,9 @@ class CitizenSession:
 
 
 def unverified_session(now: float, lifetime: int) -> CitizenSession:
-    return CitizenSession("", "", "", "", now + lifetime, secrets.token_urlsafe(24))
+    return CitizenSession(
+        "", "", "", "", now + lifetime, secrets.token_urlsafe(24), secrets.token_urlsafe(16)
+    )
 
 
 def seal(sealer: SealsValues, data: dict[str, Any], place: str) -> str:

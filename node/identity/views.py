@@ -20,11 +20,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from node.appkeys import CASES, CONFIG, IDENTITY
+from node.appkeys import CASES, CONFIG, DATABASE, IDENTITY
 from node.identity import session
 from node.identity.caller import citizen_session
 from node.identity.errors import IdentityError
 from node.identity.session import CALLBACK_PATH, CitizenSession
+from node.identity.session_ends import end_session
 from node.pages.rendering import render
 from node.pages.session import safe_next
 
@@ -127,6 +128,7 @@ def routes() -> web.RouteTableDef:
             subject=identity.subject,
             expires=rp.clock() + minutes * 60,
             csrf=secrets.token_urlsafe(24),
+            sid=secrets.token_urlsafe(16),
         )
         response = redirect(login.next)
         session.clear_login(response, config.region)
@@ -138,9 +140,11 @@ def routes() -> web.RouteTableDef:
     @table.post("/citizen/logout")
     async def logout(request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        citizen = citizen_session(request)
+        citizen = await citizen_session(request)
         response = redirect("/query")
         if citizen is not None and citizen.csrf_ok(form.get("csrf")):
+            # Ended for every copy of the cookie, not only this browser's.
+            await end_session(request.app[DATABASE], citizen)
             session.clear_session(response, request.app[CONFIG].region, secure=_secure(request))
         return response
 

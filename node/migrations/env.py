@@ -7,6 +7,7 @@ import node.accounts.models
 import node.cases.models
 import node.catalog.models
 import node.federation.models
+import node.identity.models
 import node.videocalls.models
 import node.workdays.models  # noqa: F401
 from node.storage.metadata import metadata

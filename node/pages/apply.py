@@ -291,7 +291,7 @@ def routes() -> web.RouteTableDef:
     @table.get("/apply/{item_code}")
     async def apply_form(request: web.Request) -> web.StreamResponse:
         item = await own_online_item(request)
-        citizen = citizen_session(request)
+        citizen = await citizen_session(request)
         rp = request.app[IDENTITY]
         if citizen is not None and rp.configured and not citizen.verified:
             citizen = None  # a provider now: sign in through it
@@ -308,7 +308,7 @@ def routes() -> web.RouteTableDef:
     @table.post("/apply/{item_code}")
     async def apply(request: web.Request) -> web.StreamResponse:
         item = await own_online_item(request)
-        citizen = citizen_session(request)
+        citizen = await citizen_session(request)
         configured = request.app[IDENTITY].configured
         if citizen is None or (configured and not citizen.verified):
             # The session ran out while the form was open (or a provider came since).
