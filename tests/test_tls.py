@@ -33,7 +33,7 @@ from node.ops.tls import server_ssl_context
 from node.provisioning import init_node, link_all
 from protocol.messages import example_body
 from tests.support.databases import DatabaseFactory
-from tests.support.nginx import nginx_config
+from tests.support.nginx import make_certs, nginx_config
 from tests.support.nodes import FAST_FEDERATION, RunningNode, free_port
 from tests.support.waiting import wait_until
 
@@ -513,3 +513,96 @@ def test_nginx_template_is_valid_and_logs_no_query_strings(tmp_path: Path) -> No
             assert variable not in fmt
     access_logs = re.findall(r"^\s*access_log\s+([^;]*);", text, re.M)
     assert access_logs and all(line.endswith(" tongban_path") for line in access_logs)
+
+
+def test_the_federation_cap_leaves_room_for_two_replicas_of_a_partner() -> None:
+    """nginx refuses federation requests from one address past a cap: it must let a partner
+    with two replicas behind one address send two full windows (the client allows window + 4
+    connections per partner)."""
+    template = Path(__file__).resolve().parents[1] / "docker" / "nginx" / "region.conf.template"
+    caps = re.findall(r"limit_conn tongban_federation (\d+);", template.read_text("utf-8"))
+    assert len(caps) == 2  # envelopes and blobs
+    assert all(int(cap) >= 2 * (FederationSettings().window + 4) for cap in caps)
+
+
+@pytest.mark.skipif(
+    shutil.which("nginx") is None or shutil.which("openssl") is None,
+    reason="needs nginx and openssl (the topology of docker/compose.yaml)",
+)
+async def test_nginx_refuses_envelopes_past_the_cap_from_one_address_with_a_retryable_503(
+    tmp_path: Path,
+) -> None:
+    """A partner holding the cap's worth of envelope requests open (here 3, headers sent, body
+    never): one more from its address is refused at once with 503, which a sender retries
+    (never a dead letter); once they end, requests go through again."""
+    certs = tmp_path / "certs"
+    make_certs(certs)
+    proxy_port, http_port = free_port(), free_port()
+    dead_replicas = [free_port(), free_port()]
+    conf = nginx_config(
+        tmp_path / "nginx", certs, proxy_port, http_port, dead_replicas, federation_cap=3
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(tmp_path / "nginx"), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    context = _ca_context(certs)
+    head = (
+        b"POST /federation/v1/envelopes HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/jose\r\nContent-Length: 5\r\n\r\n"
+    )
+
+    async def status_of_a_whole_request() -> int:
+        reader, writer = await asyncio.open_connection(
+            "localhost", proxy_port, ssl=context, server_hostname="localhost"
+        )
+        try:
+            writer.write(head + b"a.b.c")
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), 10)
+            return int(line.split()[1])
+        finally:
+            writer.close()
+
+    held: list[asyncio.StreamWriter] = []
+    try:
+
+        async def listening() -> bool:
+            try:
+                await status_of_a_whole_request()
+            except OSError:
+                return False
+            return True
+
+        await wait_until(listening, timeout=20)
+        # Through to the (dead) replicas: nginx's own answer for them is 502, not the cap.
+        assert await status_of_a_whole_request() == 502
+        for _ in range(3):
+            _reader, writer = await asyncio.open_connection(
+                "localhost", proxy_port, ssl=context, server_hostname="localhost"
+            )
+            writer.write(head)  # and never the body
+            await writer.drain()
+            held.append(writer)
+        statuses: list[int] = []
+
+        async def refused() -> bool:
+            statuses.append(await status_of_a_whole_request())
+            return statuses[-1] == 503
+
+        await wait_until(refused, timeout=10)
+        assert set(statuses) <= {502, 503}
+        for writer in held:
+            writer.close()
+        held.clear()
+
+        async def through_again() -> bool:
+            return await status_of_a_whole_request() == 502
+
+        await wait_until(through_again, timeout=10)
+    finally:
+        for writer in held:
+            writer.close()
+        nginx.terminate()
+        nginx.wait(timeout=10)

@@ -16,11 +16,28 @@ def make_certs(certs: Path, region: str = "430400") -> None:
     assert made.returncode == 0, made.stderr
 
 
-def nginx_config(tmp: Path, certs: Path, port: int, http_port: int, replicas: list[int]) -> Path:
+#: The template's cap on a partner's federation requests in flight from one address.
+FEDERATION_CAP = "limit_conn tongban_federation 1024;"
+
+
+def nginx_config(
+    tmp: Path,
+    certs: Path,
+    port: int,
+    http_port: int,
+    replicas: list[int],
+    *,
+    federation_cap: int | None = None,
+) -> Path:
     """docker/nginx/region.conf.template for region 430400 as the nginx image renders it, with
-    the replicas and ports of this test (and `http2 on` dropped on nginx before 1.25)."""
+    the replicas and ports of this test (and `http2 on` dropped on nginx before 1.25);
+    ``federation_cap``: another cap on federation requests from one address than the
+    template's (a test cannot hold a thousand requests open cheaply)."""
     template = ROOT / "docker" / "nginx" / "region.conf.template"
     text = template.read_text(encoding="utf-8").replace("${REGION}", "430400")
+    if federation_cap is not None:
+        assert FEDERATION_CAP in text
+        text = text.replace(FEDERATION_CAP, f"limit_conn tongban_federation {federation_cap};")
     for name, replica in zip(("a", "b"), replicas, strict=True):
         text = text.replace(f"node-430400-{name}:8400", f"127.0.0.1:{replica}")
     text = text.replace("/etc/nginx/certs/", f"{certs}/")
