@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,29 @@ class PassCounter:
         self._stopped = True
 
 
+def _noted_when_readable(order: list[str]) -> tuple[socket.socket, Callable[[], None]]:
+    """A socket pair whose reading end, once readable, appends "io" to ``order`` (the loop's
+    I/O callback); returns the writing end and what closes both."""
+    loop = asyncio.get_running_loop()
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+
+    def readable() -> None:
+        left.recv(16)
+        order.append("io")
+        loop.remove_reader(left.fileno())
+
+    loop.add_reader(left.fileno(), readable)
+
+    def close() -> None:
+        loop.remove_reader(left.fileno())
+        left.close()
+        right.close()
+
+    return right, close
+
+
 @pytest.mark.parametrize("per_pass", [1, 2, 4])
 async def test_at_most_per_pass_callers_go_on_in_one_pass_in_arrival_order(
     per_pass: int,
@@ -67,19 +91,9 @@ async def test_at_most_per_pass_callers_go_on_in_one_pass_in_arrival_order(
 async def test_io_that_arrives_is_handled_between_groups_of_heavy_steps() -> None:
     """Sixteen callers ready at once, each with 2 ms of work: a socket that became readable
     meanwhile is read after at most a pass of heavy steps, not after all sixteen."""
-    loop = asyncio.get_running_loop()
     turns = Turns(2)
     order: list[str] = []
-    left, right = socket.socketpair()
-    left.setblocking(False)
-    right.setblocking(False)
-
-    def readable() -> None:
-        left.recv(16)
-        order.append("io")
-        loop.remove_reader(left.fileno())
-
-    loop.add_reader(left.fileno(), readable)
+    right, close = _noted_when_readable(order)
 
     async def heavy(n: int) -> None:
         await turns.take()
@@ -91,9 +105,7 @@ async def test_io_that_arrives_is_handled_between_groups_of_heavy_steps() -> Non
     try:
         await asyncio.gather(*(heavy(n) for n in range(16)))
     finally:
-        loop.remove_reader(left.fileno())
-        left.close()
-        right.close()
+        close()
     assert order.index("io") <= 4, order
     assert sorted(o for o in order if o != "io") == sorted(f"step{n}" for n in range(16))
 
@@ -101,17 +113,8 @@ async def test_io_that_arrives_is_handled_between_groups_of_heavy_steps() -> Non
 async def test_without_turns_a_ready_crowd_starves_io() -> None:
     """The problem the turns solve, shown on the same workload: every ready task runs before
     the loop looks at its sockets."""
-    loop = asyncio.get_running_loop()
     order: list[str] = []
-    left, right = socket.socketpair()
-    left.setblocking(False)
-
-    def readable() -> None:
-        left.recv(16)
-        order.append("io")
-        loop.remove_reader(left.fileno())
-
-    loop.add_reader(left.fileno(), readable)
+    right, close = _noted_when_readable(order)
 
     async def heavy(n: int) -> None:
         await asyncio.sleep(0)
@@ -124,9 +127,7 @@ async def test_without_turns_a_ready_crowd_starves_io() -> None:
         await asyncio.gather(*(heavy(n) for n in range(16)))
         await asyncio.sleep(0.01)
     finally:
-        loop.remove_reader(left.fileno())
-        left.close()
-        right.close()
+        close()
     assert order.index("io") == 16
 
 
