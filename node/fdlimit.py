@@ -35,14 +35,16 @@ def open_files_limits() -> tuple[int, int]:
 
 
 def raise_open_files_limit() -> int:
-    """Raise the soft limit of open files towards ``WANTED`` (never above the hard limit, never
-    lowering it); returns the soft limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = WANTED if hard == resource.RLIM_INFINITY else min(WANTED, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
+    """Raise the soft limit of open files to ``usable_limit`` of the limits in force (never
+    above the hard limit, never lowering it); returns the soft limit now in force."""
+    soft, hard = open_files_limits()
+    usable = usable_limit(soft, hard)
+    if usable > soft:
         # A sandbox that refuses: keep what we have.
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (usable, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            )
     return open_files_limits()[0]
 
 

@@ -9,7 +9,6 @@ Ed25519 signature over the bytes exactly as received.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import json
@@ -20,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.keys import b64url_decode
+from protocol.keys import b64url_decode, b64url_encode
 from protocol.strictjson import loads_object
 
 ALGORITHM = "EdDSA"
@@ -51,19 +50,15 @@ def sign(claims: dict[str, Any], key: Ed25519PrivateKey, *, kid: str, typ: str) 
     """Sign ``claims`` as a compact JWS with header ``{"alg": "EdDSA", "typ", "kid"}``: the
     header's keys sorted, both parts compact JSON with non-ASCII as ``\\u`` escapes, as PyJWT
     writes them."""
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode("ascii"))
-    signing_input = _header_segment(kid, typ) + b"." + payload
-    return (signing_input + b"." + _b64(key.sign(signing_input))).decode("ascii")
+    payload = b64url_encode(json.dumps(claims, separators=(",", ":")).encode("ascii"))
+    signing_input = f"{_header_segment(kid, typ)}.{payload}"
+    return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode('ascii')))}"
 
 
 @functools.lru_cache(maxsize=256)
-def _header_segment(kid: str, typ: str) -> bytes:
+def _header_segment(kid: str, typ: str) -> str:
     header = {"alg": ALGORITHM, "kid": kid, "typ": typ}
-    return _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("ascii"))
-
-
-def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    return b64url_encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("ascii"))
 
 
 def parse(token: bytes | str, *, typ: str, max_size: int) -> ParsedJWS:

@@ -7,8 +7,8 @@ from node.storage.metadata import metadata
 #: Citizens' page sessions ended by a logout before they expired. A session lives in a sealed
 #: cookie (node/identity/session.py), which a copy would keep valid until its expiry; its id
 #: here ends it for every copy. ``sid_digest`` is the SHA-256 hex of the session id (a copy of
-#: the database names no live session); a row is pruned once the session would have expired
-#: anyway (node/ops/janitor.py).
+#: the database names no live session); rows of sessions that have expired anyway are pruned
+#: at each logout (node/identity/session_ends.py).
 citizen_session_ends = Table(
     "citizen_session_ends",
     metadata,
