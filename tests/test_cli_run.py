@@ -1,5 +1,6 @@
 """`tongban run`'s start-up: the cyclic garbage collector is off while the node is built and
-on again, with what start-up made frozen, once the app has started."""
+on again, with what start-up made frozen and a young generation of 10,000 objects, once the
+app has started."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from node.cli import collect_garbage_from_now_on
+from node.cli import YOUNG_COLLECTION_EVERY, collect_garbage_from_now_on
 
 
 async def test_the_collector_is_on_again_after_the_cleanup_contexts_started() -> None:
@@ -22,15 +23,24 @@ async def test_the_collector_is_on_again_after_the_cleanup_contexts_started() ->
     app.cleanup_ctx.append(context)
     app.on_startup.append(collect_garbage_from_now_on)
     was_enabled = gc.isenabled()
+    threshold = gc.get_threshold()
     gc.disable()
     runner = web.AppRunner(app)
     try:
         await runner.setup()
         assert seen == [False]
         assert gc.isenabled() and gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, *threshold[1:])
+        # Garbage in cycles is still collected on its own, once that many objects wait.
+        before = gc.get_stats()[0]["collections"]
+        for _ in range(YOUNG_COLLECTION_EVERY):
+            cycle: list[object] = []
+            cycle.append(cycle)
+        assert gc.get_stats()[0]["collections"] > before
     finally:
         await runner.cleanup()
         gc.unfreeze()
+        gc.set_threshold(*threshold)
         if was_enabled:
             gc.enable()
         else:
