@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import WSCloseCode
 from sqlalchemy import select
 
 from node.accounts.sessions import cookie_name
@@ -192,6 +193,52 @@ async def test_a_lost_connection_keeps_the_place_for_the_page_to_come_back(
         await second.ws.close()
         assert (await again.next("queue"))["position"] == 1
         await again.ws.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "kept"),
+    [
+        (WSCloseCode.OK, False),  # the page closed its socket itself
+        (WSCloseCode.GOING_AWAY, True),  # the page reloads, navigates or its tab closes
+        (4000, False),  # any other reason the page gives
+    ],
+)
+async def test_a_page_going_away_keeps_the_place_and_other_closes_leave(
+    node: RunningNode, code: int, kept: bool
+) -> None:
+    """A browser closes a page's sockets as "going away" (1001) when the page unloads: a
+    reload keeps the call in the tab (sessionStorage), so the place is kept as for a lost
+    connection. Every other close frame leaves the queue at once."""
+    desk = node.app[VIDEO_DESK]
+    async with aiohttp.ClientSession() as http:
+        calls = [(await start(http, node, {}, f"10.0.3.{n}"))[1] for n in range(2)]
+        first, _ = await Citizen.join(http, node, calls[0])
+        second, _ = await Citizen.join(http, node, calls[1])
+        await first.ws.close(code=code)
+        if kept:
+
+            async def away() -> bool:
+                return calls[0]["id"] in desk.away
+
+            await wait_until(away)
+            assert list(desk.queue) == [calls[0]["id"], calls[1]["id"]]
+            reloaded, joined = await Citizen.join(http, node, calls[0])
+            assert (joined["type"], joined["status"], joined["position"]) == (
+                "joined",
+                "waiting",
+                1,
+            )
+            assert desk.away == {}
+            await reloaded.ws.close()
+        else:
+            assert (await second.next("queue"))["position"] == 1
+            stored = {r.id: r for r in await rows(node)}
+            assert (stored[calls[0]["id"]].status, stored[calls[0]["id"]].end_reason) == (
+                "left",
+                "left",
+            )
+            assert desk.away == {}
+        await second.ws.close()
 
 
 async def test_a_page_not_back_within_the_grace_has_left(node: RunningNode) -> None:

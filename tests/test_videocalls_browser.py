@@ -3,8 +3,9 @@ The citizen (390 px) starts a call from /video and waits in the queue; the clerk
 opts in, picks the call up, and both see and hear each other through the node; the clerk
 takes a photo at the resolution the camera sends, books a slot at the window and opens a
 window application with the photo attached; the citizen rates the call. A second citizen
-closes the page while waiting and leaves the queue; a third loses its network while waiting
-and in the call, and comes back. Outside opening hours the citizen leaves a
+closes the page while waiting and leaves the queue after the grace; a third loses its network
+while waiting and in the call, and comes back; a fourth reloads the page while waiting and in
+the call, and comes back. Outside opening hours the citizen leaves a
 phone and a helper takes the callback. The time from pick-up to the clerk's
 first frame is printed (bench figures are not asserted)."""
 
@@ -245,6 +246,10 @@ async def test_a_citizen_calls_the_hall(node: RunningNode, tmp_path: Path) -> No
 async def test_a_citizen_who_closes_the_page_leaves_the_queue(
     node: RunningNode, tmp_path: Path
 ) -> None:
+    """A page closed goes away as a reloaded one does (the browser's close frame says "going
+    away"): the place is kept for the grace, the desk shows the caller as not connected, and
+    then the call has left (connection_lost)."""
+    node.app[VIDEO_DESK].rejoin_within = 6
     async with _cameras(tmp_path) as browser:
         citizen = await _phone(browser)
         desk_ctx = await browser.new_context(viewport=DESK)
@@ -253,15 +258,94 @@ async def test_a_citizen_who_closes_the_page_leaves_the_queue(
         await helper.goto(f"{node.url}/video/desk")
         await _ask(citizen, node.url, consent=False)
         await helper.wait_for_selector("#queue tbody tr", timeout=30_000)
+        assert "暂未连接" not in await helper.locator("#queue tbody tr").inner_text()
         await citizen.close()
+        await helper.wait_for_selector("#queue tbody tr:has-text('暂未连接')", timeout=10_000)
         await helper.wait_for_function(
             "() => document.querySelectorAll('#queue tbody tr').length === 0", timeout=30_000
         )
 
     async def left() -> bool:
-        return [c["status"] for c in await _calls(node)] == ["left"]
+        return [(c["status"], c["end_reason"]) for c in await _calls(node)] == [
+            ("left", "connection_lost")
+        ]
 
     await wait_until(left)
+
+
+async def test_a_citizen_who_reloads_the_page_comes_back_to_the_call(
+    node: RunningNode, tmp_path: Path
+) -> None:
+    """The page keeps the call's id and key in the tab (sessionStorage): reloaded while
+    waiting it joins again at its place, with the camera opened again; reloaded in the call
+    it offers again and both see each other; after the call a reload shows the form."""
+    desk = node.app[VIDEO_DESK]
+    async with _cameras(tmp_path) as browser:
+        citizen = await _phone(browser)
+        desk_ctx = await browser.new_context(viewport=DESK, permissions=["camera", "microphone"])
+        clerk = await desk_ctx.new_page()
+        await _ask(citizen, node.url, consent=True)
+        [call] = await _calls(node)
+        call_id = str(call["id"])
+
+        async def joined_anew(before: object) -> bool:
+            now = desk.citizens.get(call_id)
+            return now is not None and now is not before and call_id not in desk.away
+
+        async def joined() -> bool:
+            return call_id in desk.citizens
+
+        await wait_until(joined, timeout=30)
+        before = desk.citizens[call_id]
+        await citizen.reload()
+        await citizen.wait_for_function(
+            "() => !document.getElementById('wait').classList.contains('hidden')",
+            timeout=30_000,
+        )
+        await wait_until(lambda: joined_anew(before), timeout=30)
+        assert await citizen.locator("#position").text_content() == "1"
+        assert await citizen.locator("#ask").is_hidden()
+        assert "将被录像" in (await citizen.locator("#recording-note").text_content() or "")
+        assert list(desk.queue) == [call_id]
+        assert [c["status"] for c in await _calls(node)] == ["waiting"]
+
+        await sign_in(clerk, node.url, "clerk")
+        await clerk.goto(f"{node.url}/video/desk")
+        await clerk.get_by_role("button", name="参与视频接听").click()
+        await clerk.wait_for_selector("#queue tbody tr button", timeout=30_000)
+        await clerk.get_by_role("button", name="接听", exact=True).click()
+        await clerk.wait_for_url("**/console", timeout=30_000)
+        await citizen.wait_for_function(FRAMES, timeout=60_000)
+
+        # In the call: the reloaded page offers again; the clerk's page keeps its call.
+        before = desk.citizens[call_id]
+        await citizen.reload()
+        await wait_until(lambda: joined_anew(before), timeout=30)
+        await citizen.wait_for_function(FRAMES, timeout=60_000)
+        clerk_frames = await clerk.evaluate(
+            "() => document.getElementById('remote').getVideoPlaybackQuality().totalVideoFrames"
+        )
+        await clerk.wait_for_function(
+            "(n) => document.getElementById('remote').getVideoPlaybackQuality()"
+            ".totalVideoFrames > n + 10",
+            arg=clerk_frames,
+            timeout=30_000,
+        )
+        assert [c["status"] for c in await _calls(node)] == ["active"]
+
+        await clerk.get_by_role("button", name="结束通话").click()
+        await citizen.wait_for_function(
+            "() => !document.getElementById('done').classList.contains('hidden')",
+            timeout=30_000,
+        )
+        # Over: nothing kept, a reload shows the form.
+        await citizen.reload()
+        await citizen.wait_for_selector("#ask-form", state="visible", timeout=30_000)
+        assert await citizen.locator("#wait").is_hidden()
+        assert await citizen.evaluate("() => sessionStorage.getItem('tongban.videocall')") is None
+        assert_no_policy_violations(browser)
+    [ended] = await _calls(node)
+    assert ended["status"] == "ended"
 
 
 async def test_a_citizen_whose_network_drops_comes_back(node: RunningNode, tmp_path: Path) -> None:

@@ -5,10 +5,11 @@ are reused): JSON messages with a ``type``, the first one ``join``:
 
 - the citizen: ``{"type": "join", "key": "<call key>"}``; while waiting the node pushes
   ``queue`` (position, estimated wait) on every change of the queue, then ``picked`` when a
-  clerk answers; the citizen then sends ``offer`` and gets ``answer``. Closing the socket (a
-  close frame) or ``bye`` leaves the queue at once; a socket lost without one (the network,
-  the heartbeat timing out) keeps the place for ``desk.REJOIN_WITHIN`` seconds, for the page
-  to join again with the key (then, in a call, a new offer if its media failed too).
+  clerk answers; the citizen then sends ``offer`` and gets ``answer``. ``bye`` (离开排队,
+  挂断) or a close frame leaves the queue at once; a socket lost without one (the network,
+  the heartbeat timing out) or closed as "going away" (1001: the page reloaded or closed)
+  keeps the place for ``desk.REJOIN_WITHIN`` seconds, for the page to join again with the
+  key (then, in a call, a new offer if its media failed too).
 - the clerk who answered: the pages' session cookie (Origin this node) or ``"auth"``: a staff
   bearer token.
 
@@ -22,7 +23,7 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from inspection.errors import InspectionError
 from inspection.hub import ice_servers
@@ -197,7 +198,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
     conn = Connection(request, request.match_info["call_id"], send)
     cookie = await staff_from_cookie(request)
-    # Until the page closes the socket itself (a close frame), says bye, or is sent away.
+    # Until the page closes the socket itself (a close frame other than "going away"),
+    # says bye, or is sent away.
     lost = True
     try:
         while True:
@@ -209,7 +211,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 break
             if msg.type != WSMsgType.TEXT:
                 if msg.type == WSMsgType.CLOSE:
-                    lost = False
+                    # 1001: the page is going away (reloaded, left, or its tab closed): its
+                    # citizen may be back in a moment, the call's key kept in the tab.
+                    lost = msg.data == WSCloseCode.GOING_AWAY
                     break
                 if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     break

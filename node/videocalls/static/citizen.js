@@ -54,6 +54,7 @@
   }
   function finished() {
     if (over) return;
+    forget();
     stop();
     if (chan) chan.close();
     show($("wait"), false); show($("call"), false); show($("done"), true);
@@ -90,13 +91,70 @@
     catch (err) { say(MESSAGES[err.code] || "接通失败，请稍后重试。", "bad"); }
   }
 
+  function camera() {
+    return navigator.mediaDevices.getUserMedia({ video: { facingMode: { ideal: "user" }, width: { ideal: 1280 }, height: { ideal: 720 } }, audio: true });
+  }
+  function recordingNote(consent) {
+    $("recording-note").textContent = consent ? "您已同意录音录像，本次通话将被录像。" : "本次通话不录音录像。";
+  }
+
+  // -- the call kept across a reload ------------------------------------------------------------
+  // The call's id and key are kept in this tab's sessionStorage (gone with the tab, not shared
+  // with other tabs or sent anywhere): a reloaded page joins again with them, and the node
+  // keeps the place meanwhile (a page going away is treated as a lost connection).
+  const KEPT = "tongban.videocall";
+  function keep() {
+    try { sessionStorage.setItem(KEPT, JSON.stringify({ id: call.id, key: call.key })); } catch (e) { /* storage off: no resuming */ }
+  }
+  function forget() {
+    try { sessionStorage.removeItem(KEPT); } catch (e) { /* nothing kept */ }
+  }
+  function kept() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(KEPT) || "null");
+      return saved && typeof saved.id === "string" && typeof saved.key === "string" ? saved : null;
+    } catch (e) { return null; }
+  }
+
+  // Waits in (or comes back to) the call in ``call``; a refusal of the first join goes back to
+  // the form with its message.
+  async function enter() {
+    show(ask, false); show($("wait"), true);
+    $("self-preview").srcObject = stream;
+    // Keep the socket busy so proxies do not drop it; the node's heartbeat does the rest.
+    pinger = setInterval(() => { if (chan) chan.send({ type: "ping" }); }, 15000);
+    const first = await connect();
+    if (first && first.code) {
+      forget();
+      const error = $("ask-error");
+      error.textContent = MESSAGES[first.code] || "连接失败，请稍后再试。";
+      show(error, true); show(ask, true); show($("wait"), false);
+      stop(); chan = null; over = false; joinedOnce = false;
+    }
+  }
+
+  async function resume(saved) {
+    call = { id: saved.id, key: saved.key };
+    show(ask, false); show($("wait"), true);
+    try {
+      stream = await camera();
+    } catch (e) {
+      forget();
+      show($("wait"), false); show(ask, true);
+      $("ask-error").textContent = "无法打开摄像头或麦克风，本次视频咨询未能恢复。请允许本页使用摄像头和麦克风后重新发起。";
+      show($("ask-error"), true);
+      return;
+    }
+    await enter();
+  }
+
   $("ask-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const error = $("ask-error");
     show(error, false); show($("phone-error"), false);
     $("start").disabled = true;
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: { ideal: "user" }, width: { ideal: 1280 }, height: { ideal: 720 } }, audio: true });
+      stream = await camera();
     } catch (e) {
       $("start").disabled = false;
       error.textContent = "无法打开摄像头或麦克风。请在浏览器设置中允许本页使用摄像头和麦克风后重试。";
@@ -119,18 +177,10 @@
       return;
     }
     call = { id: r.data.id, key: r.data.key };
+    keep();
     position(r.data);
-    show(ask, false); show($("wait"), true);
-    $("self-preview").srcObject = stream;
-    $("recording-note").textContent = body.consent ? "您已同意录音录像，本次通话将被录像。" : "本次通话不录音录像。";
-    // Keep the socket busy so proxies do not drop it; the node's heartbeat does the rest.
-    pinger = setInterval(() => { if (chan) chan.send({ type: "ping" }); }, 15000);
-    const first = await connect();
-    if (first && first.code) {
-      error.textContent = MESSAGES[first.code] || "连接失败，请稍后再试。";
-      show(error, true); show(ask, true); show($("wait"), false);
-      stop(); chan = null; over = false;
-    }
+    recordingNote(body.consent);
+    await enter();
   });
 
   // -- the socket, joined again after a lost connection -----------------------------------------
@@ -170,6 +220,7 @@
     joinedOnce = true;
     retry = 0; lostAt = 0;
     call.ice_servers = joined.ice_servers;
+    recordingNote(joined.consent);
     if (joined.status === "waiting") {
       $("reconnecting").classList.add("hidden");
       if (joined.position) position(joined);
@@ -203,6 +254,7 @@
   });
 
   $("cancel").addEventListener("click", () => {
+    forget();
     stop();
     const leaving = chan;
     chan = null; // its close is no lost connection
@@ -215,6 +267,9 @@
     if (chan) chan.send({ type: "bye" });
     finished();
   });
+
+  const saved = kept();
+  if (saved) resume(saved);
 
   $("rate-form").addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -30,7 +30,7 @@
     for (const w of r.data.waiting) {
       const tr = document.createElement("tr");
       tr.dataset.call = w.id;
-      cell(tr, "位置", `第 ${w.position} 位`);
+      cell(tr, "位置", `第 ${w.position} 位${w.connected ? "" : "（暂未连接）"}`);
       cell(tr, "已等待", waited(w.waiting_s));
       cell(tr, "咨询内容", w.topic || "（未填写）");
       cell(tr, "事项", w.item_code || "—");
