@@ -9,6 +9,7 @@ CODES: dict[str, tuple[int, str]] = {
     "session_not_found": (404, "勘验会话不存在"),
     "session_ended": (409, "勘验会话已结束"),
     "session_not_live": (409, "勘验尚未开始或已结束"),
+    "session_elsewhere": (503, "正在连接勘验会话，请稍候重试"),
     "token_missing": (401, "缺少邀请码，请使用完整的邀请链接"),
     "token_malformed": (401, "邀请码格式错误"),
     "token_invalid": (401, "邀请码无效"),

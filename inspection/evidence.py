@@ -311,5 +311,5 @@ async def _finish(
                 evidence=json.dumps(summary, ensure_ascii=False),
             )
         )
-    hub.forget(live)
+    await hub.forget(live)
     return summary

@@ -1,8 +1,15 @@
-"""The live sessions of one node, and what they need from it (database, blobs, key, cases)."""
+"""The live sessions of one node, and what they need from it (database, blobs, key, cases).
+
+A replica serves a live session only while it holds the session's claim (inspection/holding.py):
+``get`` claims a session before it makes a live copy, a loop renews the claims every
+``RENEW_EVERY`` seconds and closes a copy whose claim was lost, and ``forget`` and ``close``
+release them."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -16,6 +23,7 @@ from sqlalchemy import select
 
 from inspection import passthrough
 from inspection.errors import InspectionError
+from inspection.holding import RENEW_EVERY, Holding
 from inspection.models import inspection_sessions
 from inspection.ports import CaseActions
 from inspection.session import LiveSession
@@ -69,6 +77,7 @@ class InspectionHub:
         settings: InspectionSettings,
         identity: Callable[[], NodeIdentity],
         cases: CaseActions,
+        holding: Holding | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -78,6 +87,29 @@ class InspectionHub:
         self.identity = identity
         self.cases = cases
         self.sessions: dict[str, LiveSession] = {}
+        self.holding = holding if holding is not None else Holding(db)
+        self._renewing: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Renew this replica's claims while it runs."""
+        self._renewing = asyncio.create_task(self._renew(), name="inspection-claims")
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            try:
+                lost = await self.holding.renew(list(self.sessions))
+            except Exception:
+                log.exception("renewing the claims on live inspection sessions failed")
+                continue
+            for session_id in lost:
+                live = self.sessions.pop(session_id, None)
+                if live is not None:
+                    log.warning(
+                        "inspection session %s is served by another replica now; closing ours",
+                        session_id,
+                    )
+                    await live.close_all("session_elsewhere")
 
     async def get(self, session_id: str) -> LiveSession:
         live = self.sessions.get(session_id)
@@ -85,11 +117,14 @@ class InspectionHub:
             return live
         row = await self.row(session_id)
         if live is not None and row.status == "cancelled":
-            self.forget(live)  # rescheduled before anyone connected
+            await self.forget(live)  # rescheduled before anyone connected
             live = None
         if row.status in ("ended", "cancelled"):
             raise InspectionError("session_ended")
         live = self.sessions.get(session_id)  # loaded before, or by a request racing us
+        if live is None and not await self.holding.claim(session_id):
+            raise InspectionError("session_elsewhere")
+        live = self.sessions.get(session_id)  # or by a request racing us for the claim
         if live is None:
             live = LiveSession(
                 row,
@@ -114,13 +149,27 @@ class InspectionHub:
             raise InspectionError("session_not_found")
         return row
 
-    def forget(self, live: LiveSession) -> None:
-        self.sessions.pop(live.id, None)
+    async def forget(self, live: LiveSession) -> None:
+        """The session is over here (ended, or cancelled): no copy, no claim."""
+        if self.sessions.get(live.id) is live:
+            del self.sessions[live.id]
+            await self.holding.release([live.id])
 
     async def close(self) -> None:
+        """The replica stops: every copy closed (recordings stored), every claim released for
+        another replica to take at once."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
+        held = list(self.sessions)
         for live in list(self.sessions.values()):
             await live.close_all("node_stopping")
         self.sessions.clear()
+        try:
+            await self.holding.release(held)
+        except Exception:
+            log.exception("releasing the claims on live inspection sessions failed")
 
 
 def prepare_media(settings: InspectionSettings) -> None:

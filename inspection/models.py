@@ -37,6 +37,10 @@ inspection_sessions = Table(
     Column("result", String(12)),
     # JSON: the completion (manifest digest, files) once the evidence is recorded.
     Column("evidence", Text),
+    # The replica serving the live session, and until when its claim holds unless renewed
+    # (inspection/holding.py); NULL: nobody serves it now.
+    Column("holder", String(32)),
+    Column("held_until", Float),
     Index("ix_inspection_sessions_case_id", "case_id"),
 )
 

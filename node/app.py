@@ -6,11 +6,13 @@ front as its message handler."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
+from inspection.holding import Holding
 from inspection.hub import InspectionHub, prepare_media
 from inspection.scheduler import SessionScheduler
 from inspection.views import routes as inspection_routes
@@ -29,6 +31,7 @@ from node.appkeys import (
     FEDERATION,
     HUB,
     IDENTITY,
+    REPLICA,
     VIDEO_DESK,
 )
 from node.cases.service import CaseService
@@ -67,8 +70,11 @@ from node.workdays.cache import CalendarCache
 from node.workdays.views import routes as workday_routes
 
 
-def create_app(config: NodeConfig) -> web.Application:
-    """The whole node: federation API, staff and citizen API, pages and video inspection."""
+def create_app(config: NodeConfig, *, replica: str | None = None) -> web.Application:
+    """The whole node: federation API, staff and citizen API, pages and video inspection.
+
+    ``replica``: this process's name among the region's replicas (``tongban run`` passes
+    ``replica_id`` of its address); a random one when not given."""
     app = web.Application(
         middlewares=[
             # Outermost, so that it watches every body whatever the other middlewares do.
@@ -81,6 +87,7 @@ def create_app(config: NodeConfig) -> web.Application:
         client_max_size=2 * 1024 * 1024,
     )
     app[CONFIG] = config
+    app[REPLICA] = replica or uuid.uuid4().hex
     app.add_routes(federation_routes())
     for routes in (
         account_routes,
@@ -155,6 +162,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings=config.inspection,
         identity=lambda: federation.identity,
         cases=service,
+        holding=Holding(db, replica=app[REPLICA]),
     )
     # 视频办 reuses the inspection's media machinery (prepared above) for its calls.
     desk = CallDesk(
@@ -176,6 +184,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     janitor = UploadJanitor(db, federation.blobs)
     await federation.start(handler=service.apply_envelope, on_refused=service.refuse_envelope)
     janitor.start()
+    hub.start()
     try:
         # The partner directory ([directory] in tongban.toml), put in force in the
         # federation's trust store; the federation starts delivery queues for its regions.

@@ -173,6 +173,7 @@ def _run(args: argparse.Namespace) -> int:
     # made, about a tenth of the start's CPU. It is off until the app has started, then on
     # again with all that frozen (gc.freeze: never walked again; that garbage is kept).
     gc.disable()
+    from inspection.holding import replica_id
     from node.app import create_app
     from node.fdlimit import NEEDED as NEEDED_OPEN_FILES
     from node.fdlimit import raise_open_files_limit
@@ -188,13 +189,14 @@ def _run(args: argparse.Namespace) -> int:
             "open files limit is low: deliveries to partners catching up may fail (EMFILE)",
             extra={"open_files": open_files, "needed": NEEDED_OPEN_FILES},
         )
-    app = create_app(config)
+    host, port = args.host or config.host, args.port or config.port
+    app = create_app(config, replica=replica_id(host, port, config.dir))
     app.on_startup.append(collect_garbage_from_now_on)
     web.run_app(
         app,
         **server_options(config.http),
-        host=args.host or config.host,
-        port=args.port or config.port,
+        host=host,
+        port=port,
         ssl_context=server_ssl_context(config),
         access_log=logging.getLogger("tongban.access"),
         access_log_class=JsonAccessLogger,

@@ -1,5 +1,5 @@
-"""Savepoints of a transaction's steps (node/storage/savepoints.py): a step that raises is
-undone alone and the transaction goes on; a step that ends keeps its changes, which commit or
+"""Savepoints in a transaction (node/storage/savepoints.py): a body that raises is undone
+alone and the transaction goes on; a body that ends keeps its changes, which commit or
 roll back with the transaction. On SQLite and PostgreSQL, inline or not; on an inline SQLite
 transaction the savepoints go straight to the ``sqlite3`` connection."""
 
@@ -13,12 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.storage.database import Database
-from node.storage.savepoints import Steps
+from node.storage.savepoints import Savepoints
 from tests.support.databases import DatabaseFactory, using_postgres
 
 metadata = MetaData()
 things = Table(
-    "step_things",
+    "savepoint_things",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String, nullable=False, unique=True),
@@ -35,7 +35,7 @@ class Refused(Exception):
 
 @pytest.fixture
 async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
-    database = Database(await databases.new_url("steps"))
+    database = Database(await databases.new_url("savepoints"))
     async with database.write() as conn:
         await conn.run_sync(metadata.create_all)
     yield database
@@ -54,59 +54,59 @@ async def _add(conn: AsyncConnection, name: str, n: int = 1) -> None:
 @pytest.mark.parametrize("inline", WAYS)
 async def test_where_the_savepoints_go(db: Database, inline: bool) -> None:
     async with db.write(inline=inline) as conn:
-        steps = await Steps.of(conn)
-        assert steps.direct is (inline and not using_postgres())
+        savepoints = await Savepoints.of(conn)
+        assert savepoints.direct is (inline and not using_postgres())
 
 
 @pytest.mark.parametrize("inline", WAYS)
-async def test_a_step_that_raises_is_undone_alone(db: Database, inline: bool) -> None:
+async def test_a_body_that_raises_is_undone_alone(db: Database, inline: bool) -> None:
     async with db.write(inline=inline) as conn:
         await _add(conn, "before")
-        steps = await Steps.of(conn)
-        async with steps.step():
+        savepoints = await Savepoints.of(conn)
+        async with savepoints.savepoint():
             await _add(conn, "kept")
         with pytest.raises(Refused):
-            async with steps.step():
+            async with savepoints.savepoint():
                 await _add(conn, "undone")
                 await conn.execute(update(things).where(things.c.name == "kept").values(n=9))
                 raise Refused
-        async with steps.step():
+        async with savepoints.savepoint():
             await _add(conn, "after")
     assert await _names(db) == {"before": 1, "kept": 1, "after": 1}
 
 
 @pytest.mark.parametrize("inline", WAYS)
-async def test_a_failed_statement_in_a_step_leaves_the_transaction_usable(
+async def test_a_failed_statement_in_a_savepoint_leaves_the_transaction_usable(
     db: Database, inline: bool
 ) -> None:
     """On PostgreSQL a failed statement aborts the transaction until the savepoint is rolled
-    back to; on both, the steps after it go on and commit."""
+    back to; on both, the savepoints after it go on and commit."""
     async with db.write(inline=inline) as conn:
-        steps = await Steps.of(conn)
-        async with steps.step():
+        savepoints = await Savepoints.of(conn)
+        async with savepoints.savepoint():
             await _add(conn, "one")
         for _ in range(3):  # the same savepoint name, used again after each undo
             with pytest.raises(IntegrityError):
-                async with steps.step():
+                async with savepoints.savepoint():
                     await _add(conn, "two")
                     await _add(conn, "one")  # unique name taken
-        async with steps.step():
+        async with savepoints.savepoint():
             await _add(conn, "three")
     assert await _names(db) == {"one": 1, "three": 1}
 
 
 @pytest.mark.parametrize("inline", WAYS)
-async def test_kept_steps_go_with_the_transaction(db: Database, inline: bool) -> None:
+async def test_kept_savepoints_go_with_the_transaction(db: Database, inline: bool) -> None:
     with pytest.raises(Refused):
         async with db.write(inline=inline) as conn:
-            steps = await Steps.of(conn)
-            async with steps.step():
-                await _add(conn, "kept by the step, lost with the transaction")
+            savepoints = await Savepoints.of(conn)
+            async with savepoints.savepoint():
+                await _add(conn, "kept by the savepoint, lost with the transaction")
             raise Refused
     assert await _names(db) == {}
     async with db.write(inline=inline) as conn:
-        steps = await Steps.of(conn)
+        savepoints = await Savepoints.of(conn)
         for n in range(50):
-            async with steps.step():
+            async with savepoints.savepoint():
                 await _add(conn, f"n{n}", n)
     assert await _names(db) == {f"n{n}": n for n in range(50)}

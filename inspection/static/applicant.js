@@ -102,6 +102,12 @@
     try {
       joined = await chan.open();
     } catch (err) {
+      if (err.code === "session_elsewhere") {
+        // Served by another replica for a moment (docs/inspection.md): the socket's close
+        // brings the next try.
+        say("正在连接工作人员，请稍候…");
+        return;
+      }
       if (err.code && err.code !== "closed") {
         if (err.code === "resume_invalid") localStorage.removeItem(resumeKey);
         ended = MESSAGES[err.code] !== undefined && err.code !== "resume_invalid" || err.code === "token_used";

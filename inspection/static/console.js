@@ -27,7 +27,13 @@
     chan = TongbanRTC.channel(session, () => ({ type: "join" }), () => { if (!ended) reconnectSoon(); });
     let joined;
     try { joined = await chan.open(); }
-    catch (err) { if (err.code && err.code !== "closed") { say(`无法加入：${err.detail || err.code}`, "bad"); ended = true; } return; }
+    catch (err) {
+      // session_elsewhere: served by another replica for a moment; the socket's close brings
+      // the next try.
+      if (err.code === "session_elsewhere") { say("正在连接会话，请稍候…"); return; }
+      if (err.code && err.code !== "closed") { say(`无法加入：${err.detail || err.code}`, "bad"); ended = true; }
+      return;
+    }
     chan.on("location", showLocation);
     chan.on("peer", (msg) => {
       if (msg.who === "applicant") say(msg.state === "left" ? "申请人已断开，录像分段已保存。" : msg.state === "connected" ? "申请人已接入。" : "申请人已加入，正在建立连接…", msg.state === "left" ? "bad" : "ok");

@@ -30,7 +30,7 @@ from node.federation.models import (
     inbound_messages,
 )
 from node.storage.database import Database
-from node.storage.savepoints import Steps
+from node.storage.savepoints import Savepoints
 from node.storage.sealing import SealsValues
 from node.waiting import wait_event
 from protocol.envelope import Envelope, reopen_envelope
@@ -226,7 +226,7 @@ class Applier:
                     )
                 ).all()
             }
-            steps = await Steps.of(conn)
+            savepoints = await Savepoints.of(conn)
             for index, item in enumerate(items):
                 if index >= MIN_PER_TRANSACTION and time.monotonic() - started > budget:
                     left = items[index:]
@@ -235,7 +235,7 @@ class Applier:
                     continue  # applied already, or another replica is applying this case
                 key = {"b_iss": item.iss, "b_xt": item.xt, "b_seq": item.seq}
                 try:
-                    outcome = await self._apply(conn, steps, item)
+                    outcome = await self._apply(conn, savepoints, item)
                 except _TransactionSpoiled:
                     raise
                 except Exception as exc:
@@ -257,7 +257,7 @@ class Applier:
             self._wanted = self._db.writer_wanted
         return len(done), left
 
-    async def _apply(self, conn: AsyncConnection, steps: Steps, item: _Ready) -> str:
+    async def _apply(self, conn: AsyncConnection, savepoints: Savepoints, item: _Ready) -> str:
         """Apply one message inside ``conn``'s transaction; returns its outcome.
 
         The handler runs in a savepoint: a business refusal or an unexpected error (raised
@@ -268,7 +268,7 @@ class Applier:
         lacks) raises SealingError: the message is counted as failed, never applied."""
         envelope = reopen_envelope(self._sealer.open(item.token, INBOUND_TOKEN))
         try:
-            async with steps.step():
+            async with savepoints.savepoint():
                 await self._handler(conn, envelope)
         except BusinessRefusal as refusal:
             if self._on_refused is not None:

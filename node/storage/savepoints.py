@@ -1,21 +1,21 @@
-"""Savepoints for the steps of a transaction that must each be undone alone.
+"""Savepoints for parts of a transaction that must each be undone alone.
 
 SQLAlchemy's ``Connection.begin_nested()`` builds and compiles its ``SAVEPOINT`` and
 ``ROLLBACK TO SAVEPOINT`` statements anew on every call (each carries a fresh name and is not
 cached), and every statement through ``AsyncConnection.execute`` costs tens of
-microseconds of SQLAlchemy's own work: for the applier, whose steps are a message each, the
+microseconds of SQLAlchemy's own work: for the applier, which makes one per message, the
 savepoints were about a sixth of an answered message's applying (bench/README.md).
 
-``Steps.of(conn)`` looks once per transaction at how ``conn`` runs its statements: a SQLite
+``Savepoints.of(conn)`` looks once per transaction at how ``conn`` runs its statements: a SQLite
 transaction running inline (node/storage/sqlite_writer.py: on the event loop's thread, with
 the write lock held) gets its savepoint statements straight from the ``sqlite3`` connection;
 any other gets them through SQLAlchemy, built once and taken from its compiled cache. The
-name is fixed, so steps do not nest (the applier's never do: the handler runs inside one,
+name is fixed, so they do not nest (the applier's never do: the handler runs inside one,
 ``on_refused`` outside it).
 
-Same semantics either way: if the body raises, the step's changes are undone and the
-savepoint released, so the transaction goes on as it was before the step, and the exception
-propagates; otherwise the savepoint is released and the step's changes stay in the
+Same semantics either way: if the body raises, its changes are undone and the savepoint
+released, so the transaction goes on as it was before the body, and the exception
+propagates; otherwise the savepoint is released and the body's changes stay in the
 transaction (they commit or roll back with it).
 """
 
@@ -30,13 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.storage.sqlite_writer import InlineableConnection
 
-BEGIN = "SAVEPOINT tongban_step"
-UNDO = "ROLLBACK TO SAVEPOINT tongban_step"
-RELEASE = "RELEASE SAVEPOINT tongban_step"
+BEGIN = "SAVEPOINT tongban_part"
+UNDO = "ROLLBACK TO SAVEPOINT tongban_part"
+RELEASE = "RELEASE SAVEPOINT tongban_part"
 _STATEMENTS = {sql: text(sql) for sql in (BEGIN, UNDO, RELEASE)}
 
 
-class Steps:
+class Savepoints:
     """The savepoints of one transaction (``conn`` from ``Database.write``)."""
 
     def __init__(self, conn: AsyncConnection, raw: sqlite3.Connection | None) -> None:
@@ -44,7 +44,7 @@ class Steps:
         self._raw = raw
 
     @classmethod
-    async def of(cls, conn: AsyncConnection) -> Steps:
+    async def of(cls, conn: AsyncConnection) -> Savepoints:
         """For ``conn`` as it runs now: call it inside the transaction, after it began."""
         adapted = (await conn.get_raw_connection()).dbapi_connection
         if isinstance(adapted, InlineableConnection) and adapted.inline:
@@ -63,7 +63,7 @@ class Steps:
             await self._conn.execute(_STATEMENTS[sql])
 
     @asynccontextmanager
-    async def step(self) -> AsyncIterator[None]:
+    async def savepoint(self) -> AsyncIterator[None]:
         """Run the body in a savepoint; undo what it did if it raises."""
         await self._run(BEGIN)
         try:

@@ -1,7 +1,8 @@
-"""Each message is one step of the applier's transaction (node/federation/applier.py): what a
+"""Each message has a savepoint of its own in the applier's transaction
+(node/federation/applier.py): what a
 handler wrote before it refused or failed is undone, and nothing else is — not the messages
 applied before or after it in the same transaction, not the refusal's answer (written
-outside the step). On SQLite (inline transaction) and PostgreSQL."""
+outside the savepoint). On SQLite (inline transaction) and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ RECEIVER = "430400"
 scratch = MetaData()
 #: What the test's handler and refusal handler write, beside the node's own tables.
 effects = Table(
-    "test_step_effects",
+    "test_applier_effects",
     scratch,
     Column("id", Integer, primary_key=True),
     Column("xt", String, nullable=False),
@@ -54,7 +55,7 @@ async def test_a_refused_or_failed_message_is_undone_alone(
 ) -> None:
     # All seven in one transaction.
     monkeypatch.setattr(applier_module, "MIN_PER_TRANSACTION", len(PLAN))
-    db = Database(await databases.new_url("steps"))
+    db = Database(await databases.new_url("savepoints"))
     await upgrade(db)
     async with db.write() as conn:
         await conn.run_sync(scratch.create_all)
