@@ -16,5 +16,9 @@ def decode_qr(png: Path) -> list[str]:
     plane, width, height = frame.planes[0], frame.width, frame.height
     data = bytes(plane)
     rows = b"".join(data[i * plane.line_size : i * plane.line_size + width] for i in range(height))
-    found = zxingcpp.read_barcodes(memoryview(rows).cast("B", (height, width)))
+    # QR codes only: with every format on, zxing-cpp once read a stretch of the page as a
+    # one-dimensional barcode ("B43B") beside the QR code.
+    found = zxingcpp.read_barcodes(
+        memoryview(rows).cast("B", (height, width)), formats=zxingcpp.BarcodeFormat.QRCode
+    )
     return [code.text for code in found]
