@@ -3,14 +3,7 @@
 from alembic import context
 
 # Every area's tables, so autogenerate sees them all.
-import node.accounts.models
-import node.cases.models
-import node.catalog.models
-import node.federation.models
-import node.identity.models
-import node.videocalls.models
-import node.workdays.models  # noqa: F401
-from node.storage.metadata import metadata
+from node.migrations.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - alembic is always driven through node.storage
