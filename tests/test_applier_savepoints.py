@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.federation import applier as applier_module
@@ -18,6 +19,7 @@ from node.federation.applier import Applier, BusinessRefusal
 from node.federation.models import inbound_messages
 from node.storage.database import Database
 from node.storage.migrate import upgrade
+from node.storage.savepoints import RELEASE
 from node.storage.sealing import load_sealer
 from protocol.envelope import Envelope, new_claims, sign_envelope
 from protocol.keys import generate_private_key
@@ -50,11 +52,8 @@ PLAN = {
 }
 
 
-async def test_a_refused_or_failed_message_is_undone_alone(
-    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # All seven in one transaction.
-    monkeypatch.setattr(applier_module, "MIN_PER_TRANSACTION", len(PLAN))
+async def _stored(databases: DatabaseFactory, xts: list[str]) -> Database:
+    """A migrated database with the scratch table and one stored message per case."""
     db = Database(await databases.new_url("savepoints"))
     await upgrade(db)
     async with db.write() as conn:
@@ -62,7 +61,7 @@ async def test_a_refused_or_failed_message_is_undone_alone(
     key = generate_private_key()
     now = time.time()
     stored = []
-    for n, xt in enumerate(PLAN):
+    for n, xt in enumerate(xts):
         claims = new_claims(
             iss=SENDER,
             aud=RECEIVER,
@@ -75,7 +74,30 @@ async def test_a_refused_or_failed_message_is_undone_alone(
         stored.append(stored_inbound(sign_envelope(claims, key, "kid-1"), received_at=now + n))
     async with db.write() as conn:
         await insert_inbound(conn, stored)
+    return db
 
+
+async def _outcomes(db: Database) -> dict[str, tuple[Any, int, bool]]:
+    async with db.read() as conn:
+        return {
+            r.xt: (r.outcome, r.attempts, r.last_error is not None)
+            for r in await conn.execute(
+                select(
+                    inbound_messages.c.xt,
+                    inbound_messages.c.outcome,
+                    inbound_messages.c.attempts,
+                    inbound_messages.c.last_error,
+                )
+            )
+        }
+
+
+async def test_a_refused_or_failed_message_is_undone_alone(
+    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # All seven in one transaction.
+    monkeypatch.setattr(applier_module, "MIN_PER_TRANSACTION", len(PLAN))
+    db = await _stored(databases, list(PLAN))
     transactions: set[int] = set()
 
     async def handler(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -99,17 +121,7 @@ async def test_a_refused_or_failed_message_is_undone_alone(
             kept = {
                 (r.xt, r.what) for r in await conn.execute(select(effects.c.xt, effects.c.what))
             }
-            messages = {
-                r.xt: (r.outcome, r.attempts, r.last_error is not None)
-                for r in await conn.execute(
-                    select(
-                        inbound_messages.c.xt,
-                        inbound_messages.c.outcome,
-                        inbound_messages.c.attempts,
-                        inbound_messages.c.last_error,
-                    )
-                )
-            }
+        messages = await _outcomes(db)
     finally:
         await db.dispose()
     assert len(transactions) == 1
@@ -129,4 +141,34 @@ async def test_a_refused_or_failed_message_is_undone_alone(
         "XT-4": ("refused:not_this_one", 0, False),
         "XT-5": ("applied", 0, False),
         "XT-6": ("applied", 0, False),
+    }
+
+
+async def test_a_savepoint_that_cannot_be_undone_gives_the_batch_up(
+    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A handler that broke its own savepoint and refused spoils the transaction: the batch
+    is given up and applied one message a transaction, where that message fails alone."""
+    monkeypatch.setattr(applier_module, "MIN_PER_TRANSACTION", 3)
+    db = await _stored(databases, ["XT-0", "XT-1", "XT-2"])
+
+    async def handler(conn: AsyncConnection, envelope: Envelope) -> None:
+        await conn.execute(insert(effects).values(xt=envelope.xt, what="handler"))
+        if envelope.xt == "XT-1":
+            await conn.execute(text(RELEASE))
+            raise BusinessRefusal("not_this_one")
+
+    applier = Applier(db, handler, sealer=load_sealer(tmp_path))
+    try:
+        assert await applier.apply_ready() == 2
+        async with db.read() as conn:
+            kept = {r.xt for r in await conn.execute(select(effects.c.xt))}
+        messages = await _outcomes(db)
+    finally:
+        await db.dispose()
+    assert kept == {"XT-0", "XT-2"}
+    assert messages == {
+        "XT-0": ("applied", 0, False),
+        "XT-1": (None, 1, True),
+        "XT-2": ("applied", 0, False),
     }

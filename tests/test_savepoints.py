@@ -5,15 +5,16 @@ transaction the savepoints go straight to the ``sqlite3`` connection."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.storage.database import Database
-from node.storage.savepoints import Savepoints
+from node.storage.savepoints import RELEASE, SavepointLost, Savepoints
 from tests.support.databases import DatabaseFactory, using_postgres
 
 metadata = MetaData()
@@ -110,3 +111,45 @@ async def test_kept_savepoints_go_with_the_transaction(db: Database, inline: boo
             async with savepoints.savepoint():
                 await _add(conn, f"n{n}", n)
     assert await _names(db) == {f"n{n}": n for n in range(50)}
+
+
+@pytest.mark.parametrize("inline", WAYS)
+@pytest.mark.parametrize("undo_fails", [False, True])
+async def test_a_cancelled_body_stays_cancelled(
+    db: Database, inline: bool, undo_fails: bool
+) -> None:
+    """A cancellation inside a savepoint propagates as a cancellation, even when the undo
+    fails too (a lost connection): turned into another exception it would be caught by the
+    caller, and the task would go on instead of stopping."""
+    inside = asyncio.Event()
+
+    async def body() -> None:
+        async with db.write(inline=inline) as conn:
+            savepoints = await Savepoints.of(conn)
+            async with savepoints.savepoint():
+                await _add(conn, "cancelled")
+                if undo_fails:
+                    await conn.execute(text(RELEASE))  # nothing left to roll back to
+                inside.set()
+                await asyncio.Event().wait()
+
+    task = asyncio.create_task(body())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _names(db) == {}
+
+
+@pytest.mark.parametrize("inline", WAYS)
+async def test_an_undo_that_fails_gives_the_transaction_up(db: Database, inline: bool) -> None:
+    with pytest.raises(SavepointLost) as lost:
+        async with db.write(inline=inline) as conn:
+            await _add(conn, "before")
+            savepoints = await Savepoints.of(conn)
+            async with savepoints.savepoint():
+                await _add(conn, "inside")
+                await conn.execute(text(RELEASE))
+                raise Refused
+    assert lost.value.__cause__ is not None
+    assert await _names(db) == {}

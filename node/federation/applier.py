@@ -30,7 +30,7 @@ from node.federation.models import (
     inbound_messages,
 )
 from node.storage.database import Database
-from node.storage.savepoints import Savepoints
+from node.storage.savepoints import SavepointLost, Savepoints
 from node.storage.sealing import SealsValues
 from node.waiting import wait_event
 from protocol.envelope import Envelope, reopen_envelope
@@ -262,7 +262,8 @@ class Applier:
 
         The handler runs in a savepoint: a business refusal or an unexpected error (raised
         on) undoes what it did and nothing else. ``on_refused`` runs outside it: if that
-        fails, the whole transaction must go (the caller then applies one by one).
+        fails, or the savepoint cannot be undone, the whole transaction must go (the caller
+        then applies one by one).
 
         A stored token that does not open (tampered, or sealed with a data key this node
         lacks) raises SealingError: the message is counted as failed, never applied."""
@@ -270,6 +271,8 @@ class Applier:
         try:
             async with savepoints.savepoint():
                 await self._handler(conn, envelope)
+        except SavepointLost as exc:
+            raise _TransactionSpoiled from exc
         except BusinessRefusal as refusal:
             if self._on_refused is not None:
                 try:

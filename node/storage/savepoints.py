@@ -15,8 +15,9 @@ name is fixed, so they do not nest (the applier's never do: the handler runs ins
 
 Same semantics either way: if the body raises, its changes are undone and the savepoint
 released, so the transaction goes on as it was before the body, and the exception
-propagates; otherwise the savepoint is released and the body's changes stay in the
-transaction (they commit or roll back with it).
+propagates (``SavepointLost`` if the undo failed: the transaction must go); otherwise the
+savepoint is released and the body's changes stay in the transaction (they commit or roll
+back with it).
 """
 
 from __future__ import annotations
@@ -64,12 +65,34 @@ class Savepoints:
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        """Run the body in a savepoint; undo what it did if it raises."""
+        """Run the body in a savepoint; undo what it did if it raises.
+
+        The body's exception propagates as it is, a cancellation included. If the undo itself
+        fails (the connection was lost or invalidated, the database ended the transaction),
+        the transaction is unusable: an ``Exception`` from the body then becomes
+        ``SavepointLost`` (the caller must give the transaction up), while a cancellation or
+        another ``BaseException`` propagates unchanged."""
         await self._run(BEGIN)
         try:
             yield
-        except BaseException:
-            await self._run(UNDO)
-            await self._run(RELEASE)
+        except BaseException as exc:
+            failure = await self._undo()
+            if failure is not None and isinstance(exc, Exception):
+                raise SavepointLost(f"could not undo a savepoint: {failure}") from failure
             raise
         await self._run(RELEASE)
+
+    async def _undo(self) -> BaseException | None:
+        """Roll back to the savepoint and release it; the failure, if it failed."""
+        if self._conn.invalidated:
+            return ConnectionError("the connection was invalidated")
+        try:
+            await self._run(UNDO)
+            await self._run(RELEASE)
+        except Exception as failure:
+            return failure
+        return None
+
+
+class SavepointLost(Exception):
+    """A savepoint could not be undone after its body failed: the transaction must go."""
