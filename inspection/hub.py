@@ -104,12 +104,16 @@ class InspectionHub:
                 continue
             for session_id in lost:
                 live = self.sessions.pop(session_id, None)
-                if live is not None:
-                    log.warning(
-                        "inspection session %s is served by another replica now; closing ours",
-                        session_id,
-                    )
+                if live is None:
+                    continue
+                log.warning(
+                    "inspection session %s is served by another replica now; closing ours",
+                    session_id,
+                )
+                try:
                     await live.close_all("session_elsewhere")
+                except Exception:
+                    log.exception("closing a live inspection session failed")
 
     async def get(self, session_id: str) -> LiveSession:
         live = self.sessions.get(session_id)
