@@ -9,6 +9,8 @@ from argon2 import PasswordHasher
 
 from node.accounts import service as accounts
 from tests.support.databases import DatabaseFactory, drop_templates
+from tests.support.nodes import RunningNode
+from tests.support.regions import start_regions
 
 #: argon2id with small parameters for the accounts every test makes and logs in with: the
 #: same algorithm and code paths at a fraction of the cost (the production parameters, 64 MiB
@@ -36,3 +38,13 @@ def migrated_templates() -> Iterator[None]:
     when the session ends."""
     yield
     asyncio.run(drop_templates())
+
+
+@pytest.fixture
+async def regions(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
+    """衡阳市 (the receiving window) and 邵阳县 (the handling region), running and partnered;
+    a test file with other regions defines its own ``regions``."""
+    nodes = await start_regions(tmp_path, databases, [("430400", "衡阳市"), ("430523", "邵阳县")])
+    yield nodes
+    for node in nodes:
+        await node.stop()

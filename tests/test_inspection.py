@@ -9,14 +9,12 @@ import asyncio
 import hashlib
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import av
 import jwt
-import pytest
 
 from inspection import tokens
 from inspection.models import inspection_sessions
@@ -24,20 +22,10 @@ from inspection.snapshots import quarters
 from node.cases.cli import verify_cases
 from protocol.evidence import verify_manifest
 from tests.support.api import ApiClient
-from tests.support.databases import DatabaseFactory
 from tests.support.inspections import accepted_case, schedule, until, ws_url
 from tests.support.media import Client, matches_quarters
 from tests.support.nodes import RunningNode
-from tests.support.regions import start_regions
 from tests.support.waiting import wait_until
-
-
-@pytest.fixture
-async def regions(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
-    nodes = await start_regions(tmp_path, databases, [("430400", "衡阳市"), ("430523", "邵阳县")])
-    yield nodes
-    for node in nodes:
-        await node.stop()
 
 
 def _frames_match(path: Path) -> tuple[int, float, int]:

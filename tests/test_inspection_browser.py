@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +33,12 @@ from tests.support.browser import (
     sign_in,
     watch_policy,
 )
-from tests.support.databases import DatabaseFactory
 from tests.support.inspections import InspectionCase, accepted_case, schedule, until
 from tests.support.media import matches_quarters, write_y4m
 from tests.support.nodes import RunningNode, free_port
-from tests.support.regions import start_regions
 from tests.support.waiting import wait_until
 
 SITE = {"latitude": 27.0563, "longitude": 111.3046}
-
-
-@pytest.fixture
-async def regions(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
-    nodes = await start_regions(tmp_path, databases, [("430400", "衡阳市"), ("430523", "邵阳县")])
-    yield nodes
-    for node in nodes:
-        await node.stop()
 
 
 class OwnChromium:

@@ -5,29 +5,16 @@ A package that fails is refused with a stable code (``case.error``) and changes 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.clock import china_iso as now_iso
 from protocol.evidence import MEDIA_TYPE, NAME, sign_manifest
 from tests.support.api import ApiClient
-from tests.support.databases import DatabaseFactory
 from tests.support.inspections import InspectionCase, accepted_case, schedule, until
 from tests.support.nodes import RunningNode
-from tests.support.regions import start_regions
-
-
-@pytest.fixture
-async def regions(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
-    nodes = await start_regions(tmp_path, databases, [("430400", "衡阳市"), ("430523", "邵阳县")])
-    yield nodes
-    for node in nodes:
-        await node.stop()
 
 
 async def package(

@@ -27,7 +27,6 @@ from tests.support.databases import DatabaseFactory
 from tests.support.inspections import accepted_case, schedule, ws_url
 from tests.support.media import Client
 from tests.support.nodes import RunningNode
-from tests.support.regions import start_regions
 from tests.support.waiting import wait_until
 
 SESSION = "0" * 8 + "-0000-4000-8000-" + "0" * 12
@@ -111,14 +110,6 @@ def test_a_replica_started_again_in_the_same_place_is_the_same_holder(tmp_path: 
         replica_id("127.0.0.1", 8400, tmp_path / "other"),
     }
     assert here not in others and len(others) == 3
-
-
-@pytest.fixture
-async def regions(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
-    nodes = await start_regions(tmp_path, databases, [("430400", "衡阳市"), ("430523", "邵阳县")])
-    yield nodes
-    for node in nodes:
-        await node.stop()
 
 
 def _other_replica(node: RunningNode, root: Path) -> InspectionHub:

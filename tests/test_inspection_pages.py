@@ -6,18 +6,14 @@ test-output/<test>/."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from playwright.async_api import Browser, Page
 
 from protocol.evidence import verify_manifest
 from tests.support.api import ApiClient
 from tests.support.browser import chromium, output_dir, overflowing, sign_in
-from tests.support.databases import DatabaseFactory
 from tests.support.inspections import (
     APPLICANT,
     accepted_case_with_code,
@@ -28,20 +24,11 @@ from tests.support.inspections import (
 from tests.support.media import Client
 from tests.support.nodes import RunningNode
 from tests.support.qr import decode_qr
-from tests.support.regions import start_regions
 
 STAFF = {"width": 1280, "height": 900}
 CITIZEN = {"width": 390, "height": 844}
 #: Display names of the provisioned staff (tests/support/regions.py).
 NAMES = {"approver": "李明", "inspector": "赵强"}
-
-
-@pytest.fixture
-async def regions(tmp_path: Path, databases: DatabaseFactory) -> AsyncIterator[list[RunningNode]]:
-    nodes = await start_regions(tmp_path, databases, [("430400", "衡阳市"), ("430523", "邵阳县")])
-    yield nodes
-    for node in nodes:
-        await node.stop()
 
 
 async def _staff_page(browser: Browser, node: RunningNode, username: str) -> Page:

@@ -101,6 +101,37 @@ async def _ask(page: Page, url: str, *, consent: bool) -> None:
     )
 
 
+async def _more_frames(page: Page) -> None:
+    """The page's remote video goes on: more than 10 frames more than now."""
+    frames = await page.evaluate(
+        "() => document.getElementById('remote').getVideoPlaybackQuality().totalVideoFrames"
+    )
+    await page.wait_for_function(
+        "(n) => document.getElementById('remote').getVideoPlaybackQuality()"
+        ".totalVideoFrames > n + 10",
+        arg=frames,
+        timeout=30_000,
+    )
+
+
+async def _clerk_answers(clerk: Page, url: str) -> None:
+    """A clerk signs in, opts in at the desk and answers the one waiting call."""
+    await sign_in(clerk, url, "clerk")
+    await clerk.goto(f"{url}/video/desk")
+    await clerk.get_by_role("button", name="参与视频接听").click()
+    await clerk.wait_for_selector("#queue tbody tr button", timeout=30_000)
+    await clerk.get_by_role("button", name="接听", exact=True).click()
+    await clerk.wait_for_url("**/console", timeout=30_000)
+
+
+async def _clerk_ends_the_call(clerk: Page, citizen: Page) -> None:
+    await clerk.get_by_role("button", name="结束通话").click()
+    await citizen.wait_for_function(
+        "() => !document.getElementById('done').classList.contains('hidden')",
+        timeout=30_000,
+    )
+
+
 async def test_a_citizen_calls_the_hall(node: RunningNode, tmp_path: Path) -> None:
     shots = output_dir("test_a_citizen_calls_the_hall")
     async with _cameras(tmp_path) as browser:
@@ -309,12 +340,7 @@ async def test_a_citizen_who_reloads_the_page_comes_back_to_the_call(
         assert list(desk.queue) == [call_id]
         assert [c["status"] for c in await _calls(node)] == ["waiting"]
 
-        await sign_in(clerk, node.url, "clerk")
-        await clerk.goto(f"{node.url}/video/desk")
-        await clerk.get_by_role("button", name="参与视频接听").click()
-        await clerk.wait_for_selector("#queue tbody tr button", timeout=30_000)
-        await clerk.get_by_role("button", name="接听", exact=True).click()
-        await clerk.wait_for_url("**/console", timeout=30_000)
+        await _clerk_answers(clerk, node.url)
         await citizen.wait_for_function(FRAMES, timeout=60_000)
 
         # In the call: the reloaded page offers again; the clerk's page keeps its call.
@@ -322,22 +348,9 @@ async def test_a_citizen_who_reloads_the_page_comes_back_to_the_call(
         await citizen.reload()
         await wait_until(lambda: joined_anew(before), timeout=30)
         await citizen.wait_for_function(FRAMES, timeout=60_000)
-        clerk_frames = await clerk.evaluate(
-            "() => document.getElementById('remote').getVideoPlaybackQuality().totalVideoFrames"
-        )
-        await clerk.wait_for_function(
-            "(n) => document.getElementById('remote').getVideoPlaybackQuality()"
-            ".totalVideoFrames > n + 10",
-            arg=clerk_frames,
-            timeout=30_000,
-        )
+        await _more_frames(clerk)
         assert [c["status"] for c in await _calls(node)] == ["active"]
-
-        await clerk.get_by_role("button", name="结束通话").click()
-        await citizen.wait_for_function(
-            "() => !document.getElementById('done').classList.contains('hidden')",
-            timeout=30_000,
-        )
+        await _clerk_ends_the_call(clerk, citizen)
         # Over: nothing kept, a reload shows the form.
         await citizen.reload()
         await citizen.wait_for_selector("#ask-form", state="visible", timeout=30_000)
@@ -394,12 +407,7 @@ async def test_a_citizen_whose_network_drops_comes_back(node: RunningNode, tmp_p
             assert list(desk.queue) == [call_id]
 
             # The call: both see each other; the network goes again; the call goes on.
-            await sign_in(clerk, node.url, "clerk")
-            await clerk.goto(f"{node.url}/video/desk")
-            await clerk.get_by_role("button", name="参与视频接听").click()
-            await clerk.wait_for_selector("#queue tbody tr button", timeout=30_000)
-            await clerk.get_by_role("button", name="接听", exact=True).click()
-            await clerk.wait_for_url("**/console", timeout=30_000)
+            await _clerk_answers(clerk, node.url)
             await clerk.wait_for_function(FRAMES, timeout=60_000)
             await citizen.wait_for_function(FRAMES, timeout=60_000)
             socket_before = desk.citizens[call_id]
@@ -409,22 +417,9 @@ async def test_a_citizen_whose_network_drops_comes_back(node: RunningNode, tmp_p
                 "() => document.getElementById('status').textContent.startsWith('已接通')",
                 timeout=30_000,
             )
-            frames = await citizen.evaluate(
-                "() => document.getElementById('remote').getVideoPlaybackQuality().totalVideoFrames"
-            )
-            await citizen.wait_for_function(
-                "(n) => document.getElementById('remote').getVideoPlaybackQuality()"
-                ".totalVideoFrames > n + 10",
-                arg=frames,
-                timeout=30_000,
-            )
+            await _more_frames(citizen)
             assert [c["status"] for c in await _calls(node)] == ["active"]
-
-            await clerk.get_by_role("button", name="结束通话").click()
-            await citizen.wait_for_function(
-                "() => !document.getElementById('done').classList.contains('hidden')",
-                timeout=30_000,
-            )
+            await _clerk_ends_the_call(clerk, citizen)
             assert_no_policy_violations(browser)
     finally:
         await proxy.stop()
