@@ -280,7 +280,8 @@ async def test_a_citizen_who_closes_the_page_leaves_the_queue(
     """A page closed goes away as a reloaded one does (the browser's close frame says "going
     away"): the place is kept for the grace, the desk shows the caller as not connected, and
     then the call has left (connection_lost)."""
-    node.app[VIDEO_DESK].rejoin_within = 6
+    # Long enough for the desk (refreshed every 2 s) to show the caller as not connected.
+    node.app[VIDEO_DESK].rejoin_within = 10
     async with _cameras(tmp_path) as browser:
         citizen = await _phone(browser)
         desk_ctx = await browser.new_context(viewport=DESK)
