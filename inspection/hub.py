@@ -125,8 +125,8 @@ class InspectionHub:
             live = None
         if row.status in ("ended", "cancelled"):
             raise InspectionError("session_ended")
-        live = self.sessions.get(session_id)  # loaded before, or by a request racing us
-        if live is None and not await self.holding.claim(session_id):
+        # Loaded before, or by a request racing us: ours already; else claimed first.
+        if session_id not in self.sessions and not await self.holding.claim(session_id):
             raise InspectionError("session_elsewhere")
         live = self.sessions.get(session_id)  # or by a request racing us for the claim
         if live is None:

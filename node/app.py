@@ -6,7 +6,6 @@ front as its message handler."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -74,7 +73,7 @@ def create_app(config: NodeConfig, *, replica: str | None = None) -> web.Applica
     """The whole node: federation API, staff and citizen API, pages and video inspection.
 
     ``replica``: this process's name among the region's replicas (``tongban run`` passes
-    ``replica_id`` of its address); a random one when not given."""
+    ``replica_id`` of its address); a random one (``Holding``'s) when not given."""
     app = web.Application(
         middlewares=[
             # Outermost, so that it watches every body whatever the other middlewares do.
@@ -87,7 +86,7 @@ def create_app(config: NodeConfig, *, replica: str | None = None) -> web.Applica
         client_max_size=2 * 1024 * 1024,
     )
     app[CONFIG] = config
-    app[REPLICA] = replica or uuid.uuid4().hex
+    app[REPLICA] = replica
     app.add_routes(federation_routes())
     for routes in (
         account_routes,

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from node.videocalls.desk import CallDesk
 
 CONFIG: web.AppKey[NodeConfig] = web.AppKey("config")
-#: This process's name among the region's replicas (inspection/holding.py, ``replica_id``).
-REPLICA: web.AppKey[str] = web.AppKey("replica")
+#: This process's name among the region's replicas (inspection/holding.py, ``replica_id``);
+#: None: a random one.
+REPLICA: web.AppKey[str | None] = web.AppKey("replica")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 FEDERATION: web.AppKey[Federation] = web.AppKey("federation")
 #: The case front: every change of a case goes through it.

@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Float, case, delete, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from node.accounts.models import login_throttle
 from node.storage.database import Database
+from node.storage.upserts import conflict_insert
 
 
 @dataclass
@@ -150,7 +149,7 @@ class LoginThrottle:
         digest = self._key(key)
         table = login_throttle
         at = literal(now, Float())
-        insert = (sqlite_insert if db.is_sqlite else postgresql_insert)(table)
+        insert = conflict_insert(db.engine.dialect.name)(table)
         for _attempt in range(3):
             async with db.write() as conn:
                 await conn.execute(

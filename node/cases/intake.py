@@ -16,8 +16,6 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.cases import deadlines, personal, records, validation
@@ -30,6 +28,7 @@ from node.cases.lifecycle import PROVINCIAL_CODES, Mode, Status
 from node.cases.models import bundles, case_counters, cases
 from node.clock import china_iso, today_in_china
 from node.storage import filetypes
+from node.storage.upserts import conflict_insert
 from protocol.envelope import Envelope
 
 
@@ -269,7 +268,7 @@ async def _check_materials(
 async def next_case_no(deps: CaseDeps, conn: AsyncConnection) -> str:
     """The next number of this region today: ``<region>-<YYYYMMDD>-<n>``."""
     day = today_in_china(deps.clock()).strftime("%Y%m%d")
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = conflict_insert(conn.dialect.name)
     number = (
         await conn.execute(
             insert(case_counters)

@@ -11,8 +11,6 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +21,7 @@ from node.cases.lifecycle import PROVINCIAL_CODES, STATUS_LABELS, Mode, Side, St
 from node.cases.models import case_due_counts, case_events, case_status_counts, cases, uploads
 from node.cases.personal import masked_id, masked_phone
 from node.federation.outbox import Outbox
+from node.storage.upserts import conflict_insert
 from protocol.errors import ProtocolError
 
 
@@ -240,7 +239,7 @@ async def count_due(
     if old == new:
         return
     deltas = {k: d for k, d in ((old, -1), (new, 1)) if k is not None}
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = conflict_insert(conn.dialect.name)
     for (deadline, warning_from, paused_since), delta in sorted(deltas.items()):
         statement = insert(case_due_counts).values(
             partner_region=partner,
@@ -265,7 +264,7 @@ async def count_due(
 async def count_status(conn: AsyncConnection, partner: str, deltas: dict[str, int]) -> None:
     """Add ``deltas`` to the maintained counts of ``partner``'s cases by status, in status
     order (two transactions lock the same counter rows in the same order: no deadlock)."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = conflict_insert(conn.dialect.name)
     for status in sorted(deltas):
         statement = insert(case_status_counts).values(
             partner_region=partner, status=status, count=deltas[status]

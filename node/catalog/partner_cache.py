@@ -11,8 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.catalog.index import index_region
@@ -20,6 +18,7 @@ from node.catalog.models import partner_catalogs
 from node.federation.client import PartnerClient, TransportError
 from node.federation.trust import TrustStore
 from node.storage.database import Database
+from node.storage.upserts import conflict_insert
 from protocol.catalog import Catalog, verify_catalog
 from protocol.errors import ErrorCode, ProtocolError
 
@@ -43,7 +42,7 @@ class CatalogRefreshError(Exception):
 
 
 def _upsert(conn: AsyncConnection, values: dict[str, Any]) -> Any:
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = conflict_insert(conn.dialect.name)
     statement = insert(partner_catalogs).values(**values)
     return statement.on_conflict_do_update(
         index_elements=[partner_catalogs.c.region],
@@ -61,7 +60,7 @@ async def record_failures(db: Database, failures: list[tuple[str, float, str]]) 
     if not failures:
         return
     async with db.write() as conn:
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        insert = conflict_insert(conn.dialect.name)
         statement = insert(partner_catalogs)
         await conn.execute(
             statement.on_conflict_do_update(

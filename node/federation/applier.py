@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.federation.models import (
@@ -32,6 +30,7 @@ from node.federation.models import (
 from node.storage.database import Database
 from node.storage.savepoints import SavepointLost, Savepoints
 from node.storage.sealing import SealsValues
+from node.storage.upserts import conflict_insert
 from node.waiting import wait_event
 from protocol.envelope import Envelope, reopen_envelope
 
@@ -203,7 +202,7 @@ class Applier:
             # locked (replicas on PostgreSQL) and only moved below.
             fresh = [{"iss": i.iss, "xt": i.xt} for i in items if i.cursor is None]
             if fresh:
-                insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+                insert = conflict_insert(conn.dialect.name)
                 await conn.execute(
                     insert(inbound_cursors).values(next_seq=1).on_conflict_do_nothing(), fresh
                 )

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,6 +32,7 @@ from node.metrics import Metrics
 from node.storage.blobs import BlobStore
 from node.storage.database import Database
 from node.storage.sealing import SealsValues
+from node.storage.upserts import conflict_insert
 from node.turns import Turns
 from protocol.envelope import Envelope, parse_envelope, verify_parsed
 from protocol.errors import ErrorCode, ProtocolError
@@ -189,7 +188,7 @@ class InboundService:
             "jti": jti,
             "size": size if size is None or 0 <= size < 2**31 else None,
         }
-        insert = sqlite_insert if self._db.is_sqlite else pg_insert
+        insert = conflict_insert(self._db.engine.dialect.name)
         statement = insert(rejections).values(row)
         statement = statement.on_conflict_do_update(
             index_elements=["hour", "source", "endpoint", "code"],
@@ -284,7 +283,7 @@ class InboundService:
 
     async def _insert(self, conn: AsyncConnection, items: list[_Pending]) -> None:
         now = time.time()
-        insert = pg_insert if not self._db.is_sqlite else sqlite_insert
+        insert = conflict_insert(conn.dialect.name)
         await conn.execute(
             insert(inbound_messages).on_conflict_do_nothing(),
             [

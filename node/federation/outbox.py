@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.federation.identity import NodeIdentity
@@ -21,6 +19,7 @@ from node.federation.models import OUTBOX_TOKEN, outbound_sequences, outbox
 from node.federation.scheduler import notify_statement
 from node.storage.database import after_commit
 from node.storage.sealing import SealsValues
+from node.storage.upserts import conflict_insert
 from protocol.envelope import new_claims, sign_envelope
 
 
@@ -118,10 +117,7 @@ def _next_seq_statement(insert: Any) -> Any:
     )
 
 
-_NEXT_SEQ = {
-    "postgresql": _next_seq_statement(pg_insert),
-    "sqlite": _next_seq_statement(sqlite_insert),
-}
+_NEXT_SEQ = {name: _next_seq_statement(conflict_insert(name)) for name in ("postgresql", "sqlite")}
 
 
 async def _next_seq(conn: AsyncConnection, xt: str, partner: str) -> int:

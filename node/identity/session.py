@@ -75,10 +75,23 @@ class CitizenSession:
         return bool(self.issuer and self.id_number)
 
 
-def unverified_session(now: float, lifetime: int) -> CitizenSession:
+def new_session(
+    *, name: str, id_number: str, issuer: str, subject: str, expires: float
+) -> CitizenSession:
+    """A session starting now: a fresh CSRF token and a fresh session id."""
     return CitizenSession(
-        "", "", "", "", now + lifetime, secrets.token_urlsafe(24), secrets.token_urlsafe(16)
+        name=name,
+        id_number=id_number,
+        issuer=issuer,
+        subject=subject,
+        expires=expires,
+        csrf=secrets.token_urlsafe(24),
+        sid=secrets.token_urlsafe(16),
     )
+
+
+def unverified_session(now: float, lifetime: int) -> CitizenSession:
+    return new_session(name="", id_number="", issuer="", subject="", expires=now + lifetime)
 
 
 def seal(sealer: SealsValues, data: dict[str, Any], place: str) -> str:

@@ -14,12 +14,11 @@ import hashlib
 import time
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from node.identity.models import citizen_session_ends
 from node.identity.session import CitizenSession
 from node.storage.database import Database
+from node.storage.upserts import conflict_insert
 
 
 def _digest(sid: str) -> str:
@@ -29,9 +28,9 @@ def _digest(sid: str) -> str:
 async def end_session(db: Database, session: CitizenSession, now: float | None = None) -> None:
     """Record that ``session`` ended (a logout); a second end of it changes nothing."""
     moment = time.time() if now is None else now
-    insert = sqlite_insert if db.is_sqlite else pg_insert
     row = {"sid_digest": _digest(session.sid), "expires_at": session.expires, "ended_at": moment}
     async with db.write() as conn:
+        insert = conflict_insert(conn.dialect.name)
         await conn.execute(insert(citizen_session_ends).values(row).on_conflict_do_nothing())
         await conn.execute(
             delete(citizen_session_ends).where(citizen_session_ends.c.expires_at < moment)

@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import secrets
 from urllib.parse import quote
 
 from aiohttp import web
@@ -24,7 +23,7 @@ from node.appkeys import CASES, CONFIG, DATABASE, IDENTITY
 from node.identity import session
 from node.identity.caller import citizen_session
 from node.identity.errors import IdentityError
-from node.identity.session import CALLBACK_PATH, CitizenSession
+from node.identity.session import CALLBACK_PATH
 from node.identity.session_ends import end_session
 from node.pages.rendering import render
 from node.pages.session import safe_next
@@ -121,14 +120,12 @@ def routes() -> web.RouteTableDef:
             session.clear_login(response, config.region)
             return response
         minutes = rp.settings.session_minutes
-        citizen = CitizenSession(
+        citizen = session.new_session(
             name=identity.name,
             id_number=identity.id_number,
             issuer=identity.issuer,
             subject=identity.subject,
             expires=rp.clock() + minutes * 60,
-            csrf=secrets.token_urlsafe(24),
-            sid=secrets.token_urlsafe(16),
         )
         response = redirect(login.next)
         session.clear_login(response, config.region)

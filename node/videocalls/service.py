@@ -13,8 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from inspection.models import inspection_items
 from node.cases import validation
@@ -24,6 +22,7 @@ from node.cases.personal import mask_phone
 from node.clock import CHINA
 from node.storage.database import Database
 from node.storage.sealing import SealsValues
+from node.storage.upserts import conflict_insert
 from node.videocalls.errors import VideoCallError
 from node.videocalls.models import video_callbacks, video_calls, video_duty
 
@@ -320,7 +319,7 @@ async def on_duty(db: Database, username: str) -> bool:
 
 
 async def set_duty(db: Database, username: str, on: bool) -> None:
-    insert = (sqlite_insert if db.is_sqlite else postgresql_insert)(video_duty)
+    insert = conflict_insert(db.engine.dialect.name)(video_duty)
     statement = insert.values(username=username, on_duty=on, changed_at=time.time())
     async with db.write() as conn:
         await conn.execute(
