@@ -328,6 +328,9 @@ async def test_who_may_pick_up_and_one_winner(node: RunningNode) -> None:
         assert (await approver.call("POST", path))[0] == 403
         status, body = await clerk.call("POST", path)
         assert (status, body["error"]) == (403, "not_on_duty")  # a clerk opts in first
+        # The desk's queue says who may answer: helpers by role, clerks once opted in.
+        assert (await clerk.call("GET", "/video/v1/queue"))[1]["can_answer"] is False
+        assert (await helper.call("GET", "/video/v1/queue"))[1]["can_answer"] is True
         status, body = await helper.call("POST", path)
         assert status == 200, body
         picked = await citizen.next("picked")
@@ -335,6 +338,7 @@ async def test_who_may_pick_up_and_one_winner(node: RunningNode) -> None:
         # Without consent there is no recorder.
         assert node.app[VIDEO_DESK].live[call["id"]].recording is False
         assert (await clerk.call("POST", "/video/v1/duty", {"on": True}))[0] == 200
+        assert (await clerk.call("GET", "/video/v1/queue"))[1]["can_answer"] is True
         status, body = await clerk.call("POST", path)
         assert (status, body["error"]) == (409, "call_taken")
         # Only the helper who answered may use the call.

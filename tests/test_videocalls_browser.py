@@ -159,8 +159,15 @@ async def test_a_citizen_calls_the_hall(node: RunningNode, tmp_path: Path) -> No
         # The clerk opts in, sees the call and answers it.
         await sign_in(clerk, node.url, "clerk")
         await clerk.goto(f"{node.url}/video/desk")
+        # Not yet opted in: the call is listed, with no 接听 to press.
+        await clerk.wait_for_selector("#queue tbody tr", timeout=30_000)
+        assert "参与视频接听后可接听" in (
+            await clerk.locator("#queue tbody tr").first.text_content() or ""
+        )
+        assert await clerk.locator("#queue tbody tr button").count() == 0
         await clerk.get_by_role("button", name="参与视频接听").click()
         await clerk.wait_for_selector("#queue tbody tr button", timeout=30_000)
+        assert await clerk.locator("#duty-state").text_content() == "您已参与视频接听。"
         await clerk.screenshot(path=str(shots / "desk-queue.png"), full_page=True)
         assert "企业开办需要哪些材料" in (
             await clerk.locator("#queue tbody tr").first.text_content() or ""

@@ -169,7 +169,10 @@ def routes() -> web.RouteTableDef:
     @staff_route(table, "GET", "/video/v1/queue")
     async def queue(request: web.Request, staff: Staff) -> web.StreamResponse:
         desk = request.app[VIDEO_DESK]
-        if staff.role == "helper" or await service.on_duty(request.app[DATABASE], staff.username):
+        answering = staff.role == "helper" or await service.on_duty(
+            request.app[DATABASE], staff.username
+        )
+        if answering:
             desk.seen[staff.username] = time.time()  # counts for the estimated waits
         now = time.time()
         waiting = [
@@ -187,7 +190,12 @@ def routes() -> web.RouteTableDef:
         ]
         mine = [call_id for call_id, live in desk.live.items() if live.clerk == staff.username]
         return web.json_response(
-            {"waiting": waiting, "mine": mine, "answering": desk.answering()},
+            {
+                "waiting": waiting,
+                "mine": mine,
+                "answering": desk.answering(),
+                "can_answer": answering,
+            },
             headers=NO_STORE,
         )
 

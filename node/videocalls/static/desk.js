@@ -23,6 +23,18 @@
   }
   function waited(s) { return s < 60 ? `${s} 秒` : `${Math.floor(s / 60)} 分 ${s % 60} 秒`; }
 
+  function answerButton(id) {
+    const button = document.createElement("button");
+    button.type = "button"; button.className = "primary"; button.textContent = "接听";
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      const p = await api("POST", `/video/v1/calls/${id}/pick`);
+      if (p.ok) location.href = p.data.console;
+      else { status.textContent = p.data.detail || "接听失败"; button.disabled = false; refresh(); }
+    });
+    return button;
+  }
+
   async function refresh() {
     const r = await api("GET", "/video/v1/queue");
     if (!r.ok) { status.textContent = r.data.detail || "无法读取排队"; return; }
@@ -36,16 +48,8 @@
       cell(tr, "事项", w.item_code || "—");
       cell(tr, "录像", w.consent ? "同意" : "不同意");
       cell(tr, "回电号码", w.phone || "—");
-      const td = cell(tr, "操作", "");
-      const button = document.createElement("button");
-      button.type = "button"; button.className = "primary"; button.textContent = "接听";
-      button.addEventListener("click", async () => {
-        button.disabled = true;
-        const p = await api("POST", `/video/v1/calls/${w.id}/pick`);
-        if (p.ok) location.href = p.data.console;
-        else { status.textContent = p.data.detail || "接听失败"; button.disabled = false; refresh(); }
-      });
-      td.append(button);
+      const td = cell(tr, "操作", r.data.can_answer ? "" : "参与视频接听后可接听");
+      if (r.data.can_answer) td.append(answerButton(w.id));
       body.append(tr);
     }
     status.textContent = r.data.waiting.length ? `排队 ${r.data.waiting.length} 人，在岗 ${r.data.answering} 人。` : "目前没有排队的来电。";
@@ -85,8 +89,16 @@
   const duty = document.getElementById("duty");
   if (duty) duty.addEventListener("click", async () => {
     const on = duty.dataset.on === "1";
+    duty.disabled = true;
     const r = await api("POST", "/video/v1/duty", { on });
-    if (r.ok) location.reload();
+    duty.disabled = false;
+    if (!r.ok) { status.textContent = r.data.detail || "操作失败，请重试"; return; }
+    // In place, not by reloading: a reload racing a click on 接听 would drop the answer.
+    desk.dataset.onDuty = on ? "1" : "0";
+    duty.dataset.on = on ? "0" : "1";
+    duty.textContent = on ? "退出视频接听" : "参与视频接听";
+    document.getElementById("duty-state").textContent = on ? "您已参与视频接听。" : "您尚未参与视频接听。";
+    refresh();
   });
 
   refresh(); callbacks();
