@@ -746,6 +746,7 @@ async def run_once(params: Params, index: int) -> dict[str, Any]:
                 receiver_db, select(func.count()).select_from(outbox)
             )
             deadline = time.monotonic() + params.aftermath_timeout
+            spies = start_profilers(procs, params.profile, index, phase="aftermath")
             settled = False
             while time.monotonic() < deadline:
                 waiting = await _scalar(receiver_db, select(func.count()).where(unapplied))
@@ -756,6 +757,7 @@ async def run_once(params: Params, index: int) -> dict[str, Any]:
                     settled = True
                     break
                 await asyncio.sleep(0.25)
+            stop_profilers(spies)
             async with receiver_db.read() as conn:
                 outcomes = {
                     str(o): c
@@ -836,10 +838,11 @@ async def run_once(params: Params, index: int) -> dict[str, Any]:
 
 
 def start_profilers(
-    procs: list[Proc], directory: Path | None, index: int
+    procs: list[Proc], directory: Path | None, index: int, *, phase: str = "delivery"
 ) -> list[subprocess.Popen[bytes]]:
-    """py-spy on every node process for the delivery window (--profile; not a dependency:
-    `pip install py-spy` into the venv). Collapsed stacks, idle samples and threads kept."""
+    """py-spy on every node process for one phase, the delivery window or the aftermath
+    (--profile; not a dependency: `pip install py-spy` into the venv). Collapsed stacks, idle
+    samples and threads kept; the aftermath's files are named `-aftermath`."""
     if directory is None:
         return []
     beside = Path(sys.executable).parent / "py-spy"
@@ -849,7 +852,8 @@ def start_profilers(
     directory.mkdir(parents=True, exist_ok=True)
     spies = []
     for proc in procs:
-        out = directory / f"{proc.name}-run{index}.txt"
+        suffix = "" if phase == "delivery" else f"-{phase}"
+        out = directory / f"{proc.name}-run{index}{suffix}.txt"
         spies.append(
             subprocess.Popen(
                 [
@@ -1122,7 +1126,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="record py-spy collapsed stacks of each node over the delivery window into DIR",
+        help="record py-spy collapsed stacks of each node over the delivery window and, "
+        "apart, the aftermath into DIR",
     )
     parser.add_argument("--out", type=Path, help="default bench/results/federation-<db>.json")
     args = parser.parse_args(argv)

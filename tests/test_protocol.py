@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt as pyjwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocol import claims as c
 from protocol import descriptor as desc
@@ -281,6 +281,45 @@ def test_empty_and_short_signatures(w: World) -> None:
     assert envelope_code(sign_raw(h, p, None), w) is ErrorCode.BAD_SIGNATURE
     short = sign_raw(h, p, None, signature=bytes(63))
     assert envelope_code(short, w) is ErrorCode.BAD_SIGNATURE
+
+
+#: The group order of Ed25519's base point (RFC 8032, section 5.1).
+ORDER = 2**252 + 27742317777372353535851937790883648493
+#: The neutral point's encoding: a public key (or commitment R) of small order.
+NEUTRAL = b"\x01" + bytes(31)
+
+
+def test_malleated_signature_is_refused(w: World) -> None:
+    """S + L verifies the same equation; RFC 8032 requires S < L, so a second valid-looking
+    signature of the same message is not one."""
+    token = env.sign_envelope(claims(), w.current.private_key, w.current.kid)
+    signing_input, signature = token.rsplit(".", 1)
+    raw = b64url_decode(signature)
+    s = int.from_bytes(raw[32:], "little") + ORDER
+    malleated = f"{signing_input}.{b64url_encode(raw[:32] + s.to_bytes(32, 'little'))}"
+    assert envelope_code(malleated, w) is ErrorCode.BAD_SIGNATURE
+
+
+def test_a_key_of_small_order_verifies_nothing(w: World) -> None:
+    """A listed key that is the neutral point would make R = neutral, S = 0 a signature of
+    every message (OpenSSL's check accepts it); the check in libsodium refuses such keys."""
+    neutral = Ed25519PublicKey.from_public_bytes(NEUTRAL)
+    weak = TrustedKey(
+        kid=key_id(A, neutral),
+        region=A,
+        public_key=neutral,
+        not_before=utc(NOW - days(1)),
+        not_after=utc(NOW + days(1)),
+    )
+    keys = KeySet([weak])
+    token = sign_raw(
+        compact_json({"alg": "EdDSA", "typ": env.TYP, "kid": weak.kid}),
+        compact_json(claims()),
+        None,
+        signature=NEUTRAL + bytes(32),
+    )
+    code = refusal(lambda: env.verify_envelope(token, keys, recipient=B, now=NOW)).code
+    assert code is ErrorCode.BAD_SIGNATURE
 
 
 # -- envelopes: header -------------------------------------------------------------------------
