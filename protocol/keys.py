@@ -79,7 +79,44 @@ def load_public_key_text(text: str) -> Ed25519PublicKey:
         raise ValueError("public_key is unpadded base64url") from exc
     if len(raw) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
+    y = int.from_bytes(raw, "little") & (2**255 - 1)
+    if y >= _P:
+        raise ValueError("an Ed25519 public key is encoded canonically (y < 2^255 - 19)")
+    if y in _SMALL_ORDER_Y:
+        # With such a key, R = that point and S = 0 "sign" every message (docs/protocol.md
+        # §15); the signature check refuses them too, this says why at once.
+        raise ValueError("an Ed25519 public key of small order signs nothing")
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+_P = 2**255 - 19
+
+
+def _small_order_y() -> frozenset[int]:
+    """The y-coordinates of Ed25519's eight points of small order (RFC 8032's curve
+    -x^2 + y^2 = 1 + d x^2 y^2 over GF(p)): y = 1 (the neutral point), y = -1 (order 2), y = 0
+    (order 4), and the y of the four points of order 8, whose double has y = 0, that is
+    x^2 = -y^2, so d y^4 + 2 y^2 - 1 = 0."""
+    p = _P
+    d = -121665 * pow(121666, -1, p) % p
+
+    def sqrt(a: int) -> int | None:  # p = 5 (mod 8): Atkin's square root
+        x = pow(a, (p + 3) // 8, p)
+        if x * x % p != a % p:
+            x = x * pow(2, (p - 1) // 4, p) % p
+        return x if x * x % p == a % p else None
+
+    ys = {0, 1, p - 1}
+    root = sqrt(1 + d)
+    assert root is not None
+    for y2 in ((-1 + root) * pow(d, -1, p) % p, (-1 - root) * pow(d, -1, p) % p):
+        y = sqrt(y2)
+        if y is not None:
+            ys |= {y, p - y}
+    return frozenset(ys)
+
+
+_SMALL_ORDER_Y = _small_order_y()
 
 
 def key_id(region: str, key: Ed25519PublicKey) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
+from nacl.exceptions import CryptoError
 
 from protocol import claims as c
 from protocol import descriptor as desc
@@ -1150,6 +1152,28 @@ def test_public_key_text(w: World) -> None:
     for bad in (text + "=", text[:-1], "+" + text[1:], "", "AAAA"):
         with pytest.raises(ValueError):
             load_public_key_text(bad)
+
+
+def test_keys_of_small_order_are_not_loaded() -> None:
+    """The eight points of small order, each with both signs of x, and a y encoded past p:
+    refused, as libsodium's own key check refuses them; generated keys load."""
+    small = [
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    ]
+    weak = [bytes.fromhex(h) for h in small]
+    weak += [raw[:31] + bytes([raw[31] | 0x80]) for raw in weak]  # the other sign of x
+    weak.append(b"\xee" + b"\xff" * 30 + b"\x7f")  # y = p + 1, a second spelling of 1
+    for raw in weak:
+        with pytest.raises(ValueError):
+            load_public_key_text(b64url_encode(raw))
+        with pytest.raises(CryptoError):
+            crypto_sign_ed25519_pk_to_curve25519(raw)
+    for _ in range(50):
+        load_public_key_text(public_key_text(Ed25519PrivateKey.generate().public_key()))
 
 
 def test_trusted_key_claim_round_trip(w: World) -> None:
