@@ -21,6 +21,7 @@ from node.cases.lifecycle import PROVINCIAL_CODES, STATUS_LABELS, Mode, Side, St
 from node.cases.models import case_due_counts, case_events, case_status_counts, cases, uploads
 from node.cases.personal import masked_id, masked_phone
 from node.federation.outbox import Outbox
+from node.storage.prepared import Prepared
 from node.storage.upserts import conflict_insert
 from protocol.errors import ProtocolError
 
@@ -37,15 +38,19 @@ class Envelope:
 #: Built once (a statement made per call costs more than its execution).
 _FOR_UPDATE = select(cases).where(cases.c.id == bindparam("id")).with_for_update()
 _BY_XT = select(cases).where(cases.c.xt_id == bindparam("xt"))
-_BY_XT_FOR_UPDATE = _BY_XT.with_for_update()
+#: Prepared (node/storage/prepared.py): the applier looks every partner message's case up.
+_BY_XT_PREPARED = {
+    lock: Prepared(_BY_XT.with_for_update() if lock else _BY_XT, ("xt",)) for lock in (True, False)
+}
 
 
 async def load_for_update(conn: AsyncConnection, case_id: int) -> Row[Any] | None:
     return (await conn.execute(_FOR_UPDATE, {"id": case_id})).first()
 
 
-async def load_by_xt(conn: AsyncConnection, xt_id: str, *, lock: bool = True) -> Row[Any] | None:
-    return (await conn.execute(_BY_XT_FOR_UPDATE if lock else _BY_XT, {"xt": xt_id})).first()
+async def load_by_xt(conn: AsyncConnection, xt_id: str, *, lock: bool = True) -> Any:
+    """The case's row (a named tuple: ``row.status``), or None."""
+    return await _BY_XT_PREPARED[lock].first(conn, {"xt": xt_id})
 
 
 async def upload(conn: AsyncConnection, sha256: str) -> Row[Any] | None:

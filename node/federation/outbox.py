@@ -18,6 +18,7 @@ from node.federation.identity import NodeIdentity
 from node.federation.models import OUTBOX_TOKEN, outbound_sequences, outbox
 from node.federation.scheduler import notify_statement
 from node.storage.database import after_commit
+from node.storage.prepared import Prepared
 from node.storage.sealing import SealsValues
 from node.storage.upserts import conflict_insert
 from protocol.envelope import new_claims, sign_envelope
@@ -75,8 +76,8 @@ class Outbox:
         # What the receiver's receipt names: SHA-256 of the compact bytes (ParsedJWS.digest),
         # without parsing back what we just signed.
         digest = hashlib.sha256(token.encode("ascii")).hexdigest()
-        result = await conn.execute(
-            _INSERT,
+        row_id = await _INSERT.scalar(
+            conn,
             {
                 "partner": partner,
                 "jti": claims["jti"],
@@ -92,7 +93,6 @@ class Outbox:
                 "attempts": 0,
             },
         )
-        row_id = result.scalar_one()
         if conn.dialect.name == "postgresql":
             # Every replica's scheduler LISTENs: the one that is free sends it, at commit.
             await conn.execute(notify_statement(partner))
@@ -100,9 +100,25 @@ class Outbox:
         return Queued(id=row_id, jti=claims["jti"], seq=seq, digest=digest)
 
 
-#: Built once: a statement made per call costs more than its execution (SQLAlchemy builds and
-#: hashes its cache key each time); these are executed with a parameter dict.
-_INSERT = outbox.insert().returning(outbox.c.id)
+#: Built once, and Prepared (node/storage/prepared.py): a statement made per call costs more
+#: than its execution, and so does SQLAlchemy's work around it for each message.
+_INSERT = Prepared(
+    outbox.insert().returning(outbox.c.id),
+    (
+        "partner",
+        "jti",
+        "xt",
+        "seq",
+        "typ",
+        "token",
+        "digest",
+        "blobs",
+        "created_at",
+        "expires_at",
+        "next_attempt_at",
+        "attempts",
+    ),
+)
 
 
 def _next_seq_statement(insert: Any) -> Any:
@@ -117,9 +133,12 @@ def _next_seq_statement(insert: Any) -> Any:
     )
 
 
-_NEXT_SEQ = {name: _next_seq_statement(conflict_insert(name)) for name in ("postgresql", "sqlite")}
+_NEXT_SEQ = {
+    name: Prepared(_next_seq_statement(conflict_insert(name)), ("xt", "partner"))
+    for name in ("postgresql", "sqlite")
+}
 
 
 async def _next_seq(conn: AsyncConnection, xt: str, partner: str) -> int:
-    statement = _NEXT_SEQ[conn.dialect.name]
-    return int((await conn.execute(statement, {"xt": xt, "partner": partner})).scalar_one()) - 1
+    prepared = _NEXT_SEQ[conn.dialect.name]
+    return int(await prepared.scalar(conn, {"xt": xt, "partner": partner})) - 1
