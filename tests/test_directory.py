@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from node.config import ConfigError, NodeConfig
 from node.doctor import run_checks
@@ -44,7 +45,7 @@ from protocol.directory import (
 )
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.jws import parse
-from protocol.keys import TrustedKey, generate_private_key, key_id, utc
+from protocol.keys import TrustedKey, generate_private_key, key_id, public_key_text, utc
 from tests.support.databases import DatabaseFactory
 from tests.support.directory import AUTHORITY, DAY, entry_of, synthetic_entries
 from tests.support.nodes import make_configs
@@ -97,6 +98,7 @@ def test_a_signed_directory_verifies_to_its_entries() -> None:
         ("serial-0", ErrorCode.DIRECTORY_INVALID_CLAIMS),
         ("too-long", ErrorCode.DIRECTORY_INVALID_CLAIMS),
         ("bad-url", ErrorCode.DIRECTORY_BAD_URL),
+        ("small-order-key", ErrorCode.DIRECTORY_BAD_KEY),
     ],
 )
 def test_the_authority_cannot_sign_what_nodes_refuse(change: str, code: ErrorCode) -> None:
@@ -120,6 +122,13 @@ def test_the_authority_cannot_sign_what_nodes_refuse(change: str, code: ErrorCod
         claims["exp"] = now + 32 * DAY
     elif change == "bad-url":
         claims["regions"][1]["url"] = "https://user:pw@example.org"
+    elif change == "small-order-key":
+        # The neutral point: with it, R = neutral, S = 0 would sign every message.
+        neutral = Ed25519PublicKey.from_public_bytes(b"\x01" + bytes(31))
+        region = claims["regions"][1]["region"]
+        claims["regions"][1]["keys"][0].update(
+            kid=key_id(region, neutral), public_key=public_key_text(neutral)
+        )
     with pytest.raises(ProtocolError) as exc:
         sign_directory(claims, key, authority=AUTHORITY)
     assert exc.value.code == code
