@@ -24,7 +24,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.keys import b64url_decode, b64url_encode
+from protocol.keys import b64url_decode, b64url_encode, public_raw
 from protocol.strictjson import loads_object
 
 ALGORITHM = "EdDSA"
@@ -102,6 +102,6 @@ def check_signature(parsed: ParsedJWS, key: Ed25519PublicKey) -> None:
     """The Ed25519 signature of ``parsed`` over its signing input, by ``key``; else
     ``bad_signature``. (``parse`` has checked the signature's length.)"""
     try:
-        crypto_sign_open(parsed.signature + parsed.signing_input, key.public_bytes_raw())
+        crypto_sign_open(parsed.signature + parsed.signing_input, public_raw(key))
     except BadSignatureError as exc:
         raise ProtocolError(ErrorCode.BAD_SIGNATURE, "signature does not verify") from exc

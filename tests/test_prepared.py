@@ -26,7 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.storage.database import Database
-from node.storage.prepared import Prepared, inline_sqlite
+from node.storage.prepared import Prepared
+from node.storage.sqlite_writer import inline_sqlite
 from node.storage.upserts import conflict_insert
 from tests.support.databases import DatabaseFactory, using_postgres
 

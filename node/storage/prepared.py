@@ -19,7 +19,6 @@ computed in Python, a parameter not named in ``keys`` nor bound to a value in th
 
 from __future__ import annotations
 
-import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -29,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
-from node.storage.sqlite_writer import InlineableConnection
+from node.storage.sqlite_writer import inline_sqlite
 
 Process = Callable[[Any], Any]
 
@@ -76,14 +75,6 @@ class Prepared:
         if self._row is None or self._row._fields != columns:
             self._row = namedtuple("PreparedRow", columns)  # type: ignore[misc]
         return self._row
-
-
-def inline_sqlite(conn: AsyncConnection) -> sqlite3.Connection | None:
-    """The ``sqlite3`` connection under ``conn`` if its transaction runs inline now."""
-    adapted = conn.sync_connection.connection.dbapi_connection if conn.sync_connection else None
-    if isinstance(adapted, InlineableConnection) and adapted.inline:
-        return adapted.raw
-    return None
 
 
 class _Compiled:

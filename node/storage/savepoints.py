@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from node.storage.sqlite_writer import InlineableConnection
+from node.storage.sqlite_writer import inline_sqlite
 
 BEGIN = "SAVEPOINT tongban_part"
 UNDO = "ROLLBACK TO SAVEPOINT tongban_part"
@@ -47,10 +47,7 @@ class Savepoints:
     @classmethod
     async def of(cls, conn: AsyncConnection) -> Savepoints:
         """For ``conn`` as it runs now: call it inside the transaction, after it began."""
-        adapted = (await conn.get_raw_connection()).dbapi_connection
-        if isinstance(adapted, InlineableConnection) and adapted.inline:
-            return cls(conn, adapted.raw)
-        return cls(conn, None)
+        return cls(conn, inline_sqlite(conn))
 
     @property
     def direct(self) -> bool:

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util.concurrency import await_
 
 
@@ -138,6 +139,15 @@ class InlineableConnection(AsyncAdapt_aiosqlite_connection):
             await_(self._connection._execute(self.raw.execute, "BEGIN IMMEDIATE"))  # type: ignore[attr-defined]
         except Exception as error:
             self._handle_exception(error)
+
+
+def inline_sqlite(conn: AsyncConnection) -> sqlite3.Connection | None:
+    """The ``sqlite3`` connection under ``conn`` if its transaction runs inline now (what
+    ``Savepoints`` and ``Prepared`` send their statements to directly)."""
+    adapted = conn.sync_connection.connection.dbapi_connection if conn.sync_connection else None
+    if isinstance(adapted, InlineableConnection) and adapted.inline:
+        return adapted.raw
+    return None
 
 
 class InlineableDbapi(AsyncAdapt_aiosqlite_dbapi):
