@@ -1,5 +1,7 @@
-"""The write path's priorities: an inbound store (a partner waits for its receipt) is urgent;
-the applier gives way to it on SQLite, where both need the one writer connection."""
+"""The write path's priorities on SQLite, where every write needs the one writer connection:
+an inbound store (a partner waits for its receipt) is urgent, and the applier pauses for it;
+any write that is not background work ends the applier's transaction at its next breath; the
+applier lets the event loop run every few messages of a transaction."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.federation import applier as applier_module
@@ -83,7 +86,7 @@ async def test_the_applier_gives_way_to_inbound_stores(
     """An inbound store that waited behind one of the applier's transactions is followed by
     a pause of the applier (twice that transaction's length), so that further stores find
     the writer free instead of queueing behind the applier's next transaction."""
-    monkeypatch.setattr(applier_module, "PER_TRANSACTION", 4)
+    monkeypatch.setattr(applier_module, "PER_TRANSACTION", {"sqlite": 4})
     monkeypatch.setattr(applier_module, "MIN_PER_TRANSACTION", 4)
     db = await _database(databases)
     key = generate_private_key()
@@ -139,3 +142,117 @@ async def test_the_applier_gives_way_to_inbound_stores(
     first_transaction = applied_at[3][1] - applied_at[0][0]
     pause = applied_at[4][0] - applied_at[3][1]
     assert pause >= 2 * first_transaction * 0.95
+
+
+def _count_commits(db: Database) -> list[int]:
+    """A list that grows by one at each commit of a SQLAlchemy transaction on the writer."""
+    commits: list[int] = []
+    event.listen(db.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    return commits
+
+
+async def _store_messages(db: Database, count: int) -> None:
+    key = generate_private_key()
+    now = time.time()
+    stored = [
+        stored_inbound(
+            sign_envelope(
+                new_claims(
+                    iss=SENDER,
+                    aud=RECEIVER,
+                    typ="case.progress",
+                    xt=f"XT-{n:02d}",
+                    seq=1,
+                    body=example_body("case.progress")[0],
+                    now=now,
+                ),
+                key,
+                "kid-1",
+            ),
+            received_at=now + n,
+        )
+        for n in range(count)
+    ]
+    async with db.write() as conn:
+        await insert_inbound(conn, stored)
+
+
+@pytest.mark.skipif(using_postgres(), reason="the one-writer contention is SQLite's")
+@pytest.mark.parametrize(
+    ("background", "writes_after"),
+    [(False, applier_module.BREATHE_EVERY), (True, 24)],
+    ids=["a-clerk's-write-ends-it", "background-work-waits"],
+)
+async def test_a_waiting_write_ends_the_applier_transaction_unless_it_is_background_work(
+    databases: DatabaseFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    background: bool,
+    writes_after: int,
+) -> None:
+    """A write that asks for the writer while the applier holds it goes in at the applier's
+    next breath (after ``MIN_PER_TRANSACTION``), not at the end of a long transaction; the
+    delivery's bookkeeping (background) lets the applier finish."""
+    monkeypatch.setattr(applier_module, "MIN_PER_TRANSACTION", 2)
+    monkeypatch.setattr(applier_module, "BUDGET", {"sqlite": 30.0})
+    db = await _database(databases)
+    await _store_messages(db, 24)
+    order: list[str] = []
+    first_applied = asyncio.Event()
+    commits = _count_commits(db)
+
+    async def handler(conn: AsyncConnection, envelope: Envelope) -> None:
+        # Never suspends: a real handler's statements run on the loop (inline).
+        order.append("apply")
+        first_applied.set()
+
+    async def write() -> None:
+        await first_applied.wait()
+
+        def fn(_c: sqlite3.Connection) -> None:
+            order.append("write")
+
+        await db.run_write(fn, background=background)
+
+    applier = Applier(db, handler, sealer=load_sealer(tmp_path))
+    try:
+        writing = asyncio.create_task(write())
+        assert await applier.apply_ready() == 24
+        await writing
+    finally:
+        await db.dispose()
+    assert order == ["apply"] * writes_after + ["write"] + ["apply"] * (24 - writes_after)
+    # The applier's transactions: one, or two when the write cut the first short.
+    assert len(commits) == (1 if background else 2)
+
+
+@pytest.mark.skipif(using_postgres(), reason="inline statements run on the loop on SQLite")
+async def test_the_applier_lets_the_loop_run_within_a_transaction(
+    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A transaction of many messages whose handlers never suspend still lets other tasks
+    (requests, deliveries) run every ``BREATHE_EVERY`` messages."""
+    monkeypatch.setattr(applier_module, "BUDGET", {"sqlite": 30.0})
+    db = await _database(databases)
+    await _store_messages(db, 40)
+    order: list[str] = []
+    commits = _count_commits(db)
+
+    async def handler(conn: AsyncConnection, envelope: Envelope) -> None:
+        order.append("apply")
+
+    async def tick() -> None:
+        while True:
+            order.append("tick")
+            await asyncio.sleep(0)
+
+    applier = Applier(db, handler, sealer=load_sealer(tmp_path))
+    ticking = asyncio.create_task(tick())
+    try:
+        assert await applier.apply_ready() == 40
+    finally:
+        ticking.cancel()
+        await db.dispose()
+    assert len(commits) == 1
+    runs = "".join("a" if o == "apply" else "t" for o in order).split("t")
+    assert max(len(run) for run in runs) == applier_module.BREATHE_EVERY

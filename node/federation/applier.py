@@ -39,13 +39,22 @@ log = logging.getLogger(__name__)
 #: Messages read per pass (at most one per case).
 BATCH = 200
 #: Most messages applied in one transaction ...
-PER_TRANSACTION = 32
+PER_TRANSACTION = {"sqlite": BATCH, "postgresql": 32}
 #: ... and about how long one may take once it has applied ``MIN_PER_TRANSACTION``, seconds:
-#: on SQLite it holds the one writer (inbound stores wait meanwhile); on PostgreSQL only the
-#: locks of its own cases. (A transaction costs about as much as a message: fewer than a few
-#: messages per transaction would double the applier's cost.)
-BUDGET = {"sqlite": 0.02, "postgresql": 0.1}
+#: on SQLite it holds the one writer; on PostgreSQL only the locks of its own cases. (A
+#: transaction costs about as much as a message: fewer than a few messages per transaction
+#: would double the applier's cost.) On SQLite a transaction also ends early, after
+#: ``MIN_PER_TRANSACTION``, as soon as another write waits for the writer
+#: (``Database.writer_awaited``: a clerk's action, an inbound store; not the delivery's
+#: bookkeeping, which is background work as this is): so a backlog is applied in few, full
+#: transactions, and nobody waits for more than a few messages.
+BUDGET = {"sqlite": 0.1, "postgresql": 0.1}
 MIN_PER_TRANSACTION = 8
+#: Every this many messages the applier lets the event loop run (``asyncio.sleep(0)``): on
+#: SQLite a transaction's statements run on the loop (node/storage/sqlite_writer.py) and
+#: would otherwise hold every request and delivery for the whole transaction; a write that
+#: then asks for the writer is seen at once (above).
+BREATHE_EVERY = 8
 #: On SQLite, when an inbound store waited for the writer while a transaction of the applier
 #: held it (``Database.writer_wanted``), the applier pauses this many times that transaction's
 #: length before its next one: a partner waits for that store's receipt, applying can wait.
@@ -161,8 +170,9 @@ class Applier:
                 ).all()
             ]
         count = 0
+        per_transaction = PER_TRANSACTION.get(self._db.engine.dialect.name, 32)
         while ready:
-            chunk, ready = ready[:PER_TRANSACTION], ready[PER_TRANSACTION:]
+            chunk, ready = ready[:per_transaction], ready[per_transaction:]
             # One lock order for every transaction (replicas never wait on each other in a
             # cycle); a chunk holds at most one message per case.
             chunk.sort(key=lambda i: (i.iss, i.xt))
@@ -197,7 +207,7 @@ class Applier:
         left: list[_Ready] = []
         # Inline: on SQLite the transaction's many short statements run on the loop, its
         # BEGIN and COMMIT in the writer's thread (node/storage/sqlite_writer.py).
-        async with self._db.write(inline=True) as conn:
+        async with self._db.write(inline=True, background=True) as conn:
             # The cursor of a case seen for the first time: made here, so that it can be
             # locked (replicas on PostgreSQL) and only moved below.
             fresh = [{"iss": i.iss, "xt": i.xt} for i in items if i.cursor is None]
@@ -227,7 +237,11 @@ class Applier:
             }
             savepoints = await Savepoints.of(conn)
             for index, item in enumerate(items):
-                if index >= MIN_PER_TRANSACTION and time.monotonic() - started > budget:
+                if index and index % BREATHE_EVERY == 0:
+                    await asyncio.sleep(0)
+                if index >= MIN_PER_TRANSACTION and (
+                    self._db.writer_awaited or time.monotonic() - started > budget
+                ):
                     left = items[index:]
                     break
                 if cursors.get((item.iss, item.xt)) != item.seq:

@@ -414,7 +414,8 @@ class Delivery:
         self.settles[region] = self.settles.get(region, 0) + 1
         if self._db.is_sqlite:
             rows, next_due = await self._db.run_write(
-                lambda c: self._settle_sqlite(c, region, results, claim, renew, now, probe)
+                lambda c: self._settle_sqlite(c, region, results, claim, renew, now, probe),
+                background=True,
             )
         else:
             rows, next_due = await self._settle_async(region, results, claim, renew, now, probe)
@@ -434,7 +435,7 @@ class Delivery:
     ) -> tuple[list[_Row], float | None]:
         rows: list[_Row] = []
         next_due: float | None = None
-        async with self._db.write() as conn:
+        async with self._db.write(background=True) as conn:
             if results:
                 await self._record(conn, results, now)
             if renew:

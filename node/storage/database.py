@@ -92,27 +92,41 @@ class Database:
         else:
             self._writer = create_async_engine(url, pool_size=10, max_overflow=10, **ENGINE_OPTIONS)
             self._reader = self._writer
-        #: Urgent transactions waiting for SQLite's one writer connection right now.
+        #: Transactions waiting for SQLite's one writer connection right now: urgent ones,
+        #: and all that are not background work (urgent ones included).
         self._urgent_waiters = 0
+        self._waiters = 0
 
     @property
     def writer_wanted(self) -> bool:
         """SQLite: an urgent transaction (an inbound store: a partner waits for its receipt)
-        waits for the one writer connection. Work that can wait (the applier's) gives way."""
+        waits for the one writer connection. Work that can wait (the applier's) gives way,
+        and pauses before its next transaction."""
         return self._urgent_waiters > 0
 
+    @property
+    def writer_awaited(self) -> bool:
+        """SQLite: a transaction that is not background work waits for the one writer
+        connection (a clerk's action, an inbound store, ...). The applier, which holds the
+        writer for up to ``BUDGET`` while it has a backlog, ends its transaction early."""
+        return self._waiters > 0
+
     @asynccontextmanager
-    async def _writer_connection(self, urgent: bool) -> AsyncIterator[AsyncConnection]:
-        if not (self.is_sqlite and urgent):
+    async def _writer_connection(
+        self, urgent: bool, background: bool
+    ) -> AsyncIterator[AsyncConnection]:
+        if not self.is_sqlite or background:
             async with self._writer.connect() as conn:
                 yield conn
             return
         conn = self._writer.connect()
-        self._urgent_waiters += 1
+        self._waiters += 1
+        self._urgent_waiters += urgent
         try:
             await conn.start()
         finally:
-            self._urgent_waiters -= 1
+            self._waiters -= 1
+            self._urgent_waiters -= urgent
         try:
             yield conn
         finally:
@@ -124,18 +138,20 @@ class Database:
 
     @asynccontextmanager
     async def write(
-        self, *, urgent: bool = False, inline: bool = False
+        self, *, urgent: bool = False, inline: bool = False, background: bool = False
     ) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits on success and rolls back on any exception.
 
         Callbacks registered with ``after_commit(conn, fn)`` run once the commit succeeded.
-        ``urgent``: see ``writer_wanted``.
+        ``urgent``: see ``writer_wanted``. ``background``: work whose wait for the writer
+        does not cut the applier's transactions short (``writer_awaited``): the applier's
+        own, and the delivery's bookkeeping, which gains from fewer, fuller transactions.
         ``inline`` (SQLite): the transaction's statements run on the event loop's thread,
         not each handed to the connection's thread (node/storage/sqlite_writer.py); for
         transactions of many short statements and nothing slow (the applier's).
         """
         callbacks: list[Callable[[], None]] = []
-        async with self._writer_connection(urgent) as conn:
+        async with self._writer_connection(urgent, background) as conn:
             _after_commit[id(conn)] = callbacks
             try:
                 async with conn.begin():
@@ -149,18 +165,24 @@ class Database:
         for callback in callbacks:
             callback()
 
-    async def run_write(self, fn: Callable[[sqlite3.Connection], T], *, urgent: bool = False) -> T:
+    async def run_write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        urgent: bool = False,
+        background: bool = False,
+    ) -> T:
         """SQLite only: run ``fn(connection)`` as one write transaction (``BEGIN IMMEDIATE``
         ... ``COMMIT``, rolled back if it raises) in the writer connection's own thread.
 
         The whole transaction costs one hand-over to that thread instead of several per
         statement: the hot paths (inbound group commit, outbox claim and record) use it.
         ``fn`` gets the plain ``sqlite3`` connection and must not touch the event loop.
-        ``urgent``: see ``writer_wanted``.
+        ``urgent``, ``background``: as for ``write``.
         """
         if not self.is_sqlite:
             raise RuntimeError("run_write is for SQLite; use write() on PostgreSQL")
-        async with self._writer_connection(urgent) as conn:
+        async with self._writer_connection(urgent, background) as conn:
             fairy = await conn.get_raw_connection()
             driver = fairy.driver_connection  # the aiosqlite connection
             assert driver is not None
