@@ -89,24 +89,7 @@ async def test_the_applier_gives_way_to_inbound_stores(
     monkeypatch.setattr(applier_module, "PER_TRANSACTION", {"sqlite": 4})
     monkeypatch.setattr(applier_module, "MIN_PER_TRANSACTION", 4)
     db = await _database(databases)
-    key = generate_private_key()
-    now = time.time()
-
-    def token(n: int) -> str:
-        claims = new_claims(
-            iss=SENDER,
-            aud=RECEIVER,
-            typ="case.progress",
-            xt=f"XT-{n:02d}",
-            seq=1,
-            body=example_body("case.progress")[0],
-            now=now,
-        )
-        return sign_envelope(claims, key, "kid-1")
-
-    stored = [stored_inbound(token(n), received_at=now + n) for n in range(12)]
-    async with db.write() as conn:
-        await insert_inbound(conn, stored)
+    await _store_messages(db, 12)
 
     order: list[str] = []
     applied_at: list[tuple[float, float]] = []
