@@ -168,6 +168,7 @@ async def test_a_citizen_calls_the_hall(node: RunningNode, tmp_path: Path) -> No
         await clerk.get_by_role("button", name="参与视频接听").click()
         await clerk.wait_for_selector("#queue tbody tr button", timeout=30_000)
         assert await clerk.locator("#duty-state").text_content() == "您已参与视频接听。"
+        assert await clerk.locator("#duty").text_content() == "退出视频接听"
         await clerk.screenshot(path=str(shots / "desk-queue.png"), full_page=True)
         assert "企业开办需要哪些材料" in (
             await clerk.locator("#queue tbody tr").first.text_content() or ""

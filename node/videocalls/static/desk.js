@@ -95,8 +95,9 @@
     if (!r.ok) { status.textContent = r.data.detail || "操作失败，请重试"; return; }
     // In place, not by reloading: a reload racing a click on 接听 would drop the answer.
     duty.dataset.on = on ? "0" : "1";
-    duty.textContent = on ? "退出视频接听" : "参与视频接听";
-    document.getElementById("duty-state").textContent = on ? "您已参与视频接听。" : "您尚未参与视频接听。";
+    for (const el of [duty, document.getElementById("duty-state")]) {
+      el.textContent = on ? el.dataset.whenOn : el.dataset.whenOff;
+    }
     refresh();
   });
 
