@@ -50,8 +50,8 @@ PER_TRANSACTION = {"sqlite": BATCH, "postgresql": 32}
 #: transactions, and nobody waits for more than a few messages.
 BUDGET = {"sqlite": 0.1, "postgresql": 0.1}
 MIN_PER_TRANSACTION = 8
-#: Every this many messages the applier lets the event loop run (``asyncio.sleep(0)``): on
-#: SQLite a transaction's statements run on the loop (node/storage/sqlite_writer.py) and
+#: Every this many messages the applier lets the event loop run (``asyncio.sleep(0)``), on
+#: SQLite: there a transaction's statements run on the loop (node/storage/sqlite_writer.py) and
 #: would otherwise hold every request and delivery for the whole transaction; a write that
 #: then asks for the writer is seen at once (above).
 BREATHE_EVERY = 8
@@ -236,8 +236,10 @@ class Applier:
                 ).all()
             }
             savepoints = await Savepoints.of(conn)
+            # PostgreSQL's statements each wait for the server: the loop runs meanwhile.
+            breathe = BREATHE_EVERY if self._db.is_sqlite else 0
             for index, item in enumerate(items):
-                if index and index % BREATHE_EVERY == 0:
+                if breathe and index and index % breathe == 0:
                     await asyncio.sleep(0)
                 if index >= MIN_PER_TRANSACTION and (
                     self._db.writer_awaited or time.monotonic() - started > budget
