@@ -239,3 +239,60 @@ async def test_the_applier_lets_the_loop_run_within_a_transaction(
     assert len(commits) == 1
     runs = "".join("a" if o == "apply" else "t" for o in order).split("t")
     assert max(len(run) for run in runs) == applier_module.BREATHE_EVERY
+
+
+@pytest.mark.skipif(using_postgres(), reason="the one-writer contention is SQLite's")
+async def test_the_applier_does_not_count_its_wait_for_the_writer(
+    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The applier that waited for the writer behind other writes (a burst of inbound stores)
+    neither spends its budget on that wait nor pauses for twice it afterwards: the pause is
+    twice the time it held the writer. (Counting the wait once paused it for seconds after
+    a burst, with everything stored and nothing applied.)"""
+    monkeypatch.setattr(applier_module, "MIN_PER_TRANSACTION", 2)
+    monkeypatch.setattr(applier_module, "BREATHE_EVERY", 2)
+    db = await _database(databases)
+    await _store_messages(db, 6)
+    waited = 1.0
+    release = asyncio.Event()
+    holding = asyncio.Event()
+    applied_at: list[tuple[float, float]] = []
+    commits = _count_commits(db)
+    commits_seen: list[int] = []
+
+    async def hold() -> None:
+        async with db.write():
+            holding.set()
+            await release.wait()
+
+    async def handler(conn: AsyncConnection, envelope: Envelope) -> None:
+        commits_seen.append(len(commits))
+        started = time.monotonic()
+        await asyncio.sleep(0.005)
+        applied_at.append((started, time.monotonic()))
+
+    def store(_c: sqlite3.Connection) -> None:
+        pass
+
+    applier = Applier(db, handler, sealer=load_sealer(tmp_path))
+    try:
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        applying = asyncio.create_task(applier.apply_ready())
+        await asyncio.sleep(0.05)  # the applier waits for the writer now ...
+        storing = asyncio.create_task(db.run_write(store, urgent=True))  # ... and a store
+        await asyncio.sleep(waited)
+        release.set()
+        await holder
+        assert await applying == 6
+        await storing
+    finally:
+        await db.dispose()
+    # The first transaction applied its minimum (the store waited), not fewer; the next
+    # began after a pause of about twice the first one's length, far less than the wait.
+    assert commits_seen[0] == commits_seen[1] < commits_seen[2]
+    first_end = applied_at[1][1]
+    first_length = first_end - applied_at[0][0]
+    pause = applied_at[2][0] - first_end
+    assert first_length < waited / 4
+    assert pause < waited / 2

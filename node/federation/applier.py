@@ -105,8 +105,10 @@ class Applier:
         self._on_refused = on_refused
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        #: The last transaction ended with an urgent write waiting for the writer.
+        #: The last transaction ended with an urgent write waiting for the writer ...
         self._wanted = False
+        #: ... and held the writer this long, seconds (from BEGIN to the end of COMMIT).
+        self._held = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -176,8 +178,8 @@ class Applier:
             # One lock order for every transaction (replicas never wait on each other in a
             # cycle); a chunk holds at most one message per case.
             chunk.sort(key=lambda i: (i.iss, i.xt))
-            started = time.monotonic()
             self._wanted = False
+            self._held = 0.0
             try:
                 applied, left = await self._apply_batch(chunk)
             except Exception:
@@ -190,7 +192,7 @@ class Applier:
             count += applied
             ready = left + ready
             if ready and self._wanted:
-                await asyncio.sleep((time.monotonic() - started) * YIELD_FACTOR)
+                await asyncio.sleep(self._held * YIELD_FACTOR)
         return count
 
     async def _apply_batch(self, items: list[_Ready]) -> tuple[int, list[_Ready]]:
@@ -199,7 +201,6 @@ class Applier:
         Returns how many were applied and the items not reached (for the next transaction).
         A message another replica applied meanwhile, or whose case another replica is
         applying now, is skipped without error."""
-        started = time.monotonic()
         budget = BUDGET.get(self._db.engine.dialect.name, 0.1)
         done: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
@@ -208,6 +209,10 @@ class Applier:
         # Inline: on SQLite the transaction's many short statements run on the loop, its
         # BEGIN and COMMIT in the writer's thread (node/storage/sqlite_writer.py).
         async with self._db.write(inline=True, background=True) as conn:
+            # From here, not from before the wait for the writer: behind a queue of inbound
+            # stores that wait may be long, and counting it would end the transaction at once
+            # and then pause the applier for twice that wait (seconds, in a burst).
+            started = time.monotonic()
             # The cursor of a case seen for the first time: made here, so that it can be
             # locked (replicas on PostgreSQL) and only moved below.
             fresh = [{"iss": i.iss, "xt": i.xt} for i in items if i.cursor is None]
@@ -270,6 +275,7 @@ class Applier:
                 await conn.execute(_MARK_FAILED, failed)
             # Somebody urgent waits for the writer that this transaction holds (SQLite).
             self._wanted = self._db.writer_wanted
+        self._held = time.monotonic() - started
         return len(done), left
 
     async def _apply(self, conn: AsyncConnection, savepoints: Savepoints, item: _Ready) -> str:
