@@ -148,7 +148,8 @@ async def test_a_directory_of_3000_regions_is_built_signed_served_fetched_and_ap
     authority = DirectoryAuthority(tmp_path / "authority")
     server = DirectoryServerProcess(authority.served, tmp_path / "server.log")
     toml = directory_toml(server.url, [authority.public_key])
-    # Idle delivery queues (one per partner: 2 999 of them) poll rarely.
+    # A rare fallback scan for due rows (one query for all 2 999 partners, docs/protocol.md
+    # "Delivery scheduling"); nothing here waits for it.
     configs = await directory_nodes(tmp_path, databases, [SHAOYANG, HENGYANG], toml, poll=60)
     # What the regions registered: two real nodes' `partners self` and 2 998 others, built
     # and signed by the authority's commands.
