@@ -164,7 +164,7 @@ async def _store_messages(db: Database, count: int) -> None:
 @pytest.mark.parametrize(
     ("background", "writes_after"),
     [(False, applier_module.BREATHE_EVERY), (True, 24)],
-    ids=["a-clerk's-write-ends-it", "background-work-waits"],
+    ids=["a-clerks-write-ends-it", "background-work-waits"],
 )
 async def test_a_waiting_write_ends_the_applier_transaction_unless_it_is_background_work(
     databases: DatabaseFactory,
