@@ -105,10 +105,10 @@ class Applier:
         self._on_refused = on_refused
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        #: The last transaction ended with an urgent write waiting for the writer ...
-        self._wanted = False
-        #: ... and held the writer this long, seconds (from BEGIN to the end of COMMIT).
-        self._held = 0.0
+        #: How long to pause before the next transaction, seconds: ``YIELD_FACTOR`` times
+        #: the time the last one held the writer (BEGIN to the end of COMMIT) if it ended
+        #: with an urgent write waiting for the writer, else 0.
+        self._pause = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -178,8 +178,7 @@ class Applier:
             # One lock order for every transaction (replicas never wait on each other in a
             # cycle); a chunk holds at most one message per case.
             chunk.sort(key=lambda i: (i.iss, i.xt))
-            self._wanted = False
-            self._held = 0.0
+            self._pause = 0.0
             try:
                 applied, left = await self._apply_batch(chunk)
             except Exception:
@@ -191,8 +190,8 @@ class Applier:
                     applied += await self._apply_alone(item)
             count += applied
             ready = left + ready
-            if ready and self._wanted:
-                await asyncio.sleep(self._held * YIELD_FACTOR)
+            if ready and self._pause:
+                await asyncio.sleep(self._pause)
         return count
 
     async def _apply_batch(self, items: list[_Ready]) -> tuple[int, list[_Ready]]:
@@ -274,8 +273,9 @@ class Applier:
             if failed:
                 await conn.execute(_MARK_FAILED, failed)
             # Somebody urgent waits for the writer that this transaction holds (SQLite).
-            self._wanted = self._db.writer_wanted
-        self._held = time.monotonic() - started
+            wanted = self._db.writer_wanted
+        if wanted:
+            self._pause = (time.monotonic() - started) * YIELD_FACTOR
         return len(done), left
 
     async def _apply(self, conn: AsyncConnection, savepoints: Savepoints, item: _Ready) -> str:

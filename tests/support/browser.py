@@ -121,9 +121,9 @@ async def chromium(*extra_args: str) -> AsyncIterator[Browser]:
         assert not seen, "Content-Security-Policy violations:\n" + "\n".join(seen)
 
 
-def _taken_again_if_capture_failed(
-    take: Callable[..., Awaitable[bytes]],
-) -> Callable[..., Awaitable[bytes]]:
+def _retrying(take: Callable[..., Awaitable[bytes]]) -> Callable[..., Awaitable[bytes]]:
+    """``take`` (a screenshot method), taken again when Chromium refuses the capture."""
+
     async def screenshot(self: Any, *args: Any, **kwargs: Any) -> bytes:
         for attempt in range(1, SCREENSHOT_TRIES + 1):
             try:
@@ -140,7 +140,6 @@ def _taken_again_if_capture_failed(
 
 
 # Every page's and element's screenshots, whoever opened the page (a context, a popup).
-_retrying = _taken_again_if_capture_failed
 Page.screenshot = _retrying(Page.screenshot)  # type: ignore[method-assign,assignment]
 Locator.screenshot = _retrying(Locator.screenshot)  # type: ignore[method-assign,assignment]
 
